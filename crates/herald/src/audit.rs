@@ -1,0 +1,149 @@
+//! The audit log: security events, kept in order and streamed to admins.
+//!
+//! Every security-relevant decision (a stream opened or closed, a credential
+//! refused, a cap hit, a revocation applied, a token minted, an admin action)
+//! becomes one [`AuditRecord`]. Records carry only a short prefix of a
+//! session hash and never a credential.
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// One audit event.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    /// Strictly increasing id (resume with `Last-Event-ID` / `after`).
+    pub id: u64,
+    /// Unix ms.
+    pub time_ms: u64,
+    /// `stream_opened`, `stream_closed`, `auth_failed`, `cap_rejected`,
+    /// `revocation_applied`, `token_minted`, `admin_action`.
+    pub kind: &'static str,
+    /// Tenant concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Account concerned, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// First 8 hex chars of the session hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Client address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// Stream id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<u64>,
+    /// Kind-specific details (reason, code, count...).
+    pub detail: serde_json::Value,
+}
+
+/// Builder-style description of an audit event before it gets its id.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEntry {
+    /// See [`AuditRecord::kind`].
+    pub kind: &'static str,
+    /// Tenant.
+    pub tenant: Option<String>,
+    /// Account.
+    pub account: Option<String>,
+    /// Session hash prefix.
+    pub session: Option<String>,
+    /// Client address.
+    pub ip: Option<IpAddr>,
+    /// Stream id.
+    pub stream: Option<u64>,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+impl AuditEntry {
+    /// An entry of `kind` about `principal`.
+    pub fn about(kind: &'static str, p: &herald_core::Principal) -> AuditEntry {
+        AuditEntry {
+            kind,
+            tenant: p.tenant.clone(),
+            account: Some(p.sub.clone()),
+            session: p.session.map(|h| h.prefix()),
+            ..AuditEntry::default()
+        }
+    }
+}
+
+type Listener = Box<dyn Fn(&Arc<AuditRecord>) + Send + Sync>;
+
+/// The in-memory audit log, bounded by count.
+pub struct AuditLog {
+    records: Mutex<(u64, VecDeque<Arc<AuditRecord>>)>,
+    capacity: usize,
+    listener: Mutex<Option<Listener>>,
+}
+
+impl AuditLog {
+    /// Keeps the last `capacity` records.
+    pub fn new(capacity: usize) -> AuditLog {
+        AuditLog {
+            records: Mutex::new((0, VecDeque::new())),
+            capacity,
+            listener: Mutex::new(None),
+        }
+    }
+
+    /// Sets the function told about each new record (the hub fans records
+    /// out to audit streams through it).
+    pub fn set_listener(&self, f: Listener) {
+        *self.listener.lock() = Some(f);
+    }
+
+    /// Appends a record.
+    pub fn record(&self, e: AuditEntry, now_ms: u64) -> Arc<AuditRecord> {
+        let rec = {
+            let mut g = self.records.lock();
+            g.0 += 1;
+            let rec = Arc::new(AuditRecord {
+                id: g.0,
+                time_ms: now_ms,
+                kind: e.kind,
+                tenant: e.tenant,
+                account: e.account,
+                session: e.session,
+                ip: e.ip,
+                stream: e.stream,
+                detail: e.detail,
+            });
+            g.1.push_back(rec.clone());
+            while g.1.len() > self.capacity {
+                g.1.pop_front();
+            }
+            rec
+        };
+        tracing::info!(target: "herald::audit", kind = rec.kind, id = rec.id, tenant = ?rec.tenant, account = ?rec.account, session = ?rec.session, ip = ?rec.ip, stream = ?rec.stream, detail = %rec.detail);
+        if let Some(f) = &*self.listener.lock() {
+            f(&rec);
+        }
+        rec
+    }
+
+    /// Records with `id > after` visible under `filter`, at most `limit`.
+    pub fn page(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: impl Fn(&AuditRecord) -> bool,
+    ) -> Vec<Arc<AuditRecord>> {
+        let g = self.records.lock();
+        let start = g.1.partition_point(|r| r.id <= after);
+        g.1.range(start..)
+            .filter(|r| filter(r))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    /// The id of the newest record.
+    pub fn head(&self) -> u64 {
+        self.records.lock().0
+    }
+}

@@ -1,0 +1,104 @@
+//! Authentication: turns a presented credential into a [`Principal`].
+//!
+//! Three kinds of credential are accepted, each in its own module: user JWTs
+//! ([`jwt`]), backend API keys ([`api_key`]) and hub-minted SSE tokens
+//! ([`sse_token`]). Where a credential may come from is decided here: the
+//! query string (`?token=`) only ever carries SSE tokens, because URLs end
+//! up in logs.
+
+pub mod api_key;
+pub mod jwt;
+pub mod sse_token;
+
+use herald_core::{Principal, SessionKey};
+
+/// Why a credential was refused. Rendered as `401` with
+/// `WWW-Authenticate: Bearer error="invalid_token", error_description=...`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{description}")]
+pub struct AuthError {
+    /// Stable code: `missing_credential`, `invalid_token`, `token_expired`,
+    /// `credential_revoked`, ...
+    pub code: &'static str,
+    /// Human explanation, safe to show (never contains the credential).
+    pub description: String,
+}
+
+impl AuthError {
+    /// Builds an error.
+    pub fn new(code: &'static str, description: impl Into<String>) -> AuthError {
+        AuthError {
+            code,
+            description: description.into(),
+        }
+    }
+}
+
+/// Where the credential was found.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// `Authorization: Bearer ...`
+    Bearer(&'a str),
+    /// The `herald_token` cookie.
+    Cookie(&'a str),
+    /// `?token=` on a subscribe request.
+    Query(&'a str),
+}
+
+/// All configured ways of verifying credentials.
+pub struct Authenticator {
+    /// JWT verification keys.
+    pub jwt: jwt::JwtVerifier,
+    /// Configured API keys.
+    pub api_keys: api_key::ApiKeys,
+    /// Outstanding SSE tokens.
+    pub sse_tokens: sse_token::SseTokens,
+    /// Key for session-id hashes.
+    pub session_key: SessionKey,
+}
+
+/// Fingerprint of a raw credential: a short hash, enough to recognise it
+/// again (revocation, token bookkeeping) without ever storing it.
+pub fn fingerprint(raw: &str) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&blake3::hash(raw.as_bytes()).as_bytes()[..16]);
+    out
+}
+
+impl Authenticator {
+    /// Verifies a credential. `consume` redeems single-use SSE tokens (set on
+    /// stream opens, not on other requests).
+    pub fn authenticate(
+        &self,
+        source: Source<'_>,
+        now_ms: u64,
+        consume: bool,
+    ) -> Result<Principal, AuthError> {
+        match source {
+            Source::Query(raw) => {
+                if !raw.starts_with(sse_token::PREFIX) {
+                    return Err(AuthError::new(
+                        "invalid_token",
+                        "the token query parameter only accepts SSE tokens from POST /v1/tokens; send JWTs and API keys in the Authorization header",
+                    ));
+                }
+                self.sse_tokens.redeem(raw, now_ms, consume)
+            }
+            Source::Bearer(raw) | Source::Cookie(raw) => {
+                if raw.starts_with(sse_token::PREFIX) {
+                    self.sse_tokens.redeem(raw, now_ms, consume)
+                } else if raw.starts_with(api_key::PREFIX) {
+                    if matches!(source, Source::Cookie(_)) {
+                        return Err(AuthError::new(
+                            "invalid_token",
+                            "API keys are not accepted in cookies",
+                        ));
+                    }
+                    self.api_keys.verify(raw)
+                } else {
+                    self.jwt.verify(raw, &self.session_key, now_ms)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! SSE tokens: short-lived, narrow credentials for `?token=`.
+//!
+//! `EventSource` cannot set headers, so browsers end up putting credentials
+//! in URLs, and URLs end up in logs. An SSE token makes that harmless: it is
+//! minted by `POST /v1/tokens` for one principal and a subset of its
+//! selectors, lives minutes, and by default works once. A URL copied out of
+//! a log is worthless by the time anyone reads it.
+//!
+//! Only a hash of each token is kept.
+
+use super::{fingerprint, AuthError};
+use herald_core::{CredentialKind, Principal};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+
+/// Every SSE token starts with this.
+pub const PREFIX: &str = "st_";
+
+struct Record {
+    principal: Principal,
+    expires_at_ms: u64,
+    minter: String,
+    single_use: bool,
+    used: bool,
+}
+
+impl Record {
+    fn outstanding(&self, now_ms: u64) -> bool {
+        now_ms < self.expires_at_ms && !(self.single_use && self.used)
+    }
+}
+
+/// Why a mint was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// The minter already has the maximum of outstanding tokens.
+    #[error("at most {0} SSE tokens may be outstanding per minter and subject")]
+    TooMany(usize),
+}
+
+#[derive(Default)]
+struct State {
+    by_hash: HashMap<[u8; 32], Record>,
+    by_minter: HashMap<String, Vec<[u8; 32]>>,
+}
+
+/// The outstanding SSE tokens.
+pub struct SseTokens {
+    state: Mutex<State>,
+    max_outstanding: usize,
+}
+
+/// A freshly minted token.
+pub struct Minted {
+    /// The token itself, returned to the minter once and never stored.
+    pub token: String,
+    /// Unix time (ms) it expires.
+    pub expires_at_ms: u64,
+}
+
+fn hash(raw: &str) -> [u8; 32] {
+    *blake3::hash(raw.as_bytes()).as_bytes()
+}
+
+impl SseTokens {
+    /// An empty store allowing `max_outstanding` tokens per minter+subject.
+    pub fn new(max_outstanding: usize) -> SseTokens {
+        SseTokens {
+            state: Mutex::new(State::default()),
+            max_outstanding,
+        }
+    }
+
+    /// Mints a token for `principal` (already narrowed by the caller).
+    /// `minter` identifies who is minting for whom (key id + subject).
+    pub fn mint(
+        &self,
+        mut principal: Principal,
+        minter: String,
+        expires_at_ms: u64,
+        single_use: bool,
+        now_ms: u64,
+    ) -> Result<Minted, MintError> {
+        use base64::Engine;
+        let bytes: [u8; 32] = rand::random();
+        let token = format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
+        let h = hash(&token);
+        let mut state = self.state.lock();
+        let State { by_hash, by_minter } = &mut *state;
+        let mine = by_minter.entry(minter.clone()).or_default();
+        mine.retain(|h| by_hash.get(h).is_some_and(|r| r.outstanding(now_ms)));
+        if mine.len() >= self.max_outstanding {
+            return Err(MintError::TooMany(self.max_outstanding));
+        }
+        mine.push(h);
+        principal.expires_at_ms = Some(
+            principal
+                .expires_at_ms
+                .map_or(expires_at_ms, |e| e.min(expires_at_ms)),
+        );
+        principal.fingerprint = fingerprint(&token);
+        principal.kind = CredentialKind::SseToken {
+            token_id: hex::encode(&h[..6]),
+        };
+        by_hash.insert(
+            h,
+            Record {
+                principal,
+                expires_at_ms,
+                minter,
+                single_use,
+                used: false,
+            },
+        );
+        Ok(Minted {
+            token,
+            expires_at_ms,
+        })
+    }
+
+    /// Looks a token up; with `consume`, a single-use token is spent.
+    pub fn redeem(&self, raw: &str, now_ms: u64, consume: bool) -> Result<Principal, AuthError> {
+        let mut state = self.state.lock();
+        let record = state
+            .by_hash
+            .get_mut(&hash(raw))
+            .ok_or_else(|| AuthError::new("invalid_token", "unknown SSE token"))?;
+        if now_ms >= record.expires_at_ms {
+            return Err(AuthError::new(
+                "token_expired",
+                "the SSE token has expired; mint a fresh one",
+            ));
+        }
+        if record.single_use && record.used {
+            return Err(AuthError::new(
+                "token_used",
+                "this SSE token was already used; mint a fresh one for each connection",
+            ));
+        }
+        if consume {
+            record.used = true;
+        }
+        Ok(record.principal.clone())
+    }
+
+    /// Forgets tokens that can no longer be redeemed.
+    pub fn purge(&self, now_ms: u64) {
+        let mut state = self.state.lock();
+        let State { by_hash, by_minter } = &mut *state;
+        by_hash.retain(|_, r| r.outstanding(now_ms));
+        by_minter.retain(|_, hashes| {
+            hashes.retain(|h| by_hash.contains_key(h));
+            !hashes.is_empty()
+        });
+    }
+
+    /// Drops every token whose principal matches `dead` (revocation).
+    pub fn revoke_where(&self, dead: impl Fn(&Principal) -> bool) -> usize {
+        let mut state = self.state.lock();
+        let before = state.by_hash.len();
+        state.by_hash.retain(|_, r| !dead(&r.principal));
+        before - state.by_hash.len()
+    }
+
+    /// Tokens currently outstanding.
+    pub fn outstanding(&self, now_ms: u64) -> usize {
+        self.state
+            .lock()
+            .by_hash
+            .values()
+            .filter(|r| r.outstanding(now_ms))
+            .count()
+    }
+
+    /// The minter key of a token (for audit), if known.
+    pub fn minter_of(&self, raw: &str) -> Option<String> {
+        self.state
+            .lock()
+            .by_hash
+            .get(&hash(raw))
+            .map(|r| r.minter.clone())
+    }
+}

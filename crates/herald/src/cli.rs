@@ -1,0 +1,391 @@
+//! The `herald` command line: `serve`, `token`, `publish`, `apikey`.
+
+use crate::auth::jwt::{sign_hs256, Claims, HeraldClaims};
+use crate::config::{Config, FlagOverrides, LogFormat};
+use crate::hub::Hub;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Herald: an audience-scoped, revocation-aware Server-Sent Events hub.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Options every command understands (they locate the configuration).
+#[derive(Debug, Args, Clone, Default)]
+pub struct Common {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, global = true)]
+    pub listen: Option<String>,
+    /// Directory for generated secrets and data (default ./herald-data).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// TLS certificate chain (PEM); enables HTTPS and HTTP/2.
+    #[arg(long, global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long, global = true)]
+    pub log_format: Option<String>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub.
+    Serve,
+    /// Mint a user JWT with the configured HS256 secret.
+    Token(TokenArgs),
+    /// Publish one event to a running hub.
+    Publish(PublishArgs),
+    /// Generate a backend API key and the hash to put in the configuration.
+    Apikey(ApikeyArgs),
+}
+
+/// `herald token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Account id.
+    #[arg(long)]
+    pub sub: String,
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Session id.
+    #[arg(long)]
+    pub sid: Option<String>,
+    /// Role (repeatable).
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    /// Group (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Selector the token may subscribe to (repeatable).
+    #[arg(long)]
+    pub subscribe: Vec<String>,
+    /// Selector the token may publish to (repeatable).
+    #[arg(long)]
+    pub publish: Vec<String>,
+    /// Hub admin (tenant admin with --tenant).
+    #[arg(long)]
+    pub admin: bool,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+    /// Token id (for `token_revoke`); random when omitted.
+    #[arg(long)]
+    pub jti: Option<String>,
+}
+
+/// `herald publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Hub URL (http only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Topic (repeatable).
+    #[arg(long = "topic", required = true)]
+    pub topics: Vec<String>,
+    /// Event data.
+    #[arg(long)]
+    pub data: String,
+    /// Event type.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Audience: `public` or a JSON object.
+    #[arg(long, default_value = "public")]
+    pub audience: String,
+    /// Make it the topic's retained snapshot.
+    #[arg(long)]
+    pub retain: bool,
+    /// Credential (JWT or API key); default: a one-minute JWT minted with
+    /// the configured secret.
+    #[arg(long, env = "HERALD_TOKEN")]
+    pub token: Option<String>,
+}
+
+/// `herald apikey`.
+#[derive(Debug, Args)]
+pub struct ApikeyArgs {
+    /// Id for the key.
+    #[arg(long, default_value = "backend")]
+    pub id: String,
+    /// Scope (repeatable): publish, tokens, revoke, admin.
+    #[arg(long = "scope", default_values_t = ["publish".to_string(), "tokens".to_string()])]
+    pub scopes: Vec<String>,
+    /// Tenant to bind the key to.
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+impl Common {
+    fn load(&self) -> Result<Config, String> {
+        let flags = FlagOverrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            log_format: self.log_format.clone(),
+        };
+        Config::load(self.config.as_deref(), &flags).map_err(|e| e.to_string())
+    }
+}
+
+/// Exit codes: 0 fine, 1 runtime failure, 2 configuration or usage error.
+pub async fn run(cli: Cli) -> i32 {
+    let config = match cli.common.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return 2;
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Token(args) => token(&config, args),
+        Command::Publish(args) => publish(&config, args).await,
+        Command::Apikey(args) => {
+            let (key, hash) = crate::auth::api_key::generate();
+            println!("# the key (give it to the backend; it is not stored anywhere):");
+            println!("{key}");
+            println!("\n# add to herald.toml:");
+            println!(
+                "[[api_keys]]\nid = {:?}\nhash = {hash:?}\nscopes = {:?}",
+                args.id, args.scopes
+            );
+            if let Some(t) = args.tenant {
+                println!("tenant = {t:?}");
+            }
+            0
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+async fn serve(config: Config) -> i32 {
+    init_logging(config.log_format);
+    crate::http::ops::install_metrics();
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => match crate::server::tls_acceptor(c, k) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("herald: invalid configuration: {e}");
+                return 2;
+            }
+        },
+        _ => None,
+    };
+    let hub = match Hub::builder(config.clone()).build() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return 2;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("herald: cannot listen on {}: {e}", config.listen);
+            return 1;
+        }
+    };
+    let addr = listener.local_addr().map_or(config.listen, |a| a);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, tls = tls.is_some(), "herald listening");
+    // Machine-readable line for scripts and tests that bind port 0.
+    println!("herald listening on {scheme}://{addr}");
+    if let Some(file) = &hub.inner.generated_secret_file {
+        println!(
+            "\nNo JWT key configured: using the generated HS256 secret in {} (mode 0600).\n\
+             Mint a token:\n  TOKEN=$(herald token --sub alice --subscribe 'demo' --publish 'demo')\n\
+             Subscribe:\n  curl -N -H \"Authorization: Bearer $TOKEN\" '{scheme}://{addr}/v1/events?topic=demo'\n\
+             Publish:\n  curl -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    \
+             -d '{{\"topics\":[\"demo\"],\"data\":\"hello\",\"audience\":\"public\"}}' {scheme}://{addr}/v1/publish\n",
+            file.display()
+        );
+    }
+    crate::server::serve(hub, listener, tls, crate::server::shutdown_signal()).await;
+    tracing::info!("herald stopped");
+    0
+}
+
+fn secret_for_cli(config: &Config) -> Result<String, String> {
+    crate::secrets::resolve(config)
+        .map_err(|e| e.to_string())?
+        .jwt_secret
+        .ok_or_else(|| {
+            "no HS256 secret: this hub verifies public-key tokens only; mint them with your issuer"
+                .into()
+        })
+}
+
+fn token(config: &Config, a: TokenArgs) -> i32 {
+    let secret = match secret_for_cli(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return 2;
+        }
+    };
+    let now = crate::hub::now_ms() / 1000;
+    let claims = Claims {
+        sub: a.sub,
+        tenant: a.tenant,
+        sid: a.sid,
+        roles: a.roles,
+        groups: a.groups,
+        exp: now + a.ttl,
+        iat: Some(now),
+        jti: Some(
+            a.jti
+                .unwrap_or_else(|| hex::encode(rand::random::<[u8; 12]>())),
+        ),
+        iss: config.jwt_issuer.clone(),
+        aud: config.jwt_audience.clone().map(serde_json::Value::String),
+        herald: HeraldClaims {
+            subscribe: a.subscribe,
+            publish: a.publish,
+            admin: a.admin,
+        },
+        ..Claims::default()
+    };
+    match sign_hs256(&claims, &secret) {
+        Ok(t) => {
+            println!("{t}");
+            0
+        }
+        Err(e) => {
+            eprintln!("herald: cannot sign: {e}");
+            1
+        }
+    }
+}
+
+async fn publish(config: &Config, a: PublishArgs) -> i32 {
+    let token = match a.token {
+        Some(t) => t,
+        None => {
+            let secret = match secret_for_cli(config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("herald: {e}");
+                    return 2;
+                }
+            };
+            let now = crate::hub::now_ms() / 1000;
+            let claims = Claims {
+                sub: "herald-cli".into(),
+                exp: now + 60,
+                iat: Some(now),
+                iss: config.jwt_issuer.clone(),
+                aud: config.jwt_audience.clone().map(serde_json::Value::String),
+                herald: HeraldClaims {
+                    publish: vec!["*".into()],
+                    ..HeraldClaims::default()
+                },
+                ..Claims::default()
+            };
+            match sign_hs256(&claims, &secret) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("herald: cannot sign: {e}");
+                    return 1;
+                }
+            }
+        }
+    };
+    let audience: serde_json::Value = if a.audience == "public" {
+        "public".into()
+    } else {
+        match serde_json::from_str(&a.audience) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("herald: --audience must be `public` or a JSON object: {e}");
+                return 2;
+            }
+        }
+    };
+    let mut event = serde_json::json!({"topics": a.topics, "data": a.data, "audience": audience, "retain": a.retain});
+    if let Some(t) = a.event_type {
+        event["type"] = t.into();
+    }
+    match post_json(&a.url, "/v1/publish", &token, &event).await {
+        Ok((status, body)) => {
+            println!("{body}");
+            if status.is_success() {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("herald: {e}");
+            1
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 POST with hyper's client connection (the CLI needs
+/// nothing more, and it avoids a second HTTP stack in the binary).
+async fn post_json(
+    base: &str,
+    path: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Result<(hyper::StatusCode, String), String> {
+    use http_body_util::{BodyExt, Full};
+    let uri: hyper::Uri = format!("{}{path}", base.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| format!("bad --url: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err("--url must be http:// (use curl for https)".into());
+    }
+    let host = uri.host().ok_or("bad --url: no host")?.to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let req = hyper::Request::post(uri.clone())
+        .header(hyper::header::HOST, format!("{host}:{port}"))
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}

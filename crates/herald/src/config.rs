@@ -1,0 +1,324 @@
+//! Configuration: defaults, then a TOML file, then `HERALD_*` environment
+//! variables, then command-line flags (each later source wins).
+//!
+//! Errors name the key and the source that set it, and never print a
+//! secret's value.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Everything `herald serve` can be told.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for generated secrets and (later) the store.
+    pub data_dir: PathBuf,
+    /// HS256 secret for user JWTs. Generated into the data dir when no key
+    /// at all is configured.
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RSA public key: RS256 tokens are verified with it.
+    pub jwt_rs256_public_key: Option<PathBuf>,
+    /// PEM file with an EC P-256 public key: ES256 tokens.
+    pub jwt_es256_public_key: Option<PathBuf>,
+    /// PEM file with an Ed25519 public key: EdDSA tokens.
+    pub jwt_eddsa_public_key: Option<PathBuf>,
+    /// Required `iss` claim, when set.
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` claim, when set.
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    pub jwt_leeway_secs: u64,
+    /// Longest credential lifetime accepted (`exp - iat`), in seconds; also
+    /// how long revocation deny rules are kept.
+    pub max_token_lifetime_secs: u64,
+    /// Secret that keys session-id hashes. Derived from `jwt_secret` when
+    /// unset, or generated into the data dir.
+    pub session_hash_key: Option<String>,
+    /// API keys for backends.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Browser origins allowed by CORS on the native API.
+    pub cors_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// TLS certificate chain (PEM). With `tls_key`, serves HTTPS + HTTP/2.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+    /// History kept for `Last-Event-ID` resume, in events.
+    pub history_size: usize,
+    /// Limits and back-pressure.
+    pub limits: LimitsConfig,
+}
+
+/// One backend API key. Only the hash of its secret is configured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Name used in logs and audit events.
+    pub id: String,
+    /// `sha256:<hex>` or `blake3:<hex>` of the full key (`hk_...`).
+    pub hash: String,
+    /// Any of `publish`, `tokens`, `revoke`, `admin`.
+    pub scopes: Vec<String>,
+    /// Tenant the key is bound to.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Topics the key may publish to (default: all).
+    #[serde(default)]
+    pub publish: Option<Vec<String>>,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What happens when a session opens a stream beyond its cap.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionCapPolicy {
+    /// Close the session's oldest stream with `event: evicted`.
+    Evict,
+    /// Refuse the new stream with `429`.
+    Reject,
+}
+
+/// DESIGN.md §6: caps, queues and timers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Streams per session.
+    pub per_session: usize,
+    /// What to do when a session is full.
+    pub session_policy: SessionCapPolicy,
+    /// Streams per account.
+    pub per_account: usize,
+    /// Streams per client IP.
+    pub per_ip: usize,
+    /// Streams in the whole hub; 0 = derived from the open-file limit.
+    pub hub_total: usize,
+    /// Outstanding SSE tokens per minter and subject.
+    pub sse_tokens_outstanding: usize,
+    /// Default SSE token lifetime, seconds.
+    pub sse_token_ttl_secs: u64,
+    /// Longest SSE token lifetime a minter may ask for, seconds.
+    pub sse_token_max_ttl_secs: u64,
+    /// Largest event, bytes.
+    pub max_event_bytes: usize,
+    /// Most events in one `{"events": [...]}` publish.
+    pub max_batch: usize,
+    /// Per-subscriber queue, events.
+    pub queue_events: usize,
+    /// Per-subscriber queue, bytes.
+    pub queue_bytes: usize,
+    /// A write stalled this long ends the stream, seconds.
+    pub write_stall_secs: u64,
+    /// Keepalive comment interval when idle, seconds.
+    pub keepalive_secs: u64,
+    /// Failed authentications allowed per client IP per minute.
+    pub auth_failures_per_minute: u32,
+    /// Most selectors on one subscription.
+    pub max_selectors: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("herald-data"),
+            jwt_secret: None,
+            jwt_rs256_public_key: None,
+            jwt_es256_public_key: None,
+            jwt_eddsa_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway_secs: 5,
+            max_token_lifetime_secs: 7 * 24 * 3600,
+            session_hash_key: None,
+            api_keys: Vec::new(),
+            cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            log_format: LogFormat::Text,
+            history_size: 100_000,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            per_session: 10,
+            session_policy: SessionCapPolicy::Evict,
+            per_account: 20,
+            per_ip: 256,
+            hub_total: 0,
+            sse_tokens_outstanding: 10,
+            sse_token_ttl_secs: 300,
+            sse_token_max_ttl_secs: 3600,
+            max_event_bytes: 1024 * 1024,
+            max_batch: 1000,
+            queue_events: 1024,
+            queue_bytes: 4 * 1024 * 1024,
+            write_stall_secs: 30,
+            keepalive_secs: 15,
+            auth_failures_per_minute: 60,
+            max_selectors: 100,
+        }
+    }
+}
+
+/// A configuration problem, printed as one line before exiting with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Flags given on the command line; `None` leaves the lower sources alone.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FlagOverrides {
+    /// `--listen`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// `--data-dir`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `--tls-cert`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// `--log-format`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+}
+
+impl Config {
+    /// Loads defaults ← `file` ← `HERALD_*` env ← flags, then checks it.
+    ///
+    /// Nested keys use a double underscore in the environment:
+    /// `HERALD_LIMITS__PER_SESSION=5`.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        flags: &FlagOverrides,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("HERALD_").split("__").ignore(&["config"]))
+            .merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks relations between keys that serde cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return err("tls_cert", "tls_cert and tls_key must be given together");
+        }
+        if matches!(&self.jwt_secret, Some(s) if s.len() < 32) {
+            return err("jwt_secret", "must be at least 32 bytes long");
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.per_session", l.per_session),
+            ("limits.per_account", l.per_account),
+            ("limits.per_ip", l.per_ip),
+            ("limits.sse_tokens_outstanding", l.sse_tokens_outstanding),
+            ("limits.max_event_bytes", l.max_event_bytes),
+            ("limits.max_batch", l.max_batch),
+            ("limits.queue_events", l.queue_events),
+            ("limits.queue_bytes", l.queue_bytes),
+            ("limits.max_selectors", l.max_selectors),
+            ("history_size", self.history_size),
+        ] {
+            if v == 0 {
+                return err(key, "must be greater than 0");
+            }
+        }
+        for (key, v) in [
+            ("limits.sse_token_ttl_secs", l.sse_token_ttl_secs),
+            ("limits.keepalive_secs", l.keepalive_secs),
+            ("limits.write_stall_secs", l.write_stall_secs),
+            ("max_token_lifetime_secs", self.max_token_lifetime_secs),
+        ] {
+            if v == 0 {
+                return err(key, "must be greater than 0");
+            }
+        }
+        if l.sse_token_ttl_secs > l.sse_token_max_ttl_secs {
+            return err(
+                "limits.sse_token_ttl_secs",
+                "must not exceed limits.sse_token_max_ttl_secs",
+            );
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, key) in self.api_keys.iter().enumerate() {
+            if !ids.insert(&key.id) {
+                return err(&format!("api_keys[{i}].id"), "duplicate id");
+            }
+            if crate::auth::api_key::parse_hash(&key.hash).is_none() {
+                return err(
+                    &format!("api_keys[{i}].hash"),
+                    "must be `sha256:<64 hex>` or `blake3:<64 hex>` (see `herald apikey`)",
+                );
+            }
+            for scope in &key.scopes {
+                if herald_core::Scopes::default().with(scope).is_none() {
+                    return err(
+                        &format!("api_keys[{i}].scopes"),
+                        &format!(
+                            "unknown scope `{scope}` (expected publish, tokens, revoke, admin)"
+                        ),
+                    );
+                }
+            }
+            if let Some(p) = &key.publish {
+                if let Err(e) = herald_core::SelectorSet::parse(p) {
+                    return err(&format!("api_keys[{i}].publish"), &e.message);
+                }
+            }
+        }
+        for origin in &self.cors_origins {
+            if origin == "*" {
+                return err(
+                    "cors_origins",
+                    "`*` is not allowed: credentials are only sent to listed origins",
+                );
+            }
+            if axum::http::HeaderValue::from_str(origin).is_err() {
+                return err("cors_origins", &format!("`{origin}` is not a valid origin"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// figment errors can span lines; the contract is one line naming the key.
+fn one_line(e: &figment::Error) -> String {
+    e.to_string().replace('\n', " ")
+}

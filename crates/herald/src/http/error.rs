@@ -1,0 +1,123 @@
+//! The one error type of the HTTP surface: every failure is
+//! `{"error": {"code": "snake_case", "message": "human sentence"}}` with the
+//! status DESIGN.md assigns to it. Nothing here can panic.
+
+use crate::auth::AuthError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald_core::Invalid;
+
+/// An error answered to a client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: &'static str,
+    /// Human message.
+    pub message: String,
+    /// `Retry-After` seconds (429, 503).
+    pub retry_after: Option<u64>,
+    /// `WWW-Authenticate` value (401).
+    pub www_authenticate: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status, a code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            www_authenticate: None,
+        }
+    }
+
+    /// `400`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// `403`.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// `404`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// `429` with `Retry-After`.
+    pub fn too_many(code: &'static str, message: impl Into<String>, retry_after: u64) -> ApiError {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// `503` while draining.
+    pub fn draining() -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the hub is shutting down; retry on another node or in a moment",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
+    /// `401` for a request that carried no credential.
+    pub fn missing_credential() -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_credential",
+            "send a credential: Authorization: Bearer <JWT or API key>, the herald_token cookie, or ?token=<SSE token> on a stream",
+        );
+        e.www_authenticate = Some("Bearer realm=\"herald\"".into());
+        e
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(a: AuthError) -> ApiError {
+        let mut e = ApiError::new(StatusCode::UNAUTHORIZED, a.code, a.description.clone());
+        // The description is ours (never the token), but quotes and
+        // backslashes would break the header's quoted-string.
+        let desc = a.description.replace(['"', '\\'], "'");
+        e.www_authenticate = Some(format!(
+            "Bearer realm=\"herald\", error=\"invalid_token\", error_description=\"{desc}\""
+        ));
+        e
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(i: Invalid) -> ApiError {
+        let status = match i.code {
+            "event_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            c if c.ends_with("_forbidden") => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, i.code, i.message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(v) = self
+            .www_authenticate
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}

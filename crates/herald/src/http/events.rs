@@ -1,0 +1,207 @@
+//! `GET /v1/events`: open a stream.
+//!
+//! Everything that can refuse the stream — credential, selectors,
+//! `Last-Event-ID`, caps — is decided before the first byte, so a refusal is
+//! always a real status code, never an error inside a `200` stream.
+
+use super::error::ApiError;
+use super::request::{client_ip, header_credential, query_pairs, ConnInfo};
+use crate::auth::Source;
+use crate::hub::{now_ms, Hub, HubInner};
+use crate::queue::SubscriberQueue;
+use crate::registry::{CapExceeded, StreamKind, Subscriber};
+use crate::stream::{self, Start};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::Response;
+use herald_core::{Principal, SelectorSet};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Longest `Last-Event-ID` accepted.
+const MAX_LAST_EVENT_ID: usize = 1024;
+
+/// Handler for `GET /v1/events`.
+pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
+    let hub = hub.inner.clone();
+    let query = query_pairs(&req);
+    let topics: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "topic")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if topics.is_empty() {
+        return Err(ApiError::bad_request(
+            "topics_required",
+            "give at least one `topic` selector",
+        ));
+    }
+    if topics.len() > hub.config.limits.max_selectors {
+        return Err(ApiError::bad_request(
+            "too_many_selectors",
+            format!(
+                "at most {} topic selectors per stream",
+                hub.config.limits.max_selectors
+            ),
+        ));
+    }
+    let selectors = SelectorSet::parse(&topics)?;
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .map(|v| v.to_str().map(str::to_string).map_err(|_| ()))
+        .or_else(|| {
+            query
+                .iter()
+                .find(|(k, _)| k == "last_event_id")
+                .map(|(_, v)| Ok(v.clone()))
+        })
+        .transpose()
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid_last_event_id",
+                "Last-Event-ID must be visible ASCII",
+            )
+        })?;
+    let ip = client_ip(&req, &hub.config);
+    let token = query
+        .iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.as_str());
+    let source = match token {
+        Some(t) => Some(Source::Query(t)),
+        None => header_credential(req.headers()),
+    };
+    // Authenticate without spending a single-use token: it is spent only
+    // once the stream is admitted, so a 429 does not burn it.
+    let principal = hub.authenticate(source, ip, false)?;
+    authorize_selectors(&principal, &selectors)?;
+
+    let start = match last_event_id.as_deref() {
+        None => Start::Retained,
+        Some(id) => {
+            if id.len() > MAX_LAST_EVENT_ID || id.chars().any(char::is_control) {
+                return Err(ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID is malformed",
+                ));
+            }
+            let point = hub.history.resolve(id).await.map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID names an event this hub never issued",
+                )
+            })?;
+            Start::Resume(point)
+        }
+    };
+    let connection = req.extensions().get::<ConnInfo>().map(|c| c.kill.clone());
+    open(
+        &hub,
+        principal,
+        selectors,
+        ip,
+        StreamKind::Events,
+        start,
+        connection,
+        source,
+    )
+}
+
+/// Refuses selectors outside what the credential may subscribe to. Delivery
+/// checks every event against the credential again; this gives the client a
+/// clear `403` instead of a silent stream.
+fn authorize_selectors(p: &Principal, selectors: &SelectorSet) -> Result<(), ApiError> {
+    for s in &selectors.0 {
+        if !p.subscribe.0.iter().any(|allowed| allowed.covers(s)) {
+            return Err(ApiError::forbidden(
+                "topic_forbidden",
+                format!("this credential may not subscribe to `{}`", s.as_str()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Admits a stream against the caps and builds its response. Shared by the
+/// event and audit streams.
+#[allow(clippy::too_many_arguments)]
+pub fn open(
+    hub: &Arc<HubInner>,
+    principal: Principal,
+    selectors: SelectorSet,
+    ip: std::net::IpAddr,
+    kind: StreamKind,
+    start: Start,
+    connection: Option<tokio_util::sync::CancellationToken>,
+    source: Option<Source<'_>>,
+) -> Result<Response, ApiError> {
+    if hub.is_draining() {
+        return Err(ApiError::draining());
+    }
+    let now = now_ms();
+    let subscriber = Subscriber {
+        id: hub.registry.next_id(),
+        principal: Arc::new(principal),
+        selectors,
+        ip,
+        opened_at_ms: now,
+        queue: SubscriberQueue::new(
+            hub.config.limits.queue_events,
+            hub.config.limits.queue_bytes,
+            now,
+        ),
+        kind,
+        connection,
+    };
+    let admitted = match hub.registry.admit(subscriber) {
+        Ok(a) => a,
+        Err(cap) => {
+            let mut e = crate::audit::AuditEntry::default();
+            e.kind = "cap_rejected";
+            e.ip = Some(ip);
+            e.detail = json!({"cap": cap.code()});
+            hub.audit.record(e, now);
+            metrics::counter!("herald_cap_rejections_total", "cap" => cap.code()).increment(1);
+            return Err(ApiError::too_many(cap.code(), cap_message(cap), 5));
+        }
+    };
+    // Spend a single-use SSE token now that the stream is admitted. If it
+    // was spent concurrently by another request, this stream loses.
+    if let Some(Source::Query(raw) | Source::Bearer(raw) | Source::Cookie(raw)) = source {
+        if raw.starts_with(crate::auth::sse_token::PREFIX) {
+            if let Err(e) = hub.auth.sse_tokens.redeem(raw, now, true) {
+                drop(admitted);
+                return Err(e.into());
+            }
+        }
+    }
+    let sub = admitted.subscriber.clone();
+    hub.audit_stream(
+        "stream_opened",
+        &sub,
+        json!({"selectors": sub.selectors.as_strings(), "kind": format!("{:?}", sub.kind)}),
+    );
+    let body = stream::body(hub.clone(), sub, admitted.slot, start);
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+fn cap_message(cap: CapExceeded) -> &'static str {
+    match cap {
+        CapExceeded::Session => "this session has as many streams open as it may",
+        CapExceeded::Account => "this account has as many streams open as it may",
+        CapExceeded::Ip => "this address has as many streams open as it may",
+        CapExceeded::Hub => "the hub is at its stream capacity",
+        CapExceeded::Audit => "this session has as many audit streams open as it may",
+    }
+}

@@ -1,0 +1,69 @@
+//! The HTTP surface (DESIGN.md §4): one module per resource, one error type,
+//! one place that extracts the client address and the credential.
+
+pub mod error;
+pub mod events;
+pub mod ops;
+pub mod publish;
+pub mod request;
+pub mod tokens;
+
+use crate::hub::Hub;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::routing::{get, post};
+use axum::Router;
+use error::ApiError;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// Builds the router for `hub`.
+pub fn router(hub: Hub) -> Router {
+    let limits = &hub.inner.config.limits;
+    // A batch may hold many events, each up to the event limit; the body
+    // limit only bounds memory, the per-event limit answers 413 precisely.
+    let body_limit = limits
+        .max_event_bytes
+        .saturating_mul(2)
+        .saturating_add(64 * 1024)
+        .max(8 << 20);
+    let mut app = Router::new()
+        .route("/", get(ops::landing))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/events", get(events::subscribe))
+        .route("/v1/publish", post(publish::publish))
+        .route("/v1/tokens", post(tokens::mint))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not accept that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(hub.clone());
+    let origins: Vec<HeaderValue> = hub
+        .inner
+        .config
+        .cors_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if !origins.is_empty() {
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_credentials(true)
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    header::CACHE_CONTROL,
+                    HeaderName::from_static("last-event-id"),
+                ]),
+        );
+    }
+    app
+}

@@ -1,0 +1,69 @@
+//! Operational endpoints: liveness, readiness, Prometheus metrics, and a
+//! landing page naming the endpoints.
+
+use crate::hub::Hub;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use std::sync::OnceLock;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the hub accepts streams and publishes.
+pub async fn readyz(State(hub): State<Hub>) -> Response {
+    if hub.inner.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "draining"})),
+        )
+            .into_response()
+    } else {
+        Json(json!({"status": "ready", "streams": hub.inner.registry.counts().streams}))
+            .into_response()
+    }
+}
+
+static PROMETHEUS: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+    OnceLock::new();
+
+/// Installs the Prometheus recorder once per process (an embedding app that
+/// installed its own recorder keeps it; `/metrics` then says so).
+pub fn install_metrics() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok().map(|_| handle)
+        })
+        .as_ref()
+}
+
+/// `GET /metrics`: Prometheus text format. Never labelled by topic or user.
+pub async fn metrics(State(hub): State<Hub>) -> Response {
+    let Some(handle) = install_metrics() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "metrics are exported by the embedding application\n",
+        )
+            .into_response();
+    };
+    let c = hub.inner.registry.counts();
+    metrics::gauge!("herald_streams").set(c.streams as f64);
+    metrics::gauge!("herald_history_head").set(hub.inner.history.head() as f64);
+    handle.run_upkeep();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// `GET /`: what this server is and where its endpoints are.
+pub async fn landing() -> Html<&'static str> {
+    Html(include_str!("landing.html"))
+}

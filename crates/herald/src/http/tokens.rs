@@ -1,0 +1,184 @@
+//! `POST /v1/tokens`: mint an SSE token.
+//!
+//! A backend API key with the `tokens` scope mints for the principal named in
+//! the body (inside its tenant, if it is bound to one). A user JWT mints for
+//! itself and can only narrow: fewer selectors, fewer roles, a shorter life.
+//! Nothing can be widened, and an SSE token cannot mint another.
+
+use super::error::ApiError;
+use super::publish::json_body;
+use super::request::{client_ip, header_credential};
+use crate::audit::AuditEntry;
+use crate::hub::{now_ms, Hub};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::Request;
+use axum::Json;
+use herald_core::{CredentialKind, Principal, Scopes, SelectorSet};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The request body.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MintRequest {
+    sub: Option<String>,
+    tenant: Option<String>,
+    sid: Option<String>,
+    roles: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+    subscribe: Option<Vec<String>>,
+    ttl: Option<u64>,
+    single_use: Option<bool>,
+    admin: Option<bool>,
+}
+
+fn narrow(
+    field: &str,
+    own: &[String],
+    asked: Option<Vec<String>>,
+) -> Result<Vec<String>, ApiError> {
+    match asked {
+        None => Ok(own.to_vec()),
+        Some(list) if list.iter().all(|x| own.contains(x)) => Ok(list),
+        Some(_) => Err(ApiError::forbidden(
+            "token_widening_forbidden",
+            format!("`{field}` may only narrow the credential's own {field}"),
+        )),
+    }
+}
+
+/// Handler for `POST /v1/tokens`.
+pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
+    let hub = hub.inner.clone();
+    let ip = client_ip(&req, &hub.config);
+    let minter = hub.authenticate(header_credential(req.headers()), ip, false)?;
+    let body = json_body(req, 64 * 1024).await?;
+    let r: MintRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request("invalid_request", format!("token request: {e}")))?;
+    let now = now_ms();
+    let limits = &hub.config.limits;
+    let ttl = r.ttl.unwrap_or(limits.sse_token_ttl_secs);
+    if ttl == 0 || ttl > limits.sse_token_max_ttl_secs {
+        return Err(ApiError::bad_request(
+            "invalid_ttl",
+            format!(
+                "`ttl` must be between 1 and {} seconds",
+                limits.sse_token_max_ttl_secs
+            ),
+        ));
+    }
+    let subscribe = r.subscribe.as_ref().map(SelectorSet::parse).transpose()?;
+    if subscribe.as_ref().is_some_and(SelectorSet::is_empty) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "`subscribe` must name at least one selector",
+        ));
+    }
+    let (mut principal, minter_key) = match &minter.kind {
+        CredentialKind::ApiKey { key_id } => {
+            if !minter.scopes.tokens {
+                return Err(ApiError::forbidden(
+                    "tokens_forbidden",
+                    "this API key may not mint SSE tokens",
+                ));
+            }
+            let sub = r.sub.filter(|s| !s.is_empty()).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    "`sub` is required when a key mints a token",
+                )
+            })?;
+            let tenant = match (&minter.tenant, r.tenant) {
+                (Some(own), Some(t)) if *own != t => {
+                    return Err(ApiError::forbidden(
+                        "tenant_forbidden",
+                        "a tenant-bound key mints only inside its tenant",
+                    ))
+                }
+                (Some(own), _) => Some(own.clone()),
+                (None, t) => t,
+            };
+            let subscribe = subscribe.ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    "`subscribe` is required when a key mints a token",
+                )
+            })?;
+            let mut p = Principal::new(sub.clone());
+            p.tenant = tenant;
+            p.session = r.sid.as_deref().map(|s| hub.auth.session_key.hash(s));
+            p.roles = r.roles.unwrap_or_default();
+            p.groups = r.groups.unwrap_or_default();
+            p.subscribe = subscribe;
+            p.scopes = Scopes {
+                admin: r.admin.unwrap_or(false) && minter.scopes.admin,
+                ..Scopes::default()
+            };
+            p.issued_at_ms = Some(now);
+            p.issued_at_resolution_ms = 1;
+            (p, format!("key:{key_id}|sub:{sub}"))
+        }
+        CredentialKind::Jwt | CredentialKind::Embedded => {
+            if r.sub.as_ref().is_some_and(|s| *s != minter.sub)
+                || r.tenant.is_some() && r.tenant != minter.tenant
+                || r.sid
+                    .as_deref()
+                    .is_some_and(|s| Some(hub.auth.session_key.hash(s)) != minter.session)
+                || r.admin == Some(true) && !minter.scopes.admin
+            {
+                return Err(ApiError::forbidden(
+                    "token_widening_forbidden",
+                    "a user token can only mint SSE tokens for itself",
+                ));
+            }
+            let mut p = minter.clone();
+            p.roles = narrow("roles", &minter.roles, r.roles)?;
+            p.groups = narrow("groups", &minter.groups, r.groups)?;
+            if let Some(s) = subscribe {
+                if !minter.subscribe.covers(&s) {
+                    return Err(ApiError::forbidden(
+                        "token_widening_forbidden",
+                        "`subscribe` may only narrow the credential's own selectors",
+                    ));
+                }
+                p.subscribe = s;
+            }
+            p.publish = SelectorSet::default();
+            p.scopes = Scopes {
+                admin: minter.scopes.admin && r.admin != Some(false),
+                ..Scopes::default()
+            };
+            (p, format!("sub:{}", minter.sub))
+        }
+        CredentialKind::SseToken { .. } => {
+            return Err(ApiError::forbidden(
+                "tokens_forbidden",
+                "an SSE token cannot mint another",
+            ));
+        }
+    };
+    principal.publish = SelectorSet::default();
+    let expires_at_ms = now + ttl * 1000;
+    let minted = hub
+        .auth
+        .sse_tokens
+        .mint(
+            principal.clone(),
+            minter_key,
+            expires_at_ms,
+            r.single_use.unwrap_or(true),
+            now,
+        )
+        .map_err(|e| ApiError::too_many("too_many_tokens", e.to_string(), 30))?;
+    let mut entry = AuditEntry::about("token_minted", &principal);
+    entry.ip = Some(ip);
+    entry.detail =
+        json!({"minter": minter.sub, "selectors": principal.subscribe.as_strings(), "ttl": ttl});
+    hub.audit.record(entry, now);
+    Ok(Json(json!({
+        "token": minted.token,
+        "expires_at": minted.expires_at_ms / 1000,
+        "expires_in": ttl,
+    })))
+}

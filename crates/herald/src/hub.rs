@@ -1,0 +1,441 @@
+//! The hub: authentication, publishing, streams and their lifecycle, wired
+//! together. [`Hub`] is the library's entry point; the `herald` binary is a
+//! thin shell around it.
+
+use crate::audit::{AuditEntry, AuditLog};
+use crate::auth::{
+    api_key::ApiKeys, jwt::JwtVerifier, sse_token::SseTokens, AuthError, Authenticator, Source,
+};
+use crate::config::{Config, SessionCapPolicy};
+use crate::history::{History, HistoryError, MemoryHistory};
+use crate::http::error::ApiError;
+use crate::queue::CloseReason;
+use crate::ratelimit::FailureLimiter;
+use crate::registry::{Caps, Lookup, Registry, StreamKind};
+use crate::revocations::DenyList;
+use crate::secrets::{self, Secrets};
+use herald_core::{DenyRule, Event, EventDraft, Limits, Principal, Revocation};
+use serde_json::json;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A Server-Sent Events hub. Cheap to clone; all clones are the same hub.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+/// The hub's shared state.
+pub struct HubInner {
+    /// Effective configuration.
+    pub config: Config,
+    /// Credential verification.
+    pub auth: Authenticator,
+    /// Live streams.
+    pub registry: Arc<Registry>,
+    /// Stored events.
+    pub history: Arc<dyn History>,
+    /// Security events.
+    pub audit: AuditLog,
+    /// Sticky revocations.
+    pub deny: DenyList,
+    /// Failed authentications per client IP.
+    pub auth_failures: FailureLimiter,
+    /// Event limits.
+    pub limits: Limits,
+    /// Serializes sequencing + dispatch so every stream sees events in `seq`
+    /// order (a resume cursor is then a single number).
+    publish_lock: tokio::sync::Mutex<()>,
+    draining: AtomicBool,
+    /// Cancelled when the hub shuts down.
+    pub shutdown: CancellationToken,
+    /// Where the generated secret was written, if it was.
+    pub generated_secret_file: Option<std::path::PathBuf>,
+}
+
+/// Why the hub could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct BuildError(pub String);
+
+/// Builds a [`Hub`].
+pub struct HubBuilder {
+    config: Config,
+    history: Option<Arc<dyn History>>,
+    secrets: Option<Secrets>,
+}
+
+impl HubBuilder {
+    /// Uses a custom history (durable store, cluster).
+    pub fn history(mut self, history: Arc<dyn History>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    /// Uses already-resolved secrets instead of reading/generating them.
+    pub fn secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// Builds the hub and starts its background tasks (call inside a Tokio
+    /// runtime).
+    pub fn build(self) -> Result<Hub, BuildError> {
+        let config = self.config;
+        config.check().map_err(|e| BuildError(e.0))?;
+        let secrets = match self.secrets {
+            Some(s) => s,
+            None => secrets::resolve(&config).map_err(|e| BuildError(e.0))?,
+        };
+        let jwt = JwtVerifier::from_config(&config, secrets.jwt_secret.as_deref())
+            .map_err(|e| BuildError(e.to_string()))?;
+        let l = &config.limits;
+        let hub_total = if l.hub_total > 0 {
+            l.hub_total
+        } else {
+            default_hub_total()
+        };
+        let caps = Caps {
+            per_session: l.per_session,
+            evict_oldest_in_session: l.session_policy == SessionCapPolicy::Evict,
+            per_account: l.per_account,
+            per_ip: l.per_ip,
+            hub_total,
+            audit_per_session: 10,
+        };
+        let history = self
+            .history
+            .unwrap_or_else(|| Arc::new(MemoryHistory::new(config.history_size)));
+        let inner = Arc::new(HubInner {
+            auth: Authenticator {
+                jwt,
+                api_keys: ApiKeys::new(&config.api_keys),
+                sse_tokens: SseTokens::new(l.sse_tokens_outstanding),
+                session_key: secrets.session_key,
+            },
+            registry: Arc::new(Registry::new(caps)),
+            history,
+            audit: AuditLog::new(100_000),
+            deny: DenyList::default(),
+            auth_failures: FailureLimiter::new(l.auth_failures_per_minute),
+            limits: Limits {
+                max_event_bytes: l.max_event_bytes,
+                max_topics: 100,
+            },
+            publish_lock: tokio::sync::Mutex::new(()),
+            draining: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
+            generated_secret_file: secrets.generated_secret_file,
+            config,
+        });
+        crate::audit_stream::attach(&inner);
+        tokio::spawn(heartbeat(Arc::downgrade(&inner)));
+        Ok(Hub { inner })
+    }
+}
+
+/// Default hub-wide stream cap: below the process's open-file limit, keeping
+/// headroom for the listener, log files, the store and outgoing connections.
+fn default_hub_total() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        })
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1024);
+    soft.saturating_sub(soft / 20 + 64).max(1)
+}
+
+impl Hub {
+    /// Starts building a hub from a configuration.
+    pub fn builder(config: Config) -> HubBuilder {
+        HubBuilder {
+            config,
+            history: None,
+            secrets: None,
+        }
+    }
+
+    /// The axum router serving the whole HTTP surface. Nest it into an app
+    /// with `Router::nest_service` / `merge`.
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.clone())
+    }
+
+    /// Shared state (for the HTTP layer and advanced embedding).
+    pub fn inner(&self) -> &Arc<HubInner> {
+        &self.inner
+    }
+
+    /// Publishes events on behalf of `publisher` (validated and authorized
+    /// like an HTTP publish). Answers once the events are in history.
+    pub async fn publish(
+        &self,
+        publisher: &Principal,
+        events: Vec<serde_json::Value>,
+    ) -> Result<Vec<Arc<Event>>, ApiError> {
+        self.inner.publish_json(publisher, events).await
+    }
+
+    /// Applies a revocation: closes matching streams, keeps a deny rule.
+    /// Returns how many streams were closed.
+    pub fn revoke(&self, revocation: Revocation) -> usize {
+        self.inner.revoke(revocation, None)
+    }
+
+    /// Stops accepting publishes, waits for in-flight ones, and closes every
+    /// stream with `event: shutdown`.
+    pub async fn shutdown(&self) {
+        self.inner.begin_shutdown().await
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+}
+
+impl HubInner {
+    /// Whether the hub is draining for shutdown.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Verifies a credential and applies the sticky deny rules and the
+    /// failed-authentication limit. Every refusal is audited.
+    pub fn authenticate(
+        &self,
+        source: Option<Source<'_>>,
+        ip: IpAddr,
+        consume: bool,
+    ) -> Result<Principal, ApiError> {
+        let now = now_ms();
+        if let Some(retry) = self.auth_failures.blocked(ip, now) {
+            return Err(ApiError::too_many(
+                "auth_rate_limited",
+                "too many failed authentications from this address",
+                retry,
+            ));
+        }
+        let Some(source) = source else {
+            return Err(ApiError::missing_credential());
+        };
+        let result = self.auth.authenticate(source, now, consume).and_then(|p| {
+            if let Some(reason) = self.deny.denies(&p, now) {
+                return Err(AuthError::new(
+                    "credential_revoked",
+                    format!("this credential was revoked ({reason})"),
+                ));
+            }
+            Ok(p)
+        });
+        result.map_err(|e| {
+            self.auth_failures.record(ip, now);
+            metrics::counter!("herald_auth_failures_total", "code" => e.code).increment(1);
+            self.audit.record(
+                AuditEntry {
+                    kind: "auth_failed",
+                    ip: Some(ip),
+                    detail: json!({"code": e.code, "reason": e.description}),
+                    ..AuditEntry::default()
+                },
+                now,
+            );
+            ApiError::from(e)
+        })
+    }
+
+    /// Validates, authorizes, sequences, stores and dispatches events.
+    pub async fn publish_json(
+        &self,
+        publisher: &Principal,
+        inputs: Vec<serde_json::Value>,
+    ) -> Result<Vec<Arc<Event>>, ApiError> {
+        let batch = inputs.len() > 1;
+        let mut drafts = Vec::with_capacity(inputs.len());
+        for (i, input) in inputs.iter().enumerate() {
+            let mut d = EventDraft::from_json(input, &self.auth.session_key, &self.limits)
+                .and_then(|mut d| d.authorize(publisher).map(|_| d))
+                .map_err(|mut e| {
+                    if batch {
+                        e.message = format!("events[{i}]: {}", e.message);
+                    }
+                    ApiError::from(e)
+                })?;
+            d.topics.shrink_to_fit();
+            drafts.push(d);
+        }
+        self.publish_drafts(drafts).await
+    }
+
+    /// Sequences, stores and dispatches already-validated drafts.
+    pub async fn publish_drafts(
+        &self,
+        drafts: Vec<EventDraft>,
+    ) -> Result<Vec<Arc<Event>>, ApiError> {
+        if self.is_draining() {
+            return Err(ApiError::draining());
+        }
+        let _order = self.publish_lock.lock().await;
+        let events = self
+            .history
+            .append(drafts, now_ms())
+            .await
+            .map_err(|e| match e {
+                HistoryError::DuplicateId(id) => ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "duplicate_id",
+                    format!("an event with id `{id}` was already published"),
+                ),
+                HistoryError::Unavailable(why) => {
+                    let mut e = ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "store_unavailable",
+                        why,
+                    );
+                    e.retry_after = Some(1);
+                    e
+                }
+            })?;
+        for e in &events {
+            let n = self.registry.dispatch(e);
+            metrics::counter!("herald_events_published_total").increment(1);
+            metrics::counter!("herald_deliveries_total").increment(n as u64);
+        }
+        Ok(events)
+    }
+
+    /// Applies a revocation; `by` is the admin or key that posted it.
+    pub fn revoke(&self, revocation: Revocation, by: Option<&Principal>) -> usize {
+        let now = now_ms();
+        let lookup = match &revocation {
+            Revocation::RoleGrantRevoke { account, .. }
+            | Revocation::AccountRevoke { account, .. } => Lookup::Account(account),
+            Revocation::SessionRevoke { session, .. } => Lookup::Session(*session),
+            Revocation::TokenRevoke { jti } => Lookup::Jti(jti),
+            Revocation::TenantRevoke { tenant } => Lookup::Tenant(tenant),
+        };
+        let matching = self
+            .registry
+            .find(lookup, |s| revocation.closes(&s.principal));
+        let reason = revocation.reason();
+        let rule = DenyRule {
+            seen: matching.iter().map(|s| s.principal.fingerprint).collect(),
+            revocation,
+            at_ms: now,
+            expires_at_ms: now
+                + self.config.max_token_lifetime_secs * 1000
+                + self.config.jwt_leeway_secs * 1000,
+        };
+        // The rule goes in before the streams close, so a client that
+        // reconnects the instant its stream ends is already refused.
+        self.auth.sse_tokens.revoke_where(|p| rule.denies(p));
+        let detail = json!({"type": reason, "revocation": format!("{:?}", rule.revocation)});
+        self.deny.add(rule);
+        let mut closed = 0;
+        for s in matching {
+            if self
+                .registry
+                .close(s.id, CloseReason::Revoked(reason))
+                .is_some()
+            {
+                closed += 1;
+            }
+        }
+        metrics::counter!("herald_revocations_total").increment(1);
+        let mut entry = by.map_or_else(AuditEntry::default, |p| {
+            AuditEntry::about("revocation_applied", p)
+        });
+        entry.kind = "revocation_applied";
+        entry.detail = json!({"closed": closed, "detail": detail});
+        self.audit.record(entry, now);
+        closed
+    }
+
+    async fn begin_shutdown(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        // Wait for publishes already sequencing to finish and dispatch.
+        drop(self.publish_lock.lock().await);
+        for s in self.registry.find(Lookup::All, |_| true) {
+            self.registry.close(s.id, CloseReason::Shutdown);
+        }
+        self.shutdown.cancel();
+    }
+}
+
+/// The one shared timer: keepalives, expiry, zombie detection and
+/// housekeeping, instead of a timer per stream.
+async fn heartbeat(hub: std::sync::Weak<HubInner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_keepalive = now_ms();
+    loop {
+        tick.tick().await;
+        let Some(hub) = hub.upgrade() else { return };
+        if hub.shutdown.is_cancelled() {
+            return;
+        }
+        let now = now_ms();
+        let keepalive_due =
+            now.saturating_sub(last_keepalive) >= hub.config.limits.keepalive_secs * 1000;
+        if keepalive_due {
+            last_keepalive = now;
+        }
+        let stall_deadline = now.saturating_sub(hub.config.limits.write_stall_secs * 1000);
+        let keepalive = herald_core::frame::encode_comment("keepalive");
+        for s in hub.registry.find(Lookup::All, |_| true) {
+            if s.principal.is_expired(now) {
+                hub.registry.close(s.id, CloseReason::Expired);
+            } else if s.queue.stalled_since(stall_deadline) {
+                hub.registry.close(s.id, CloseReason::Zombie);
+                // The writer is stuck in the socket and will not see the
+                // close: cut the connection itself.
+                if let Some(c) = &s.connection {
+                    c.cancel();
+                }
+            } else if keepalive_due && s.queue.take_idle() {
+                s.queue.push(0, keepalive.clone());
+            }
+        }
+        if keepalive_due {
+            hub.auth.sse_tokens.purge(now);
+            hub.deny.purge(now);
+            hub.auth_failures.purge(now);
+            metrics::gauge!("herald_deny_rules").set(hub.deny.len() as f64);
+        }
+    }
+}
+
+impl HubInner {
+    /// Records an audit event about a stream.
+    pub fn audit_stream(
+        &self,
+        kind: &'static str,
+        s: &crate::registry::Subscriber,
+        detail: serde_json::Value,
+    ) {
+        let mut e = AuditEntry::about(kind, &s.principal);
+        e.ip = Some(s.ip);
+        e.stream = Some(s.id);
+        e.detail = detail;
+        self.audit.record(e, now_ms());
+    }
+
+    /// Whether the stream kind is events (helper for the admin API).
+    pub fn is_event_stream(s: &crate::registry::Subscriber) -> bool {
+        s.kind == StreamKind::Events
+    }
+}

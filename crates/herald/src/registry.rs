@@ -1,0 +1,474 @@
+//! The registry of live streams: admission against caps, the indexes that
+//! make fan-out and revocation cost proportional to the streams they touch,
+//! and the one place where a stream's slot is released.
+//!
+//! Admission and insertion happen under one write lock, so two streams
+//! racing for the last slot cannot both win. A slot is released by
+//! [`Registry::release`], which is idempotent: the id is removed from the
+//! map once, and only that removal decrements the counters. The
+//! [`StreamSlot`] guard calls it on drop, so however a stream ends — client
+//! gone, revoked, expired, evicted, kicked, overflow, zombie, shutdown — its
+//! slot comes back exactly once.
+
+use crate::queue::{CloseReason, Push, SubscriberQueue};
+use herald_core::{is_visible, Event, Principal, Selector, SelectorSet, SessionHash};
+use parking_lot::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What a stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Published events (`/v1/events`).
+    Events,
+    /// The audit log (`/v1/audit/events`); never receives published events.
+    Audit,
+}
+
+/// One live stream.
+pub struct Subscriber {
+    /// Hub-unique stream id.
+    pub id: u64,
+    /// Who is on the other end.
+    pub principal: Arc<Principal>,
+    /// What it subscribed to.
+    pub selectors: SelectorSet,
+    /// Client address (after trusted-proxy resolution).
+    pub ip: IpAddr,
+    /// Unix ms it opened.
+    pub opened_at_ms: u64,
+    /// Frames waiting for the writer.
+    pub queue: SubscriberQueue,
+    /// What it carries.
+    pub kind: StreamKind,
+    /// Cuts the whole connection when the writer is stuck (zombie).
+    pub connection: Option<CancellationToken>,
+}
+
+impl Subscriber {
+    /// Closes the stream; `true` if this call closed it.
+    pub fn close(&self, reason: CloseReason) -> bool {
+        self.queue.close(reason)
+    }
+}
+
+/// Configured caps.
+#[derive(Clone, Debug)]
+pub struct Caps {
+    /// Streams per session.
+    pub per_session: usize,
+    /// Evict the session's oldest (true) or reject (false).
+    pub evict_oldest_in_session: bool,
+    /// Streams per account.
+    pub per_account: usize,
+    /// Streams per IP.
+    pub per_ip: usize,
+    /// Streams in the hub.
+    pub hub_total: usize,
+    /// Audit streams per session (or per account without a session).
+    pub audit_per_session: usize,
+}
+
+/// A refused admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapExceeded {
+    /// The session is full and the policy is `reject`.
+    Session,
+    /// The account is full.
+    Account,
+    /// The client IP is full.
+    Ip,
+    /// The hub is full.
+    Hub,
+    /// Too many audit streams.
+    Audit,
+}
+
+impl CapExceeded {
+    /// The error code, naming the cap.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CapExceeded::Session => "session_stream_cap",
+            CapExceeded::Account => "account_stream_cap",
+            CapExceeded::Ip => "ip_stream_cap",
+            CapExceeded::Hub => "hub_stream_cap",
+            CapExceeded::Audit => "audit_stream_cap",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    streams: HashMap<u64, Arc<Subscriber>>,
+    by_account: HashMap<String, HashSet<u64>>,
+    /// Per session, in opening order (eviction takes the oldest).
+    by_session: HashMap<SessionHash, Vec<u64>>,
+    by_tenant: HashMap<String, HashSet<u64>>,
+    by_jti: HashMap<String, HashSet<u64>>,
+    by_ip: HashMap<IpAddr, usize>,
+    /// Streams whose selectors are all exact, by topic.
+    by_topic: HashMap<String, HashSet<u64>>,
+    /// Streams with a wildcard, template or `*` selector: checked for every
+    /// event that is not addressed to users or sessions.
+    broad: HashSet<u64>,
+    audit: HashSet<u64>,
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, HashSet<u64>>, key: &K, id: u64) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(&id);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+impl Index {
+    fn insert(&mut self, s: Arc<Subscriber>) {
+        let id = s.id;
+        let p = &s.principal;
+        self.by_account.entry(p.sub.clone()).or_default().insert(id);
+        if let Some(h) = p.session {
+            self.by_session.entry(h).or_default().push(id);
+        }
+        if let Some(t) = &p.tenant {
+            self.by_tenant.entry(t.clone()).or_default().insert(id);
+        }
+        if let Some(j) = &p.jti {
+            self.by_jti.entry(j.clone()).or_default().insert(id);
+        }
+        *self.by_ip.entry(s.ip).or_default() += 1;
+        match s.kind {
+            StreamKind::Audit => {
+                self.audit.insert(id);
+            }
+            StreamKind::Events => {
+                if s.selectors
+                    .0
+                    .iter()
+                    .all(|sel| matches!(sel, Selector::Exact(_)))
+                {
+                    for sel in &s.selectors.0 {
+                        self.by_topic
+                            .entry(sel.as_str().to_string())
+                            .or_default()
+                            .insert(id);
+                    }
+                } else {
+                    self.broad.insert(id);
+                }
+            }
+        }
+        self.streams.insert(id, s);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Arc<Subscriber>> {
+        let s = self.streams.remove(&id)?;
+        let p = &s.principal;
+        remove_from(&mut self.by_account, &p.sub, id);
+        if let Some(h) = p.session {
+            if let Some(list) = self.by_session.get_mut(&h) {
+                list.retain(|x| *x != id);
+                if list.is_empty() {
+                    self.by_session.remove(&h);
+                }
+            }
+        }
+        if let Some(t) = &p.tenant {
+            remove_from(&mut self.by_tenant, t, id);
+        }
+        if let Some(j) = &p.jti {
+            remove_from(&mut self.by_jti, j, id);
+        }
+        if let Some(n) = self.by_ip.get_mut(&s.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_ip.remove(&s.ip);
+            }
+        }
+        self.audit.remove(&id);
+        self.broad.remove(&id);
+        for sel in &s.selectors.0 {
+            remove_from(&mut self.by_topic, &sel.as_str().to_string(), id);
+        }
+        Some(s)
+    }
+
+    fn count_kind(&self, ids: Option<&HashSet<u64>>, kind: StreamKind) -> usize {
+        ids.map_or(0, |ids| {
+            ids.iter()
+                .filter(|id| self.streams.get(id).is_some_and(|s| s.kind == kind))
+                .count()
+        })
+    }
+}
+
+/// Snapshot counters, for metrics and the counter-balance tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RegistryCounts {
+    /// Live streams.
+    pub streams: usize,
+    /// Accounts with at least one stream.
+    pub accounts: usize,
+    /// Sessions with at least one stream.
+    pub sessions: usize,
+    /// Client IPs with at least one stream.
+    pub ips: usize,
+    /// Exact topics indexed.
+    pub topics: usize,
+}
+
+/// The live streams of this hub node.
+pub struct Registry {
+    index: RwLock<Index>,
+    caps: Caps,
+    next_id: AtomicU64,
+}
+
+/// Releases its stream's slot when dropped.
+pub struct StreamSlot {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Some(s) = self.registry.release(self.id) {
+            // Still registered: the hub did not close it, so the client left.
+            s.close(CloseReason::ClientGone);
+        }
+    }
+}
+
+/// Outcome of an admission.
+pub struct Admitted {
+    /// The registered stream.
+    pub subscriber: Arc<Subscriber>,
+    /// Its slot guard.
+    pub slot: StreamSlot,
+    /// Streams evicted to make room (already released; the caller audits them).
+    pub evicted: Vec<Arc<Subscriber>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(caps: Caps) -> Registry {
+        Registry {
+            index: RwLock::new(Index::default()),
+            caps,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh stream id.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Checks every cap and registers the stream, atomically.
+    pub fn admit(self: &Arc<Self>, s: Subscriber) -> Result<Admitted, CapExceeded> {
+        let mut idx = self.index.write();
+        let p = &s.principal;
+        let mut evicted = Vec::new();
+        if idx.streams.len() >= self.caps.hub_total {
+            return Err(CapExceeded::Hub);
+        }
+        if idx.by_ip.get(&s.ip).copied().unwrap_or(0) >= self.caps.per_ip {
+            return Err(CapExceeded::Ip);
+        }
+        match s.kind {
+            StreamKind::Audit => {
+                let same: usize = match p.session {
+                    Some(h) => idx.by_session.get(&h).map_or(0, |ids| {
+                        ids.iter().filter(|id| idx.audit.contains(id)).count()
+                    }),
+                    None => idx.count_kind(idx.by_account.get(&p.sub), StreamKind::Audit),
+                };
+                if same >= self.caps.audit_per_session {
+                    return Err(CapExceeded::Audit);
+                }
+            }
+            StreamKind::Events => {
+                let account = idx.count_kind(idx.by_account.get(&p.sub), StreamKind::Events);
+                let in_session: Vec<u64> = p.session.map_or_else(Vec::new, |h| {
+                    idx.by_session.get(&h).map_or_else(Vec::new, |ids| {
+                        ids.iter()
+                            .copied()
+                            .filter(|id| {
+                                idx.streams
+                                    .get(id)
+                                    .is_some_and(|x| x.kind == StreamKind::Events)
+                            })
+                            .collect()
+                    })
+                });
+                let session_full = in_session.len() >= self.caps.per_session;
+                if session_full && !self.caps.evict_oldest_in_session {
+                    return Err(CapExceeded::Session);
+                }
+                // Eviction frees one account slot too, so the account cap is
+                // judged after it.
+                let to_evict = if session_full {
+                    in_session.len() + 1 - self.caps.per_session
+                } else {
+                    0
+                };
+                if account - to_evict >= self.caps.per_account {
+                    return Err(CapExceeded::Account);
+                }
+                for id in in_session.into_iter().take(to_evict) {
+                    if let Some(old) = idx.remove(id) {
+                        old.close(CloseReason::Evicted);
+                        evicted.push(old);
+                    }
+                }
+            }
+        }
+        let s = Arc::new(s);
+        idx.insert(s.clone());
+        let count = idx.streams.len();
+        drop(idx);
+        metrics::gauge!("herald_streams").set(count as f64);
+        Ok(Admitted {
+            slot: StreamSlot {
+                registry: self.clone(),
+                id: s.id,
+            },
+            subscriber: s,
+            evicted,
+        })
+    }
+
+    /// Removes a stream; `Some` only for the call that actually removed it.
+    pub fn release(&self, id: u64) -> Option<Arc<Subscriber>> {
+        let mut idx = self.index.write();
+        let s = idx.remove(id);
+        let count = idx.streams.len();
+        drop(idx);
+        if s.is_some() {
+            metrics::gauge!("herald_streams").set(count as f64);
+        }
+        s
+    }
+
+    /// Closes and releases one stream.
+    pub fn close(&self, id: u64, reason: CloseReason) -> Option<Arc<Subscriber>> {
+        let s = self.release(id)?;
+        s.close(reason);
+        Some(s)
+    }
+
+    /// Delivers an event to every live stream that may see it. Never waits:
+    /// a subscriber whose queue is full is closed (it resumes from history).
+    /// Returns the number of deliveries.
+    pub fn dispatch(&self, event: &Event) -> usize {
+        let mut delivered = 0;
+        let mut overflowed = Vec::new();
+        {
+            let idx = self.index.read();
+            let mut offer = |id: &u64| {
+                let Some(s) = idx.streams.get(id) else { return };
+                if s.kind == StreamKind::Events && is_visible(&s.principal, &s.selectors, event) {
+                    match s.queue.push(event.seq, event.frame.clone()) {
+                        Push::Queued => delivered += 1,
+                        Push::Overflow => overflowed.push(*id),
+                        Push::Closed => {}
+                    }
+                }
+            };
+            // Narrow the candidates by the most selective audience field, so
+            // an event for one user costs the same with 100 or 15,000 other
+            // streams open. The visibility check still decides.
+            let a = &event.audience;
+            if let Some(users) = &a.users {
+                let mut seen = HashSet::new();
+                for u in users {
+                    for id in idx.by_account.get(u).into_iter().flatten() {
+                        if seen.insert(*id) {
+                            offer(id);
+                        }
+                    }
+                }
+            } else if let Some(sessions) = &a.sessions {
+                let mut seen = HashSet::new();
+                for h in sessions {
+                    for id in idx.by_session.get(h).into_iter().flatten() {
+                        if seen.insert(*id) {
+                            offer(id);
+                        }
+                    }
+                }
+            } else {
+                let mut seen = HashSet::new();
+                for t in &event.topics {
+                    for id in idx.by_topic.get(t).into_iter().flatten() {
+                        if event.topics.len() == 1 || seen.insert(*id) {
+                            offer(id);
+                        }
+                    }
+                }
+                for id in &idx.broad {
+                    offer(id);
+                }
+            }
+        }
+        for id in overflowed {
+            self.close(id, CloseReason::Overflow);
+            metrics::counter!("herald_streams_overflowed_total").increment(1);
+        }
+        delivered
+    }
+
+    /// Streams matching `pred`, narrowed by an index key first.
+    pub fn find(
+        &self,
+        key: Lookup<'_>,
+        pred: impl Fn(&Subscriber) -> bool,
+    ) -> Vec<Arc<Subscriber>> {
+        let idx = self.index.read();
+        let ids: Box<dyn Iterator<Item = &u64>> = match key {
+            Lookup::Account(a) => Box::new(idx.by_account.get(a).into_iter().flatten()),
+            Lookup::Session(h) => Box::new(idx.by_session.get(&h).into_iter().flatten()),
+            Lookup::Tenant(t) => Box::new(idx.by_tenant.get(t).into_iter().flatten()),
+            Lookup::Jti(j) => Box::new(idx.by_jti.get(j).into_iter().flatten()),
+            Lookup::All => Box::new(idx.streams.keys()),
+            Lookup::Audit => Box::new(idx.audit.iter()),
+        };
+        ids.filter_map(|id| idx.streams.get(id))
+            .filter(|s| pred(s))
+            .cloned()
+            .collect()
+    }
+
+    /// Counter snapshot.
+    pub fn counts(&self) -> RegistryCounts {
+        let idx = self.index.read();
+        RegistryCounts {
+            streams: idx.streams.len(),
+            accounts: idx.by_account.len(),
+            sessions: idx.by_session.len(),
+            ips: idx.by_ip.len(),
+            topics: idx.by_topic.len(),
+        }
+    }
+}
+
+/// Which index [`Registry::find`] starts from.
+#[derive(Debug, Clone, Copy)]
+pub enum Lookup<'a> {
+    /// Streams of one account.
+    Account(&'a str),
+    /// Streams of one session.
+    Session(SessionHash),
+    /// Streams of one tenant.
+    Tenant(&'a str),
+    /// Streams opened with one `jti`.
+    Jti(&'a str),
+    /// Audit streams.
+    Audit,
+    /// Every stream.
+    All,
+}

@@ -1,0 +1,145 @@
+//! The SSE response body of one stream: `: connected`, then the replay
+//! (retained snapshot or missed events), then live frames, then at most one
+//! closing control event.
+//!
+//! No gap, no duplicate: the stream is registered (and so receives live
+//! frames into its queue) *before* history is read. Every event is either
+//! in the history page (seq ≤ page head) or dispatched after registration,
+//! so it is in the queue; live frames with `seq ≤ cursor` are the overlap and
+//! are skipped. Dispatch happens in `seq` order, so one number suffices.
+
+use crate::history::ResumePoint;
+use crate::hub::{now_ms, HubInner};
+use crate::queue::{CloseReason, Drained};
+use crate::registry::{StreamSlot, Subscriber};
+use axum::body::Body;
+use bytes::{BufMut, Bytes, BytesMut};
+use herald_core::frame::{encode_comment, encode_control};
+use herald_core::is_visible;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// Where the replay starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// No `Last-Event-ID`: send the retained snapshot.
+    Retained,
+    /// Resume after an event.
+    Resume(ResumePoint),
+    /// Audit stream resuming after a record id.
+    AuditAfter(u64),
+}
+
+/// Ends the stream's life exactly once: releases the slot, then audits the
+/// closure with the reason the hub recorded (or `client_gone`).
+struct StreamGuard {
+    hub: Arc<HubInner>,
+    subscriber: Arc<Subscriber>,
+    slot: Option<StreamSlot>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        drop(self.slot.take());
+        let reason = self
+            .subscriber
+            .queue
+            .closed()
+            .unwrap_or(CloseReason::ClientGone);
+        metrics::counter!("herald_streams_closed_total", "reason" => reason.as_str()).increment(1);
+        let mut detail = serde_json::json!({"reason": reason.as_str()});
+        if let CloseReason::Revoked(r) = reason {
+            detail["revocation"] = r.into();
+        }
+        self.hub
+            .audit_stream("stream_closed", &self.subscriber, detail);
+    }
+}
+
+/// Most history events fetched per page during a resume.
+const PAGE: usize = 1000;
+
+/// Builds the response body for a registered stream.
+pub fn body(
+    hub: Arc<HubInner>,
+    subscriber: Arc<Subscriber>,
+    slot: StreamSlot,
+    start: Start,
+) -> Body {
+    let guard = StreamGuard {
+        hub: hub.clone(),
+        subscriber: subscriber.clone(),
+        slot: Some(slot),
+    };
+    let s = async_stream::stream! {
+        let _guard = guard;
+        let sub = subscriber;
+        yield Ok::<Bytes, Infallible>(encode_comment("connected"));
+
+        let mut out = BytesMut::new();
+        let mut cursor = match start {
+            Start::AuditAfter(after) => {
+                let records = hub.audit.page(after, usize::MAX, |r| crate::audit_stream::visible_to(&sub.principal, r));
+                for r in &records {
+                    out.put_slice(&crate::audit_stream::frame(r));
+                }
+                records.last().map_or(after, |r| r.id).max(hub.audit.head())
+            }
+            Start::Retained | Start::Resume(ResumePoint::Reset) => {
+                if matches!(start, Start::Resume(_)) {
+                    out.put_slice(&encode_control("reset", "{\"reason\":\"history_gap\"}"));
+                }
+                let page = hub.history.retained().await;
+                for e in page.events.iter().filter(|e| is_visible(&sub.principal, &sub.selectors, e)) {
+                    out.put_slice(&e.frame);
+                }
+                page.head
+            }
+            Start::Resume(ResumePoint::After(mut after)) => loop {
+                let page = hub.history.since(after, PAGE).await;
+                for e in page.events.iter().filter(|e| is_visible(&sub.principal, &sub.selectors, e)) {
+                    out.put_slice(&e.frame);
+                }
+                if page.events.len() < PAGE {
+                    break page.head;
+                }
+                after = page.head;
+                if out.len() > 256 * 1024 {
+                    yield Ok(out.split().freeze());
+                }
+                if sub.queue.closed().is_some() {
+                    break page.head;
+                }
+            },
+        };
+        // A revocation during the replay wins over the replay.
+        if sub.queue.closed().is_none() && !out.is_empty() {
+            yield Ok(out.split().freeze());
+        }
+
+        loop {
+            match sub.queue.drain(now_ms).await {
+                Drained::Frames(frames) => {
+                    let mut batch = BytesMut::new();
+                    for (seq, frame) in frames {
+                        // seq 0 marks comments (keepalives).
+                        if seq == 0 || seq > cursor {
+                            cursor = cursor.max(seq);
+                            batch.put_slice(&frame);
+                        }
+                    }
+                    if !batch.is_empty() {
+                        yield Ok(batch.freeze());
+                    }
+                }
+                Drained::Closed(reason) => {
+                    if let Some(f) = reason.final_frame() {
+                        yield Ok(f);
+                    }
+                    break;
+                }
+            }
+        }
+    };
+    Body::from_stream(s)
+}
