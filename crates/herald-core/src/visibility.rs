@@ -35,7 +35,7 @@ pub fn audience_admits(audience: &Audience, principal: &Principal) -> bool {
         && audience
             .users
             .as_ref()
-            .is_none_or(|users| users.iter().any(|u| *u == principal.sub))
+            .is_none_or(|users| users.contains(&principal.sub))
         && audience
             .sessions
             .as_ref()

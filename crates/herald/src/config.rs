@@ -227,7 +227,11 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment
-            .merge(Env::prefixed("HERALD_").split("__").ignore(&["config"]))
+            .merge(
+                Env::prefixed("HERALD_")
+                    .split("__")
+                    .ignore(&["config", "log", "token"]),
+            )
             .merge(Serialized::defaults(flags));
         let config: Config = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
         config.check()?;

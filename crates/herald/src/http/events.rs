@@ -158,10 +158,12 @@ pub fn open(
     let admitted = match hub.registry.admit(subscriber) {
         Ok(a) => a,
         Err(cap) => {
-            let mut e = crate::audit::AuditEntry::default();
-            e.kind = "cap_rejected";
-            e.ip = Some(ip);
-            e.detail = json!({"cap": cap.code()});
+            let e = crate::audit::AuditEntry {
+                kind: "cap_rejected",
+                ip: Some(ip),
+                detail: json!({"cap": cap.code()}),
+                ..Default::default()
+            };
             hub.audit.record(e, now);
             metrics::counter!("herald_cap_rejections_total", "cap" => cap.code()).increment(1);
             return Err(ApiError::too_many(cap.code(), cap_message(cap), 5));
