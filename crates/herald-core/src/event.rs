@@ -225,6 +225,11 @@ impl EventDraft {
                 format!("this credential may not publish to topic `{topic}`"),
             ));
         }
+        self.bind_tenant(publisher)
+    }
+
+    /// Binds the event to the publisher's tenant (see [`EventDraft::authorize`]).
+    pub fn bind_tenant(&mut self, publisher: &Principal) -> Result<(), Invalid> {
         if let Some(own) = &publisher.tenant {
             match &self.audience.tenant {
                 None => self.audience.tenant = Some(own.clone()),

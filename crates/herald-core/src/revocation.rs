@@ -103,6 +103,9 @@ pub struct DenyRule {
     /// Unix time (ms) after which the rule can be forgotten: `at_ms` plus the
     /// longest credential lifetime the hub accepts.
     pub expires_at_ms: u64,
+    /// When set, only principals of this tenant are affected (a revocation
+    /// posted by a tenant admin or a tenant-bound key).
+    pub within_tenant: Option<String>,
     /// Fingerprints of credentials seen on streams the revocation closed:
     /// they are refused even when their issue time, in whole seconds, cannot
     /// tell whether they came before or after the revocation.
@@ -112,7 +115,7 @@ pub struct DenyRule {
 impl DenyRule {
     /// Whether a credential yielding `p` must be refused.
     pub fn denies(&self, p: &Principal) -> bool {
-        if !self.revocation.closes(p) {
+        if !self.applies_to(p) {
             return false;
         }
         match self.revocation {
@@ -120,6 +123,14 @@ impl DenyRule {
             Revocation::SessionRevoke { .. } | Revocation::TokenRevoke { .. } => true,
             _ => self.issued_before(p),
         }
+    }
+
+    /// Whether a live stream of `p` is closed by this rule's revocation.
+    pub fn applies_to(&self, p: &Principal) -> bool {
+        self.within_tenant
+            .as_ref()
+            .is_none_or(|t| p.tenant.as_ref() == Some(t))
+            && self.revocation.closes(p)
     }
 
     /// Whether `p`'s credential was issued before this rule. A credential of

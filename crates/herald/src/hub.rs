@@ -49,6 +49,8 @@ pub struct HubInner {
     pub audit: AuditLog,
     /// Sticky revocations.
     pub deny: DenyList,
+    /// Tag invalidation controls.
+    pub invalidation: crate::invalidation::Invalidation,
     /// Failed authentications per client IP.
     pub auth_failures: FailureLimiter,
     /// Event limits.
@@ -127,6 +129,7 @@ impl HubBuilder {
             history,
             audit: AuditLog::new(100_000),
             deny: DenyList::default(),
+            invalidation: Default::default(),
             auth_failures: FailureLimiter::new(l.auth_failures_per_minute),
             limits: Limits {
                 max_event_bytes: l.max_event_bytes,
@@ -193,7 +196,7 @@ impl Hub {
     /// Applies a revocation: closes matching streams, keeps a deny rule.
     /// Returns how many streams were closed.
     pub fn revoke(&self, revocation: Revocation) -> usize {
-        self.inner.revoke(revocation, None)
+        self.inner.revoke(revocation, None, None)
     }
 
     /// Stops accepting publishes, waits for in-flight ones, and closes every
@@ -318,10 +321,26 @@ impl HubInner {
         Ok(events)
     }
 
-    /// Applies a revocation; `by` is the admin or key that posted it.
-    pub fn revoke(&self, revocation: Revocation, by: Option<&Principal>) -> usize {
+    /// Applies a revocation; `by` is the admin or key that posted it, and
+    /// `within_tenant` limits it to one tenant's principals.
+    pub fn revoke(
+        &self,
+        revocation: Revocation,
+        within_tenant: Option<String>,
+        by: Option<&Principal>,
+    ) -> usize {
         let now = now_ms();
-        let lookup = match &revocation {
+        let mut rule = DenyRule {
+            seen: Vec::new(),
+            revocation,
+            within_tenant,
+            at_ms: now,
+            expires_at_ms: now
+                + (self.config.max_token_lifetime_secs + self.config.jwt_leeway_secs) * 1000,
+        };
+        // Start from the index the revocation names, so the cost is
+        // proportional to the streams it touches, not to all streams.
+        let lookup = match &rule.revocation {
             Revocation::RoleGrantRevoke { account, .. }
             | Revocation::AccountRevoke { account, .. } => Lookup::Account(account),
             Revocation::SessionRevoke { session, .. } => Lookup::Session(*session),
@@ -330,20 +349,14 @@ impl HubInner {
         };
         let matching = self
             .registry
-            .find(lookup, |s| revocation.closes(&s.principal));
-        let reason = revocation.reason();
-        let rule = DenyRule {
-            seen: matching.iter().map(|s| s.principal.fingerprint).collect(),
-            revocation,
-            at_ms: now,
-            expires_at_ms: now
-                + self.config.max_token_lifetime_secs * 1000
-                + self.config.jwt_leeway_secs * 1000,
-        };
+            .find(lookup, |s| rule.applies_to(&s.principal));
+        rule.seen = matching.iter().map(|s| s.principal.fingerprint).collect();
+        let reason = rule.revocation.reason();
         // The rule goes in before the streams close, so a client that
         // reconnects the instant its stream ends is already refused.
         self.auth.sse_tokens.revoke_where(|p| rule.denies(p));
-        let detail = json!({"type": reason, "revocation": format!("{:?}", rule.revocation)});
+        let detail = describe(&rule.revocation);
+        let rule_tenant = rule.within_tenant.clone();
         self.deny.add(rule);
         let mut closed = 0;
         for s in matching {
@@ -360,7 +373,8 @@ impl HubInner {
             AuditEntry::about("revocation_applied", p)
         });
         entry.kind = "revocation_applied";
-        entry.detail = json!({"closed": closed, "detail": detail});
+        entry.detail =
+            json!({"closed": closed, "revocation": detail, "within_tenant": rule_tenant});
         self.audit.record(entry, now);
         closed
     }
@@ -373,6 +387,23 @@ impl HubInner {
             self.registry.close(s.id, CloseReason::Shutdown);
         }
         self.shutdown.cancel();
+    }
+}
+
+/// A revocation as audit JSON (session ids only as a hash prefix).
+fn describe(r: &Revocation) -> serde_json::Value {
+    match r {
+        Revocation::RoleGrantRevoke { account, role } => {
+            json!({"type": r.reason(), "account": account, "role": role})
+        }
+        Revocation::SessionRevoke { account, session } => {
+            json!({"type": r.reason(), "account": account, "session": session.prefix()})
+        }
+        Revocation::AccountRevoke { account, .. } => {
+            json!({"type": r.reason(), "account": account})
+        }
+        Revocation::TokenRevoke { jti } => json!({"type": r.reason(), "jti": jti}),
+        Revocation::TenantRevoke { tenant } => json!({"type": r.reason(), "tenant": tenant}),
     }
 }
 

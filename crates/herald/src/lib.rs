@@ -28,6 +28,7 @@ pub mod config;
 pub mod history;
 pub mod http;
 pub mod hub;
+pub mod invalidation;
 pub mod queue;
 pub mod ratelimit;
 pub mod registry;

@@ -1,17 +1,20 @@
 //! The HTTP surface (DESIGN.md §4): one module per resource, one error type,
 //! one place that extracts the client address and the credential.
 
+pub mod admin;
 pub mod error;
 pub mod events;
+pub mod invalidation;
 pub mod ops;
 pub mod publish;
 pub mod request;
+pub mod revocations;
 pub mod tokens;
 
 use crate::hub::Hub;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use error::ApiError;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -34,6 +37,15 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/events", get(events::subscribe))
         .route("/v1/publish", post(publish::publish))
         .route("/v1/tokens", post(tokens::mint))
+        .route("/v1/revocations", post(revocations::revoke))
+        .route("/v1/audit", get(admin::audit_page))
+        .route("/v1/audit/events", get(admin::audit_stream))
+        .route("/v1/connections", get(admin::connections))
+        .route("/v1/connections/{id}", delete(admin::kick))
+        .route("/v1/invalidate", post(invalidation::invalidate))
+        .route("/v1/invalidation", get(invalidation::state))
+        .route("/v1/invalidation/{action}", post(invalidation::control))
+        .route("/v1/invalidation/tags/{action}", post(invalidation::tags))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

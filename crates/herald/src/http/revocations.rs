@@ -1,0 +1,151 @@
+//! `POST /v1/revocations`: end access now, and keep it ended.
+//!
+//! Accepts Herald's own shape and, unchanged, an app's audit event in the
+//! fuz_app shape (`type`, `outcome`, `account_id`, `target_account_id`,
+//! `metadata.role`, `metadata.session_id`), so a backend can forward its
+//! audit feed as is. A failed action (`"outcome": "failure"`) closes
+//! nothing: its ids are whatever the failing caller sent.
+
+use super::error::ApiError;
+use super::publish::json_body;
+use super::request::{client_ip, header_credential};
+use crate::hub::Hub;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::Request;
+use axum::Json;
+use herald_core::revocation::AccountRevokeReason;
+use herald_core::{Revocation, SessionKey};
+use serde_json::{json, Value};
+
+/// The fields a revocation may need, from either shape.
+struct Fields<'a> {
+    kind: &'a str,
+    account: Option<&'a str>,
+    session: Option<&'a str>,
+    role: Option<&'a str>,
+    jti: Option<&'a str>,
+    tenant: Option<&'a str>,
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Result<Option<&'a str>, ApiError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_revocation",
+            format!("`{key}` must be a non-empty string"),
+        )),
+    }
+}
+
+/// Builds the revocation, or `None` for a forwarded audit event of a type
+/// that revokes nothing.
+fn parse(
+    f: &Fields<'_>,
+    key: &SessionKey,
+    forwarded: bool,
+) -> Result<Option<Revocation>, ApiError> {
+    let need = |name: &str, v: Option<&str>| {
+        v.map(str::to_string).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_revocation",
+                format!("`{}` requires `{name}`", f.kind),
+            )
+        })
+    };
+    let account_reason = match f.kind {
+        "session_revoke_all" => Some(AccountRevokeReason::SessionRevokeAll),
+        "token_revoke_all" => Some(AccountRevokeReason::TokenRevokeAll),
+        "password_change" => Some(AccountRevokeReason::PasswordChange),
+        "logout" => Some(AccountRevokeReason::Logout),
+        _ => None,
+    };
+    let r = match (f.kind, account_reason) {
+        (_, Some(reason)) => Revocation::AccountRevoke {
+            account: need("account", f.account)?,
+            reason,
+        },
+        ("role_grant_revoke", _) => Revocation::RoleGrantRevoke {
+            account: need("account", f.account)?,
+            role: need("role", f.role)?,
+        },
+        ("session_revoke", _) => Revocation::SessionRevoke {
+            account: need("account", f.account)?,
+            session: key.hash(&need("session", f.session)?),
+        },
+        ("token_revoke", _) => Revocation::TokenRevoke {
+            jti: need("jti", f.jti)?,
+        },
+        ("tenant_revoke", _) => Revocation::TenantRevoke {
+            tenant: need("tenant", f.tenant)?,
+        },
+        _ if forwarded => return Ok(None),
+        (other, _) => {
+            return Err(ApiError::bad_request(
+                "invalid_revocation",
+                format!("unknown revocation type `{other}`"),
+            ))
+        }
+    };
+    Ok(Some(r))
+}
+
+/// Handler for `POST /v1/revocations`.
+pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
+    let hub = hub.inner.clone();
+    let ip = client_ip(&req, &hub.config);
+    let by = hub.authenticate(header_credential(req.headers()), ip, false)?;
+    if !(by.scopes.revoke || by.is_admin()) {
+        return Err(ApiError::forbidden(
+            "revoke_forbidden",
+            "revocations need an admin or a key with the `revoke` scope",
+        ));
+    }
+    let body = json_body(req, 64 * 1024).await?;
+    let kind = str_field(&body, "type")?
+        .ok_or_else(|| ApiError::bad_request("invalid_revocation", "`type` is required"))?;
+    // The fuz_app audit shape carries `outcome` and `*account_id`.
+    let forwarded = ["outcome", "account_id", "target_account_id", "metadata"]
+        .iter()
+        .any(|k| body.get(k).is_some());
+    let null = Value::Null;
+    let meta = body.get("metadata").unwrap_or(&null);
+    let fields = if forwarded {
+        if body.get("outcome").and_then(Value::as_str) == Some("failure") {
+            return Ok(Json(json!({"closed": 0, "applied": false})));
+        }
+        Fields {
+            kind,
+            // The target account wins: "admin revoked bob's role" is about bob.
+            account: str_field(&body, "target_account_id")?.or(str_field(&body, "account_id")?),
+            session: str_field(meta, "session_id")?,
+            role: str_field(meta, "role")?,
+            jti: str_field(meta, "jti")?,
+            tenant: str_field(meta, "tenant")?,
+        }
+    } else {
+        Fields {
+            kind,
+            account: str_field(&body, "account")?,
+            session: str_field(&body, "session")?,
+            role: str_field(&body, "role")?,
+            jti: str_field(&body, "jti")?,
+            tenant: str_field(&body, "tenant")?,
+        }
+    };
+    let Some(revocation) = parse(&fields, &hub.auth.session_key, forwarded)? else {
+        return Ok(Json(json!({"closed": 0, "applied": false})));
+    };
+    // A tenant-bound revoker acts inside its tenant only.
+    if let (Some(own), Revocation::TenantRevoke { tenant }) = (&by.tenant, &revocation) {
+        if own != tenant {
+            return Err(ApiError::forbidden(
+                "tenant_forbidden",
+                "a tenant-bound credential revokes only inside its tenant",
+            ));
+        }
+    }
+    let closed = hub.revoke(revocation, by.tenant.clone(), Some(&by));
+    Ok(Json(json!({"closed": closed, "applied": true})))
+}
