@@ -21,7 +21,8 @@ pub struct Server {
     pub admin_key: String,
     /// API key with publish + tokens scopes bound to tenant `acme`.
     pub acme_key: String,
-    _dir: tempfile::TempDir,
+    /// The hub's working directory (also its data dir in the default config).
+    pub dir: tempfile::TempDir,
 }
 
 /// Extra TOML appended to the test configuration.
@@ -64,6 +65,11 @@ pub fn start() -> Server {
     start_with("")
 }
 
+/// Starts `herald` with arbitrary arguments in `dir` (no API keys).
+pub fn start_args(args: &[&str], dir: tempfile::TempDir) -> Server {
+    start_process(args, String::new(), String::new(), dir)
+}
+
 fn start_process(
     args: &[&str],
     admin_key: String,
@@ -72,6 +78,7 @@ fn start_process(
 ) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(args)
+        .current_dir(dir.path())
         .env("HERALD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -95,7 +102,7 @@ fn start_process(
         base,
         admin_key,
         acme_key,
-        _dir: dir,
+        dir,
     }
 }
 
