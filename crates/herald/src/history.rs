@@ -43,11 +43,23 @@ pub struct Page {
     pub head: u64,
 }
 
+/// Receives committed events, in `seq` order, exactly once each. The hub's
+/// dispatcher is the sink: live delivery is driven by what the history
+/// committed, which keeps every stream in `seq` order even when many
+/// publishers share one group commit, and lets a cluster history feed
+/// events published on other nodes through the same path.
+pub type Sink = Arc<dyn Fn(&[Arc<Event>]) + Send + Sync>;
+
 /// Storage for published events.
 pub trait History: Send + Sync + 'static {
-    /// Sequences and stores a batch atomically: all or none. Returns the
-    /// events in order. A duplicate id (in history or in the batch) fails
-    /// the whole batch.
+    /// Sets the sink told about every committed event. Called once, before
+    /// the first append.
+    fn set_sink(&self, sink: Sink);
+
+    /// Sequences and stores a batch atomically: all or none. Resolves once
+    /// the events are durable (per the store's policy) and have been given
+    /// to the sink, with the events in order. A duplicate id (in history or
+    /// in the batch) fails the whole batch.
     fn append(
         &self,
         drafts: Vec<EventDraft>,
@@ -69,6 +81,7 @@ pub trait History: Send + Sync + 'static {
 }
 
 struct MemoryState {
+    sink: Option<Sink>,
     events: VecDeque<Arc<Event>>,
     by_id: HashMap<String, u64>,
     retained: HashMap<String, Arc<Event>>,
@@ -86,6 +99,7 @@ impl MemoryHistory {
     pub fn new(capacity: usize) -> MemoryHistory {
         MemoryHistory {
             state: Mutex::new(MemoryState {
+                sink: None,
                 events: VecDeque::new(),
                 by_id: HashMap::new(),
                 retained: HashMap::new(),
@@ -127,6 +141,11 @@ impl MemoryHistory {
                 s.by_id.remove(&old.id);
             }
         }
+        // Dispatch under the lock: the next append cannot be sequenced until
+        // this one is delivered, so sinks see strictly increasing `seq`.
+        if let Some(sink) = &s.sink {
+            sink(&out);
+        }
         Ok(out)
     }
 
@@ -155,6 +174,10 @@ impl MemoryHistory {
 }
 
 impl History for MemoryHistory {
+    fn set_sink(&self, sink: Sink) {
+        self.state.lock().sink = Some(sink);
+    }
+
     fn append(
         &self,
         drafts: Vec<EventDraft>,

@@ -55,9 +55,9 @@ pub struct HubInner {
     pub auth_failures: FailureLimiter,
     /// Event limits.
     pub limits: Limits,
-    /// Serializes sequencing + dispatch so every stream sees events in `seq`
-    /// order (a resume cursor is then a single number).
-    publish_lock: tokio::sync::Mutex<()>,
+    /// Held shared by every publish in flight; shutdown takes it exclusively
+    /// to wait for them before closing streams.
+    in_flight: tokio::sync::RwLock<()>,
     draining: AtomicBool,
     /// Cancelled when the hub shuts down.
     pub shutdown: CancellationToken,
@@ -135,13 +135,23 @@ impl HubBuilder {
                 max_event_bytes: l.max_event_bytes,
                 max_topics: 100,
             },
-            publish_lock: tokio::sync::Mutex::new(()),
+            in_flight: tokio::sync::RwLock::new(()),
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             generated_secret_file: secrets.generated_secret_file,
             config,
         });
         crate::audit_stream::attach(&inner);
+        let registry = inner.registry.clone();
+        inner
+            .history
+            .set_sink(Arc::new(move |events: &[Arc<Event>]| {
+                let mut delivered = 0;
+                for e in events {
+                    delivered += registry.dispatch(e);
+                }
+                metrics::counter!("herald_deliveries_total").increment(delivered as u64);
+            }));
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
         Ok(Hub { inner })
     }
@@ -289,10 +299,10 @@ impl HubInner {
         &self,
         drafts: Vec<EventDraft>,
     ) -> Result<Vec<Arc<Event>>, ApiError> {
+        let _in_flight = self.in_flight.read().await;
         if self.is_draining() {
             return Err(ApiError::draining());
         }
-        let _order = self.publish_lock.lock().await;
         let events = self
             .history
             .append(drafts, now_ms())
@@ -313,11 +323,7 @@ impl HubInner {
                     e
                 }
             })?;
-        for e in &events {
-            let n = self.registry.dispatch(e);
-            metrics::counter!("herald_events_published_total").increment(1);
-            metrics::counter!("herald_deliveries_total").increment(n as u64);
-        }
+        metrics::counter!("herald_events_published_total").increment(events.len() as u64);
         Ok(events)
     }
 
@@ -382,7 +388,7 @@ impl HubInner {
     async fn begin_shutdown(&self) {
         self.draining.store(true, Ordering::SeqCst);
         // Wait for publishes already sequencing to finish and dispatch.
-        drop(self.publish_lock.lock().await);
+        drop(self.in_flight.write().await);
         for s in self.registry.find(Lookup::All, |_| true) {
             self.registry.close(s.id, CloseReason::Shutdown);
         }
