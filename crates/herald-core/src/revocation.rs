@@ -166,6 +166,7 @@ mod tests {
             revocation: r,
             at_ms,
             expires_at_ms: at_ms + 1,
+            within_tenant: None,
             seen: vec![],
         }
     }

@@ -16,11 +16,14 @@ use serde_json::json;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut config = herald::Config::default();
-    config.jwt_secret = Some(
-        std::env::var("HERALD_JWT_SECRET")
-            .unwrap_or_else(|_| "change-me-to-a-real-secret-of-32-bytes-or-more".into()),
-    );
+    let config = herald::Config {
+        jwt_secret: Some(
+            std::env::var("HERALD_JWT_SECRET")
+                .unwrap_or_else(|_| "change-me-to-a-real-secret-of-32-bytes-or-more".into()),
+        ),
+        store: herald::config::StoreKind::Memory,
+        ..herald::Config::default()
+    };
     let hub = herald::Hub::builder(config).build()?;
 
     // The app's own publisher identity: trusted code, allowed everywhere.

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// One audit event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct AuditRecord {
     /// Strictly increasing id (resume with `Last-Event-ID` / `after`).
     pub id: u64,
@@ -20,21 +20,21 @@ pub struct AuditRecord {
     pub time_ms: u64,
     /// `stream_opened`, `stream_closed`, `auth_failed`, `cap_rejected`,
     /// `revocation_applied`, `token_minted`, `admin_action`.
-    pub kind: &'static str,
+    pub kind: String,
     /// Tenant concerned, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// Account concerned, if known.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
     /// First 8 hex chars of the session hash.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
     /// Client address.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
     /// Stream id.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<u64>,
     /// Kind-specific details (reason, code, count...).
     pub detail: serde_json::Value,
@@ -78,7 +78,7 @@ type Listener = Box<dyn Fn(&Arc<AuditRecord>) + Send + Sync>;
 pub struct AuditLog {
     records: Mutex<(u64, VecDeque<Arc<AuditRecord>>)>,
     capacity: usize,
-    listener: Mutex<Option<Listener>>,
+    listeners: Mutex<Vec<Listener>>,
 }
 
 impl AuditLog {
@@ -87,14 +87,27 @@ impl AuditLog {
         AuditLog {
             records: Mutex::new((0, VecDeque::new())),
             capacity,
-            listener: Mutex::new(None),
+            listeners: Mutex::new(Vec::new()),
         }
     }
 
-    /// Sets the function told about each new record (the hub fans records
-    /// out to audit streams through it).
-    pub fn set_listener(&self, f: Listener) {
-        *self.listener.lock() = Some(f);
+    /// Adds a function told about each new record (the hub fans records out
+    /// to audit streams through one, and the durable store persists them
+    /// through another).
+    pub fn add_listener(&self, f: Listener) {
+        self.listeners.lock().push(f);
+    }
+
+    /// Loads records kept from a previous run; ids continue after them.
+    pub fn restore(&self, records: Vec<AuditRecord>) {
+        let mut g = self.records.lock();
+        for r in records {
+            g.0 = g.0.max(r.id);
+            g.1.push_back(Arc::new(r));
+        }
+        while g.1.len() > self.capacity {
+            g.1.pop_front();
+        }
     }
 
     /// Appends a record.
@@ -105,7 +118,7 @@ impl AuditLog {
             let rec = Arc::new(AuditRecord {
                 id: g.0,
                 time_ms: now_ms,
-                kind: e.kind,
+                kind: e.kind.to_string(),
                 tenant: e.tenant,
                 account: e.account,
                 session: e.session,
@@ -119,8 +132,8 @@ impl AuditLog {
             }
             rec
         };
-        tracing::info!(target: "herald::audit", kind = rec.kind, id = rec.id, tenant = ?rec.tenant, account = ?rec.account, session = ?rec.session, ip = ?rec.ip, stream = ?rec.stream, detail = %rec.detail);
-        if let Some(f) = &*self.listener.lock() {
+        tracing::info!(target: "herald::audit", kind = %rec.kind, id = rec.id, tenant = ?rec.tenant, account = ?rec.account, session = ?rec.session, ip = ?rec.ip, stream = ?rec.stream, detail = %rec.detail);
+        for f in self.listeners.lock().iter() {
             f(&rec);
         }
         rec

@@ -29,7 +29,7 @@ pub fn frame(record: &AuditRecord) -> Bytes {
 pub fn attach(hub: &Arc<HubInner>) {
     let registry = hub.registry.clone();
     hub.audit
-        .set_listener(Box::new(move |record: &Arc<AuditRecord>| {
+        .add_listener(Box::new(move |record: &Arc<AuditRecord>| {
             let streams = registry.find(Lookup::Audit, |s| visible_to(&s.principal, record));
             if streams.is_empty() {
                 return;

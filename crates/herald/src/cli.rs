@@ -39,6 +39,9 @@ pub struct Common {
     /// Log format: text or json.
     #[arg(long, global = true)]
     pub log_format: Option<String>,
+    /// History store: embedded (durable, default) or memory.
+    #[arg(long, global = true)]
+    pub store: Option<String>,
 }
 
 /// Subcommands.
@@ -52,6 +55,18 @@ pub enum Command {
     Publish(PublishArgs),
     /// Generate a backend API key and the hash to put in the configuration.
     Apikey(ApikeyArgs),
+    /// Inspect or maintain the embedded store (run while the hub is stopped).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `herald store ...`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Check the store file's integrity and decode every record.
+    Verify,
+    /// Rewrite the store file to give freed space back to the filesystem.
+    Compact,
 }
 
 /// `herald token`.
@@ -138,6 +153,7 @@ impl Common {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             log_format: self.log_format.clone(),
+            store: self.store.clone(),
         };
         Config::load(self.config.as_deref(), &flags).map_err(|e| e.to_string())
     }
@@ -156,6 +172,27 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Serve => serve(config).await,
         Command::Token(args) => token(&config, args),
         Command::Publish(args) => publish(&config, args).await,
+        Command::Store(cmd) => {
+            let path = config.data_dir.join(crate::hub::STORE_FILE);
+            if !path.exists() {
+                eprintln!("herald: no store at {}", path.display());
+                return 2;
+            }
+            let result = match cmd {
+                StoreCommand::Verify => crate::store::verify(&path),
+                StoreCommand::Compact => crate::store::compact(&path),
+            };
+            match result {
+                Ok(report) => {
+                    println!("{report}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("herald: {e}");
+                    1
+                }
+            }
+        }
         Command::Apikey(args) => {
             let (key, hash) = crate::auth::api_key::generate();
             println!("# the key (give it to the backend; it is not stored anywhere):");

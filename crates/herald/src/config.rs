@@ -51,8 +51,20 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
+    /// Where history and hub state live: `embedded` (durable, in
+    /// `data_dir`) or `memory` (lost at exit).
+    pub store: StoreKind,
+    /// When the embedded store fsyncs: `always` (every publish is durable
+    /// before it is answered), `interval`, or `never`.
+    pub fsync: FsyncMode,
+    /// With `fsync = "interval"`: the most time between fsyncs, ms.
+    pub fsync_interval_ms: u64,
     /// History kept for `Last-Event-ID` resume, in events.
     pub history_size: usize,
+    /// Events older than this are dropped, seconds; 0 = no age limit.
+    pub retention_max_age_secs: u64,
+    /// Event bytes kept by the embedded store; 0 = no size limit.
+    pub retention_max_bytes: u64,
     /// Limits and back-pressure.
     pub limits: LimitsConfig,
 }
@@ -73,6 +85,28 @@ pub struct ApiKeyConfig {
     /// Topics the key may publish to (default: all).
     #[serde(default)]
     pub publish: Option<Vec<String>>,
+}
+
+/// Which history backend.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// redb file in the data dir.
+    Embedded,
+    /// In memory only.
+    Memory,
+}
+
+/// Embedded store durability.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// fsync before answering every publish (group commit).
+    Always,
+    /// fsync at most every `fsync_interval_ms`.
+    Interval,
+    /// Checkpoint once a second and at shutdown.
+    Never,
 }
 
 /// Log output format.
@@ -153,7 +187,12 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             log_format: LogFormat::Text,
+            store: StoreKind::Embedded,
+            fsync: FsyncMode::Always,
+            fsync_interval_ms: 10,
             history_size: 100_000,
+            retention_max_age_secs: 7 * 24 * 3600,
+            retention_max_bytes: 1 << 30,
             limits: LimitsConfig::default(),
         }
     }
@@ -205,6 +244,9 @@ pub struct FlagOverrides {
     /// `--log-format`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// `--store`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 impl Config {

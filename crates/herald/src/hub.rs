@@ -6,7 +6,7 @@ use crate::audit::{AuditEntry, AuditLog};
 use crate::auth::{
     api_key::ApiKeys, jwt::JwtVerifier, sse_token::SseTokens, AuthError, Authenticator, Source,
 };
-use crate::config::{Config, SessionCapPolicy};
+use crate::config::{Config, FsyncMode, SessionCapPolicy, StoreKind};
 use crate::history::{History, HistoryError, MemoryHistory};
 use crate::http::error::ApiError;
 use crate::queue::CloseReason;
@@ -14,6 +14,7 @@ use crate::ratelimit::FailureLimiter;
 use crate::registry::{Caps, Lookup, Registry, StreamKind};
 use crate::revocations::DenyList;
 use crate::secrets::{self, Secrets};
+use crate::store::{FsyncPolicy, Store, StoreConfig};
 use herald_core::{DenyRule, Event, EventDraft, Limits, Principal, Revocation};
 use serde_json::json;
 use std::net::IpAddr;
@@ -22,12 +23,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The embedded store's file name inside the data dir.
+pub const STORE_FILE: &str = "herald.redb";
+
 /// Unix time in milliseconds.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// Audit records kept (in memory and in the store).
+const AUDIT_KEPT: usize = 100_000;
 
 /// A Server-Sent Events hub. Cheap to clone; all clones are the same hub.
 #[derive(Clone)]
@@ -49,6 +56,8 @@ pub struct HubInner {
     pub audit: AuditLog,
     /// Sticky revocations.
     pub deny: DenyList,
+    /// The embedded store, when history is durable.
+    pub store: Option<Arc<Store>>,
     /// Tag invalidation controls.
     pub invalidation: crate::invalidation::Invalidation,
     /// Failed authentications per client IP.
@@ -115,9 +124,34 @@ impl HubBuilder {
             hub_total,
             audit_per_session: 10,
         };
-        let history = self
-            .history
-            .unwrap_or_else(|| Arc::new(MemoryHistory::new(config.history_size)));
+        let store = match (&self.history, config.store) {
+            (None, StoreKind::Embedded) => {
+                let fsync = match config.fsync {
+                    FsyncMode::Always => FsyncPolicy::Always,
+                    FsyncMode::Interval => FsyncPolicy::Interval(Duration::from_millis(
+                        config.fsync_interval_ms.max(1),
+                    )),
+                    FsyncMode::Never => FsyncPolicy::Never,
+                };
+                Some(
+                    Store::open(StoreConfig {
+                        path: config.data_dir.join(STORE_FILE),
+                        fsync,
+                        max_events: config.history_size as u64,
+                        max_age_ms: config.retention_max_age_secs.saturating_mul(1000),
+                        max_bytes: config.retention_max_bytes,
+                        max_audit: AUDIT_KEPT as u64,
+                    })
+                    .map_err(|e| BuildError(e.0))?,
+                )
+            }
+            _ => None,
+        };
+        let history: Arc<dyn History> = match (self.history, &store) {
+            (Some(h), _) => h,
+            (None, Some(s)) => s.clone(),
+            (None, None) => Arc::new(MemoryHistory::new(config.history_size)),
+        };
         let inner = Arc::new(HubInner {
             auth: Authenticator {
                 jwt,
@@ -127,8 +161,9 @@ impl HubBuilder {
             },
             registry: Arc::new(Registry::new(caps)),
             history,
-            audit: AuditLog::new(100_000),
+            audit: AuditLog::new(AUDIT_KEPT),
             deny: DenyList::default(),
+            store: store.clone(),
             invalidation: Default::default(),
             auth_failures: FailureLimiter::new(l.auth_failures_per_minute),
             limits: Limits {
@@ -141,6 +176,28 @@ impl HubBuilder {
             generated_secret_file: secrets.generated_secret_file,
             config,
         });
+        if let Some(store) = &store {
+            // Restore what the previous run left: audit log, deny rules,
+            // outstanding SSE tokens. Then persist from here on.
+            inner
+                .audit
+                .restore(store.load_audit(AUDIT_KEPT).map_err(|e| BuildError(e.0))?);
+            let now = now_ms();
+            for rule in store.load_deny().map_err(|e| BuildError(e.0))? {
+                if rule.expires_at_ms > now {
+                    inner.deny.add(rule);
+                }
+            }
+            inner
+                .auth
+                .sse_tokens
+                .attach_store(store.clone())
+                .map_err(|e| BuildError(e.0))?;
+            let persist = store.clone();
+            inner
+                .audit
+                .add_listener(Box::new(move |r| persist.persist_audit(r)));
+        }
         crate::audit_stream::attach(&inner);
         let registry = inner.registry.clone();
         inner
@@ -205,8 +262,8 @@ impl Hub {
 
     /// Applies a revocation: closes matching streams, keeps a deny rule.
     /// Returns how many streams were closed.
-    pub fn revoke(&self, revocation: Revocation) -> usize {
-        self.inner.revoke(revocation, None, None)
+    pub async fn revoke(&self, revocation: Revocation) -> usize {
+        self.inner.revoke(revocation, None, None).await
     }
 
     /// Stops accepting publishes, waits for in-flight ones, and closes every
@@ -329,7 +386,7 @@ impl HubInner {
 
     /// Applies a revocation; `by` is the admin or key that posted it, and
     /// `within_tenant` limits it to one tenant's principals.
-    pub fn revoke(
+    pub async fn revoke(
         &self,
         revocation: Revocation,
         within_tenant: Option<String>,
@@ -363,6 +420,7 @@ impl HubInner {
         self.auth.sse_tokens.revoke_where(|p| rule.denies(p));
         let detail = describe(&rule.revocation);
         let rule_tenant = rule.within_tenant.clone();
+        let stored = rule.clone();
         self.deny.add(rule);
         let mut closed = 0;
         for s in matching {
@@ -373,6 +431,11 @@ impl HubInner {
             {
                 closed += 1;
             }
+        }
+        // Streams are closed first (the in-memory rule already refuses
+        // reconnects); the answer waits until the rule is durable.
+        if let Some(store) = &self.store {
+            store.persist_deny(&stored).await;
         }
         metrics::counter!("herald_revocations_total").increment(1);
         let mut entry = by.map_or_else(AuditEntry::default, |p| {
@@ -391,6 +454,9 @@ impl HubInner {
         drop(self.in_flight.write().await);
         for s in self.registry.find(Lookup::All, |_| true) {
             self.registry.close(s.id, CloseReason::Shutdown);
+        }
+        if let Some(store) = &self.store {
+            store.flush().await;
         }
         self.shutdown.cancel();
     }

@@ -7,8 +7,10 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut config = herald::Config::default();
-//! config.jwt_secret = Some("a secret of at least thirty-two bytes!!".into());
+//! let config = herald::Config {
+//!     jwt_secret: Some("a secret of at least thirty-two bytes!!".into()),
+//!     ..herald::Config::default()
+//! };
 //! let hub = herald::Hub::builder(config).build()?;
 //! let app = axum::Router::new().nest_service("/realtime", hub.router());
 //! # let _ = app; Ok(()) }
@@ -35,6 +37,7 @@ pub mod registry;
 pub mod revocations;
 pub mod secrets;
 pub mod server;
+pub mod store;
 pub mod stream;
 
 pub use config::Config;

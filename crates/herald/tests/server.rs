@@ -93,7 +93,8 @@ async fn zero_config_start_generates_a_private_secret_and_the_cli_tokens_work() 
 #[test]
 fn invalid_configuration_is_one_line_naming_the_key_and_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["serve", "--listen", "nonsense"], vec![], "listen"),
         (
             vec!["serve"],

@@ -9,9 +9,12 @@
 //! Only a hash of each token is kept.
 
 use super::{fingerprint, AuthError};
+use crate::store::codec::{PrincipalRecord, TokenRecord};
+use crate::store::Store;
 use herald_core::{CredentialKind, Principal};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 /// Every SSE token starts with this.
 pub const PREFIX: &str = "st_";
@@ -25,6 +28,16 @@ struct Record {
 }
 
 impl Record {
+    fn to_stored(&self) -> TokenRecord {
+        TokenRecord {
+            principal: PrincipalRecord::from_principal(&self.principal),
+            expires_at_ms: self.expires_at_ms,
+            minter: self.minter.clone(),
+            single_use: self.single_use,
+            used: self.used,
+        }
+    }
+
     fn outstanding(&self, now_ms: u64) -> bool {
         now_ms < self.expires_at_ms && !(self.single_use && self.used)
     }
@@ -48,6 +61,7 @@ struct State {
 pub struct SseTokens {
     state: Mutex<State>,
     max_outstanding: usize,
+    store: OnceLock<Arc<Store>>,
 }
 
 /// A freshly minted token.
@@ -68,6 +82,54 @@ impl SseTokens {
         SseTokens {
             state: Mutex::new(State::default()),
             max_outstanding,
+            store: OnceLock::new(),
+        }
+    }
+
+    /// Keeps token bookkeeping in `store` from now on, after loading what it
+    /// holds (tokens outstanding before a restart stay valid, spent ones
+    /// stay spent).
+    pub fn attach_store(&self, store: Arc<Store>) -> Result<(), crate::store::OpenError> {
+        let stored = store.load_tokens()?;
+        let mut state = self.state.lock();
+        for (hash, rec) in stored {
+            let principal = match rec.principal.into_principal() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping an undecodable stored SSE token");
+                    continue;
+                }
+            };
+            state
+                .by_minter
+                .entry(rec.minter.clone())
+                .or_default()
+                .push(hash);
+            state.by_hash.insert(
+                hash,
+                Record {
+                    principal,
+                    expires_at_ms: rec.expires_at_ms,
+                    minter: rec.minter,
+                    single_use: rec.single_use,
+                    used: rec.used,
+                },
+            );
+        }
+        drop(state);
+        let _ = self.store.set(store);
+        Ok(())
+    }
+
+    fn persist(&self, hash: [u8; 32], record: &Record) {
+        if let Some(store) = self.store.get() {
+            store.persist_token(hash, &record.to_stored());
+        }
+    }
+
+    fn forget(&self, hash: [u8; 32]) {
+        if let Some(store) = self.store.get() {
+            store.forget_token(hash);
         }
     }
 
@@ -105,16 +167,15 @@ impl SseTokens {
         principal.kind = CredentialKind::SseToken {
             token_id: hex::encode(&h[..6]),
         };
-        by_hash.insert(
-            h,
-            Record {
-                principal,
-                expires_at_ms,
-                minter,
-                single_use,
-                used: false,
-            },
-        );
+        let record = Record {
+            principal,
+            expires_at_ms,
+            minter,
+            single_use,
+            used: false,
+        };
+        self.persist(h, &record);
+        by_hash.insert(h, record);
         Ok(Minted {
             token,
             expires_at_ms,
@@ -140,8 +201,14 @@ impl SseTokens {
                 "this SSE token was already used; mint a fresh one for each connection",
             ));
         }
-        if consume {
+        if consume && !record.used {
             record.used = true;
+            let p = record.principal.clone();
+            let h = hash(raw);
+            if let Some(r) = state.by_hash.get(&h) {
+                self.persist(h, r);
+            }
+            return Ok(p);
         }
         Ok(record.principal.clone())
     }
@@ -160,9 +227,17 @@ impl SseTokens {
     /// Drops every token whose principal matches `dead` (revocation).
     pub fn revoke_where(&self, dead: impl Fn(&Principal) -> bool) -> usize {
         let mut state = self.state.lock();
-        let before = state.by_hash.len();
-        state.by_hash.retain(|_, r| !dead(&r.principal));
-        before - state.by_hash.len()
+        let gone: Vec<[u8; 32]> = state
+            .by_hash
+            .iter()
+            .filter(|(_, r)| dead(&r.principal))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in &gone {
+            state.by_hash.remove(h);
+            self.forget(*h);
+        }
+        gone.len()
     }
 
     /// Tokens currently outstanding.

@@ -146,6 +146,6 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
             ));
         }
     }
-    let closed = hub.revoke(revocation, by.tenant.clone(), Some(&by));
+    let closed = hub.revoke(revocation, by.tenant.clone(), Some(&by)).await;
     Ok(Json(json!({"closed": closed, "applied": true})))
 }

@@ -1,0 +1,734 @@
+//! The embedded durable store: history, retained events, the audit log,
+//! sticky revocations and outstanding SSE tokens in one redb file in the
+//! data dir. See docs/architecture.md for why redb.
+//!
+//! One writer thread owns every write. Publishers hand it their events and
+//! wait; it takes everything queued, writes it in one transaction and
+//! commits once, so concurrent publishers share one fsync (group commit).
+//! Only then are the events given to the dispatcher and the publishers
+//! answered: an answered publish survives `kill -9`.
+//!
+//! Sequence numbers are stored in the same transaction as the events, so a
+//! crash can never cause one to be reused.
+
+pub mod codec;
+
+use crate::audit::AuditRecord;
+use crate::history::{History, HistoryError, Page, ResumePoint, Sink};
+use codec::{DenyRecord, TokenRecord};
+use futures_util::future::BoxFuture;
+use herald_core::{DenyRule, Event, EventDraft};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The on-disk format this build writes. A file with a larger number was
+/// written by a newer Herald and is refused rather than misread.
+pub const FORMAT: u64 = 1;
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const DENY: TableDefinition<u64, &[u8]> = TableDefinition::new("deny");
+const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
+
+/// When commits reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Every commit is fsynced before publishers are answered.
+    Always,
+    /// Commits are fsynced at most this often; a crash loses up to one
+    /// interval of answered publishes.
+    Interval(Duration),
+    /// No fsync on publish; a checkpoint every second and at shutdown.
+    Never,
+}
+
+/// Store settings.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// The database file.
+    pub path: PathBuf,
+    /// Durability policy.
+    pub fsync: FsyncPolicy,
+    /// Most events kept.
+    pub max_events: u64,
+    /// Oldest event kept (ms); 0 = no age limit.
+    pub max_age_ms: u64,
+    /// Most event bytes kept; 0 = no size limit.
+    pub max_bytes: u64,
+    /// Most audit records kept.
+    pub max_audit: u64,
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OpenError(pub String);
+
+enum Job {
+    Append {
+        drafts: Vec<EventDraft>,
+        now_ms: u64,
+        reply: oneshot::Sender<Result<Vec<Arc<Event>>, HistoryError>>,
+    },
+    Audit(Vec<u8>, u64),
+    Deny(Vec<u8>, oneshot::Sender<()>),
+    TokenPut([u8; 32], Vec<u8>),
+    TokenDel([u8; 32]),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Counters shared between the writer and readers.
+struct Shared {
+    head: AtomicU64,
+    oldest: AtomicU64,
+    bytes: AtomicU64,
+    sink: OnceLock<Sink>,
+}
+
+/// The embedded store.
+pub struct Store {
+    db: Arc<Database>,
+    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+    path: PathBuf,
+}
+
+fn storage_error(path: &Path, e: impl std::fmt::Display) -> OpenError {
+    OpenError(format!(
+        "store file {} cannot be used: {e}. Run `herald store verify --data-dir <dir>` for details; \
+         restore it from a backup, or move it away to start with an empty store",
+        path.display()
+    ))
+}
+
+fn meta(db: &Database, key: &str) -> Result<Option<u64>, redb::Error> {
+    let r = db.begin_read()?;
+    match r.open_table(META) {
+        Ok(t) => Ok(t.get(key)?.map(|v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn first_key(db: &Database) -> Result<Option<u64>, redb::Error> {
+    let r = db.begin_read()?;
+    match r.open_table(EVENTS) {
+        Ok(t) => Ok(t.first()?.map(|(k, _)| k.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store and starts its writer thread.
+    pub fn open(config: StoreConfig) -> Result<Arc<Store>, OpenError> {
+        let path = config.path.clone();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                OpenError(format!("`data_dir`: cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let db = Database::builder()
+            .create(&path)
+            .map_err(|e| storage_error(&path, e))?;
+        let format = meta(&db, "format").map_err(|e| storage_error(&path, e))?;
+        if let Some(f) = format.filter(|f| *f > FORMAT) {
+            return Err(OpenError(format!(
+                "store file {} was written by a newer Herald (format {f}, this build reads up to {FORMAT}); \
+                 run the newer version, or move the file away to start empty",
+                path.display()
+            )));
+        }
+        let head = meta(&db, "head")
+            .map_err(|e| storage_error(&path, e))?
+            .unwrap_or(0);
+        let bytes = meta(&db, "bytes")
+            .map_err(|e| storage_error(&path, e))?
+            .unwrap_or(0);
+        let oldest = first_key(&db)
+            .map_err(|e| storage_error(&path, e))?
+            .unwrap_or(head + 1);
+        let db = Arc::new(db);
+        let shared = Arc::new(Shared {
+            head: AtomicU64::new(head),
+            oldest: AtomicU64::new(oldest),
+            bytes: AtomicU64::new(bytes),
+            sink: OnceLock::new(),
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            db: db.clone(),
+            shared: shared.clone(),
+            config,
+            last_durable: Instant::now(),
+            dirty: false,
+            last_sweep: Instant::now(),
+        };
+        std::thread::Builder::new()
+            .name("herald-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| OpenError(format!("cannot start the store writer: {e}")))?;
+        Ok(Arc::new(Store {
+            db,
+            jobs: tx,
+            shared,
+            path,
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the database file in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// Events currently kept.
+    pub fn event_count(&self) -> u64 {
+        let head = self.shared.head.load(Ordering::Acquire);
+        (head + 1).saturating_sub(self.shared.oldest.load(Ordering::Acquire))
+    }
+
+    /// Event payload bytes currently kept.
+    pub fn event_bytes(&self) -> u64 {
+        self.shared.bytes.load(Ordering::Acquire)
+    }
+
+    /// Persists an audit record (asynchronously, in the next commit).
+    pub fn persist_audit(&self, r: &AuditRecord) {
+        if let Ok(bytes) = serde_json::to_vec(r) {
+            let _ = self.jobs.send(Job::Audit(bytes, r.id));
+        }
+    }
+
+    /// Persists a deny rule; resolves once it is committed.
+    pub async fn persist_deny(&self, rule: &DenyRule) {
+        let (tx, rx) = oneshot::channel();
+        if let Ok(bytes) = serde_json::to_vec(&DenyRecord::from_rule(rule)) {
+            if self.jobs.send(Job::Deny(bytes, tx)).is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    /// Records an SSE token (minted or used).
+    pub fn persist_token(&self, hash: [u8; 32], record: &TokenRecord) {
+        if let Ok(bytes) = serde_json::to_vec(record) {
+            let _ = self.jobs.send(Job::TokenPut(hash, bytes));
+        }
+    }
+
+    /// Forgets an SSE token.
+    pub fn forget_token(&self, hash: [u8; 32]) {
+        let _ = self.jobs.send(Job::TokenDel(hash));
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The newest `limit` audit records, oldest first.
+    pub fn load_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, OpenError> {
+        let path = &self.path;
+        let r = self.db.begin_read().map_err(|e| storage_error(path, e))?;
+        let t = match r.open_table(AUDIT) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage_error(path, e)),
+        };
+        let mut out = Vec::new();
+        for item in t
+            .iter()
+            .map_err(|e| storage_error(path, e))?
+            .rev()
+            .take(limit)
+        {
+            let (_, v) = item.map_err(|e| storage_error(path, e))?;
+            out.push(serde_json::from_slice(v.value()).map_err(|e| storage_error(path, e))?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Every deny rule kept.
+    pub fn load_deny(&self) -> Result<Vec<DenyRule>, OpenError> {
+        let path = &self.path;
+        let r = self.db.begin_read().map_err(|e| storage_error(path, e))?;
+        let t = match r.open_table(DENY) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage_error(path, e)),
+        };
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| storage_error(path, e))? {
+            let (_, v) = item.map_err(|e| storage_error(path, e))?;
+            let rec: DenyRecord =
+                serde_json::from_slice(v.value()).map_err(|e| storage_error(path, e))?;
+            out.push(rec.into_rule().map_err(|e| storage_error(path, e))?);
+        }
+        Ok(out)
+    }
+
+    /// Every SSE token kept.
+    pub fn load_tokens(&self) -> Result<Vec<([u8; 32], TokenRecord)>, OpenError> {
+        let path = &self.path;
+        let r = self.db.begin_read().map_err(|e| storage_error(path, e))?;
+        let t = match r.open_table(TOKENS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage_error(path, e)),
+        };
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| storage_error(path, e))? {
+            let (k, v) = item.map_err(|e| storage_error(path, e))?;
+            let hash: [u8; 32] = k
+                .value()
+                .try_into()
+                .map_err(|_| storage_error(path, "bad token key"))?;
+            out.push((
+                hash,
+                serde_json::from_slice(v.value()).map_err(|e| storage_error(path, e))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, redb::Error> {
+        let r = self.db.begin_read()?;
+        let t = match r.open_table(EVENTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for item in t.range(after.saturating_add(1)..)?.take(limit) {
+            let (_, v) = item?;
+            match codec::decode_event(v.value()) {
+                Ok(e) => out.push(Arc::new(e)),
+                Err(e) => tracing::error!(error = %e, "skipping an undecodable stored event"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl History for Store {
+    fn set_sink(&self, sink: Sink) {
+        let _ = self.shared.sink.set(sink);
+    }
+
+    fn append(
+        &self,
+        drafts: Vec<EventDraft>,
+        now_ms: u64,
+    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.jobs.send(Job::Append {
+            drafts,
+            now_ms,
+            reply,
+        });
+        Box::pin(async move {
+            if sent.is_err() {
+                return Err(HistoryError::Unavailable(
+                    "the store writer has stopped".into(),
+                ));
+            }
+            rx.await.unwrap_or_else(|_| {
+                Err(HistoryError::Unavailable(
+                    "the store writer has stopped".into(),
+                ))
+            })
+        })
+    }
+
+    fn resolve(&self, id: &str) -> BoxFuture<'_, Result<ResumePoint, ()>> {
+        let head = self.shared.head.load(Ordering::Acquire);
+        let oldest = self.shared.oldest.load(Ordering::Acquire);
+        let seq = if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+            match id.parse::<u64>() {
+                Ok(seq) if seq <= head => Some(seq),
+                _ => return Box::pin(async { Err(()) }),
+            }
+        } else {
+            self.db
+                .begin_read()
+                .ok()
+                .and_then(|r| r.open_table(IDS).ok())
+                .and_then(|t| t.get(id).ok().flatten().map(|v| v.value()))
+        };
+        let point = match seq {
+            Some(seq) if seq + 1 >= oldest => ResumePoint::After(seq),
+            _ => ResumePoint::Reset,
+        };
+        Box::pin(async move { Ok(point) })
+    }
+
+    fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Page> {
+        // Read the head first: every event up to it is committed, so the
+        // page below cannot miss one that a concurrent commit adds.
+        let head = self.shared.head.load(Ordering::Acquire);
+        let events = self.read_events(after, limit).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "history read failed");
+            Vec::new()
+        });
+        let events: Vec<_> = events.into_iter().filter(|e| e.seq <= head).collect();
+        let head = if events.len() == limit {
+            events.last().map_or(head, |e| e.seq)
+        } else {
+            head
+        };
+        Box::pin(async move { Page { events, head } })
+    }
+
+    fn retained(&self) -> BoxFuture<'_, Page> {
+        let head = self.shared.head.load(Ordering::Acquire);
+        let mut events: Vec<Arc<Event>> = Vec::new();
+        if let Ok(r) = self.db.begin_read() {
+            if let Ok(t) = r.open_table(RETAINED) {
+                if let Ok(iter) = t.iter() {
+                    for (_, v) in iter.flatten() {
+                        if let Ok(e) = codec::decode_event(v.value()) {
+                            if e.seq <= head {
+                                events.push(Arc::new(e));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        events.sort_by_key(|e| e.seq);
+        events.dedup_by_key(|e| e.seq);
+        Box::pin(async move { Page { events, head } })
+    }
+
+    fn head(&self) -> u64 {
+        self.shared.head.load(Ordering::Acquire)
+    }
+}
+
+/// The single writer.
+struct Writer {
+    db: Arc<Database>,
+    shared: Arc<Shared>,
+    config: StoreConfig,
+    last_durable: Instant,
+    dirty: bool,
+    last_sweep: Instant,
+}
+
+type Reply = (
+    oneshot::Sender<Result<Vec<Arc<Event>>, HistoryError>>,
+    Result<Vec<Arc<Event>>, HistoryError>,
+);
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        loop {
+            let first = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.commit_batch(Vec::new(), true, false);
+                    return;
+                }
+            };
+            let mut jobs: Vec<Job> = first.into_iter().collect();
+            // Group commit: everything already queued shares this commit.
+            while jobs.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            let force = jobs.iter().any(|j| matches!(j, Job::Flush(_)));
+            let due = match self.config.fsync {
+                FsyncPolicy::Always => false,
+                FsyncPolicy::Interval(d) => self.dirty && self.last_durable.elapsed() >= d,
+                FsyncPolicy::Never => {
+                    self.dirty && self.last_durable.elapsed() >= Duration::from_secs(1)
+                }
+            };
+            let sweep = self.last_sweep.elapsed() >= Duration::from_secs(1);
+            if jobs.is_empty() && !due && !sweep {
+                continue;
+            }
+            if sweep {
+                self.last_sweep = Instant::now();
+            }
+            if let Err(e) = self.commit_batch(jobs, force || due, sweep) {
+                tracing::error!(error = %e, "store commit failed");
+            }
+        }
+    }
+
+    /// Writes one batch in one transaction, commits, then dispatches and
+    /// answers. On failure every publisher in the batch gets `503`.
+    fn commit_batch(
+        &mut self,
+        jobs: Vec<Job>,
+        force_durable: bool,
+        sweep: bool,
+    ) -> Result<(), redb::Error> {
+        let mut replies: Vec<Reply> = Vec::new();
+        let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut committed: Vec<Arc<Event>> = Vec::new();
+        let mut head = self.shared.head.load(Ordering::Acquire);
+        let mut oldest = self.shared.oldest.load(Ordering::Acquire);
+        let mut bytes = self.shared.bytes.load(Ordering::Acquire);
+        let durable = force_durable || self.config.fsync == FsyncPolicy::Always;
+        let result = (|| -> Result<(), redb::Error> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })?;
+            {
+                let mut events = txn.open_table(EVENTS)?;
+                let mut ids = txn.open_table(IDS)?;
+                let mut retained = txn.open_table(RETAINED)?;
+                let mut meta = txn.open_table(META)?;
+                let mut audit = txn.open_table(AUDIT)?;
+                let mut deny = txn.open_table(DENY)?;
+                let mut tokens = txn.open_table(TOKENS)?;
+                for job in jobs {
+                    match job {
+                        Job::Append {
+                            drafts,
+                            now_ms,
+                            reply,
+                        } => {
+                            let mut seen = HashSet::new();
+                            let mut dup = None;
+                            for d in &drafts {
+                                if let Some(id) = &d.id {
+                                    if !seen.insert(id.clone()) || ids.get(id.as_str())?.is_some() {
+                                        dup = Some(id.clone());
+                                        break;
+                                    }
+                                }
+                            }
+                            if let Some(id) = dup {
+                                replies.push((reply, Err(HistoryError::DuplicateId(id))));
+                                continue;
+                            }
+                            let mut out = Vec::with_capacity(drafts.len());
+                            for d in drafts {
+                                head += 1;
+                                let event = Arc::new(d.into_event(head, now_ms));
+                                let encoded = codec::encode_event(&event);
+                                events.insert(head, encoded.as_slice())?;
+                                bytes += encoded.len() as u64;
+                                if !event.id.bytes().all(|b| b.is_ascii_digit()) {
+                                    ids.insert(event.id.as_str(), head)?;
+                                }
+                                if event.retain {
+                                    for t in &event.topics {
+                                        retained.insert(t.as_str(), encoded.as_slice())?;
+                                    }
+                                }
+                                out.push(event);
+                            }
+                            committed.extend(out.iter().cloned());
+                            replies.push((reply, Ok(out)));
+                        }
+                        Job::Audit(b, id) => {
+                            audit.insert(id, b.as_slice())?;
+                        }
+                        Job::Deny(b, ack) => {
+                            let key = deny.last()?.map_or(1, |(k, _)| k.value() + 1);
+                            deny.insert(key, b.as_slice())?;
+                            acks.push(ack);
+                        }
+                        Job::TokenPut(h, b) => {
+                            tokens.insert(h.as_slice(), b.as_slice())?;
+                        }
+                        Job::TokenDel(h) => {
+                            tokens.remove(h.as_slice())?;
+                        }
+                        Job::Flush(ack) => acks.push(ack),
+                    }
+                }
+                // Retention, enforced in every commit so the file stays
+                // bounded: redb reuses the pages these deletes free.
+                let now_ms = crate::hub::now_ms();
+                let age_cut = (self.config.max_age_ms > 0)
+                    .then(|| now_ms.saturating_sub(self.config.max_age_ms));
+                loop {
+                    let count = (head + 1).saturating_sub(oldest);
+                    let over = count > self.config.max_events
+                        || (self.config.max_bytes > 0
+                            && bytes > self.config.max_bytes
+                            && count > 1);
+                    let Some((k, v)) = events.first()? else { break };
+                    let (seq, len) = (k.value(), v.value().len() as u64);
+                    let decoded = codec::decode_event(v.value()).ok();
+                    let too_old = match (age_cut, &decoded) {
+                        (Some(cut), Some(e)) => e.published_at_ms < cut,
+                        _ => false,
+                    };
+                    drop((k, v));
+                    if !over && !too_old {
+                        break;
+                    }
+                    events.remove(seq)?;
+                    if let Some(e) = decoded {
+                        if !e.id.bytes().all(|b| b.is_ascii_digit()) {
+                            ids.remove(e.id.as_str())?;
+                        }
+                    }
+                    bytes = bytes.saturating_sub(len);
+                    oldest = seq + 1;
+                }
+                if oldest <= head && events.first()?.is_none() {
+                    oldest = head + 1;
+                }
+                while audit.len()? > self.config.max_audit {
+                    audit.pop_first()?;
+                }
+                // Deny rules and tokens whose time is over, once a second.
+                if sweep {
+                    deny.retain(|_, v| {
+                        serde_json::from_slice::<serde_json::Value>(v)
+                            .ok()
+                            .and_then(|r| {
+                                r.get("expires_at_ms").and_then(serde_json::Value::as_u64)
+                            })
+                            .is_none_or(|exp| exp > now_ms)
+                    })?;
+                    tokens.retain(|_, v| {
+                        serde_json::from_slice::<TokenRecord>(v)
+                            .is_ok_and(|r| r.expires_at_ms > now_ms)
+                    })?;
+                }
+                meta.insert("format", FORMAT)?;
+                meta.insert("head", head)?;
+                meta.insert("bytes", bytes)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                if durable {
+                    self.last_durable = Instant::now();
+                    self.dirty = false;
+                } else {
+                    self.dirty = true;
+                }
+                self.shared.head.store(head, Ordering::Release);
+                self.shared.oldest.store(oldest, Ordering::Release);
+                self.shared.bytes.store(bytes, Ordering::Release);
+                if !committed.is_empty() {
+                    if let Some(sink) = self.shared.sink.get() {
+                        sink(&committed);
+                    }
+                }
+                for (reply, r) in replies {
+                    let _ = reply.send(r);
+                }
+                for ack in acks {
+                    let _ = ack.send(());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for (reply, r) in replies {
+                    let _ = reply.send(match r {
+                        Err(dup) => Err(dup),
+                        Ok(_) => Err(HistoryError::Unavailable(format!(
+                            "store write failed: {e}"
+                        ))),
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `herald store verify`: integrity check plus a full decode of every record.
+pub fn verify(path: &Path) -> Result<String, OpenError> {
+    let mut db = Database::open(path).map_err(|e| storage_error(path, e))?;
+    let ok = db.check_integrity().map_err(|e| storage_error(path, e))?;
+    if !ok {
+        return Err(storage_error(
+            path,
+            "integrity check found damage (it was repaired in place where possible)",
+        ));
+    }
+    let r = db.begin_read().map_err(|e| storage_error(path, e))?;
+    let mut report = Vec::new();
+    let mut expected: Option<u64> = None;
+    let mut count = 0u64;
+    if let Ok(t) = r.open_table(EVENTS) {
+        for item in t.iter().map_err(|e| storage_error(path, e))? {
+            let (k, v) = item.map_err(|e| storage_error(path, e))?;
+            let seq = k.value();
+            if let Some(x) = expected {
+                if seq != x {
+                    return Err(storage_error(
+                        path,
+                        format!("events are not contiguous: expected seq {x}, found {seq}"),
+                    ));
+                }
+            }
+            codec::decode_event(v.value())
+                .map_err(|e| storage_error(path, format!("event {seq}: {e}")))?;
+            expected = Some(seq + 1);
+            count += 1;
+        }
+    }
+    let head = meta(&db, "head")
+        .map_err(|e| storage_error(path, e))?
+        .unwrap_or(0);
+    if expected.is_some_and(|next| next - 1 > head) {
+        return Err(storage_error(
+            path,
+            "an event is newer than the recorded head",
+        ));
+    }
+    report.push(format!("{}: ok", path.display()));
+    report.push(format!("events: {count} (head seq {head})"));
+    for (name, def) in [("audit records", AUDIT), ("deny rules", DENY)] {
+        let n = r
+            .open_table(def)
+            .ok()
+            .and_then(|t| t.len().ok())
+            .unwrap_or(0);
+        report.push(format!("{name}: {n}"));
+    }
+    Ok(report.join("\n"))
+}
+
+/// `herald store compact`: rewrites the file to release free pages.
+pub fn compact(path: &Path) -> Result<String, OpenError> {
+    let before = std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut db = Database::open(path).map_err(|e| storage_error(path, e))?;
+    while db.compact().map_err(|e| storage_error(path, e))? {}
+    drop(db);
+    let after = std::fs::metadata(path).map_or(0, |m| m.len());
+    Ok(format!(
+        "{}: {before} bytes -> {after} bytes",
+        path.display()
+    ))
+}
