@@ -55,6 +55,12 @@ pub async fn metrics(State(hub): State<Hub>) -> Response {
     let c = hub.inner.registry.counts();
     metrics::gauge!("herald_streams").set(c.streams as f64);
     metrics::gauge!("herald_history_head").set(hub.inner.history.head() as f64);
+    if let Some(store) = &hub.inner.store {
+        metrics::gauge!("herald_store_bytes").set(store.file_bytes() as f64);
+        metrics::gauge!("herald_store_events").set(store.event_count() as f64);
+        metrics::gauge!("herald_store_event_bytes").set(store.event_bytes() as f64);
+    }
+    metrics::gauge!("herald_deny_rules").set(hub.inner.deny.len() as f64);
     handle.run_upkeep();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
