@@ -30,6 +30,10 @@ pub struct Audience {
     pub roles: Option<Vec<String>>,
     /// Only principals in any of these groups.
     pub groups: Option<Vec<String>>,
+    /// A Mercure private update: only principals whose private-update
+    /// selectors match one of the event's topics (see
+    /// [`Principal::private_updates`](crate::Principal::private_updates)).
+    pub private: bool,
 }
 
 impl Audience {

@@ -55,6 +55,9 @@ pub struct EventDraft {
     pub retain: bool,
     /// SSE `retry:` in milliseconds.
     pub retry: Option<u64>,
+    /// Whether a client id must be unique in history (`409` otherwise).
+    /// Native publishes require it; Mercure allows repeated ids.
+    pub unique_id: bool,
 }
 
 /// A sequenced event, ready to store and deliver.
@@ -212,6 +215,7 @@ impl EventDraft {
             audience,
             retain,
             retry,
+            unique_id: true,
         })
     }
 

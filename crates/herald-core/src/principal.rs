@@ -67,6 +67,11 @@ pub struct Principal {
     pub subscribe: SelectorSet,
     /// Topics this principal may publish to.
     pub publish: SelectorSet,
+    /// Topics on which it may receive Mercure *private* updates; `None`
+    /// means the same as `subscribe`. A Mercure subscriber may see public
+    /// updates on any topic but private ones only where its
+    /// `mercure.subscribe` claim matches.
+    pub private_updates: Option<SelectorSet>,
     /// Extra powers (API key scopes; `admin` also from the JWT claim).
     pub scopes: Scopes,
     /// Unix time (ms) after which the credential is no longer valid.
@@ -98,6 +103,7 @@ impl Principal {
             groups: Vec::new(),
             subscribe: SelectorSet::all(),
             publish: SelectorSet::default(),
+            private_updates: None,
             scopes: Scopes::default(),
             expires_at_ms: None,
             issued_at_ms: None,

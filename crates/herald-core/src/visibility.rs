@@ -18,7 +18,12 @@ pub fn is_visible(principal: &Principal, subscription: &SelectorSet, event: &Eve
         .topics
         .iter()
         .any(|t| subscription.matches(t) && principal.subscribe.matches(t));
-    topic_ok && audience_admits(&event.audience, principal)
+    topic_ok
+        && audience_admits(&event.audience, principal)
+        && (!event.audience.private || {
+            let gate = principal.private_updates.as_ref().unwrap_or(&principal.subscribe);
+            event.topics.iter().any(|t| gate.matches(t))
+        })
 }
 
 /// Whether every restricting field of `audience` admits `principal`.

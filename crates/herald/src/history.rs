@@ -117,7 +117,7 @@ impl MemoryHistory {
         let mut s = self.state.lock();
         let mut batch_ids = std::collections::HashSet::new();
         for d in &drafts {
-            if let Some(id) = &d.id {
+            if let (Some(id), true) = (&d.id, d.unique_id) {
                 if s.by_id.contains_key(id) || !batch_ids.insert(id.as_str()) {
                     return Err(HistoryError::DuplicateId(id.clone()));
                 }

@@ -29,6 +29,7 @@ async fn publish_tags(
         audience,
         retain: false,
         retry: None,
+        unique_id: true,
     };
     let events = hub.publish_drafts(vec![draft]).await?;
     Ok(events
@@ -66,6 +67,7 @@ pub async fn invalidate(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
         audience: Audience::from_json(body.get("audience"), &hub.auth.session_key)?,
         retain: false,
         retry: None,
+        unique_id: true,
     };
     draft.bind_tenant(&p)?;
     match hub.invalidation.submit(&draft.audience, tags) {

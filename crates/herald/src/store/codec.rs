@@ -39,6 +39,8 @@ struct AudienceRecord {
     roles: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     groups: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    private: bool,
 }
 
 /// A record that does not decode: the store is damaged or from elsewhere.
@@ -78,6 +80,7 @@ impl EventRecord {
                     .map(|s| s.iter().map(SessionHash::to_hex).collect()),
                 roles: a.roles.clone(),
                 groups: a.groups.clone(),
+                private: a.private,
             },
             retain: e.retain,
             retry: e.retry,
@@ -93,6 +96,7 @@ impl EventRecord {
             users: self.audience.users,
             roles: self.audience.roles,
             groups: self.audience.groups,
+            private: self.audience.private,
         };
         let draft = EventDraft {
             topics: self.topics,
@@ -102,6 +106,7 @@ impl EventRecord {
             audience,
             retain: self.retain,
             retry: self.retry,
+            unique_id: false,
         };
         Ok(draft.into_event(self.seq, self.t))
     }

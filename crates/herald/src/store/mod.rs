@@ -520,7 +520,7 @@ impl Writer {
                             let mut seen = HashSet::new();
                             let mut dup = None;
                             for d in &drafts {
-                                if let Some(id) = &d.id {
+                                if let (Some(id), true) = (&d.id, d.unique_id) {
                                     if !seen.insert(id.clone()) || ids.get(id.as_str())?.is_some() {
                                         dup = Some(id.clone());
                                         break;
