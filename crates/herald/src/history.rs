@@ -138,7 +138,10 @@ impl MemoryHistory {
         }
         while s.events.len() > self.capacity {
             if let Some(old) = s.events.pop_front() {
-                s.by_id.remove(&old.id);
+                // A repeated (Mercure) id may now point at a newer event.
+                if s.by_id.get(&old.id) == Some(&old.seq) {
+                    s.by_id.remove(&old.id);
+                }
             }
         }
         // Dispatch under the lock: the next append cannot be sequenced until

@@ -592,7 +592,9 @@ impl Writer {
                     }
                     events.remove(seq)?;
                     if let Some(e) = decoded {
-                        if !e.id.bytes().all(|b| b.is_ascii_digit()) {
+                        // A repeated (Mercure) id may now point at a newer event.
+                        let current = ids.get(e.id.as_str())?.map(|v| v.value());
+                        if current == Some(seq) {
                             ids.remove(e.id.as_str())?;
                         }
                     }
