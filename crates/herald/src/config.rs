@@ -67,6 +67,58 @@ pub struct Config {
     pub retention_max_bytes: u64,
     /// Limits and back-pressure.
     pub limits: LimitsConfig,
+    /// The Mercure protocol endpoint (`/.well-known/mercure`).
+    pub mercure: MercureConfig,
+}
+
+/// `[mercure]`: Herald speaking the Mercure protocol.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MercureConfig {
+    /// Serve `/.well-known/mercure`.
+    pub enabled: bool,
+    /// Accept subscribers without a token (they receive public updates only).
+    pub anonymous: bool,
+    /// Key for both publisher and subscriber tokens (HS* secret, or a PEM
+    /// public key / path to one for RS*, ES*, EdDSA). Default: `jwt_secret`.
+    pub jwt_key: Option<String>,
+    /// Algorithm of `jwt_key` (default HS256).
+    pub jwt_alg: Option<String>,
+    /// Key for publisher tokens (overrides `jwt_key`).
+    pub publisher_jwt_key: Option<String>,
+    /// Algorithm of `publisher_jwt_key`.
+    pub publisher_jwt_alg: Option<String>,
+    /// Key for subscriber tokens (overrides `jwt_key`).
+    pub subscriber_jwt_key: Option<String>,
+    /// Algorithm of `subscriber_jwt_key`.
+    pub subscriber_jwt_alg: Option<String>,
+    /// Origins allowed by CORS on the Mercure endpoint (`*` allowed, as in Mercure).
+    pub cors_origins: Vec<String>,
+    /// Origins allowed to publish with the `mercureAuthorization` cookie.
+    pub publish_origins: Vec<String>,
+    /// Enable the subscriptions API and subscription events.
+    pub subscriptions: bool,
+    /// Heartbeat interval in seconds (overrides `limits.keepalive_secs`).
+    pub heartbeat: Option<u64>,
+}
+
+impl Default for MercureConfig {
+    fn default() -> Self {
+        MercureConfig {
+            enabled: true,
+            anonymous: false,
+            jwt_key: None,
+            jwt_alg: None,
+            publisher_jwt_key: None,
+            publisher_jwt_alg: None,
+            subscriber_jwt_key: None,
+            subscriber_jwt_alg: None,
+            cors_origins: Vec::new(),
+            publish_origins: Vec::new(),
+            subscriptions: false,
+            heartbeat: None,
+        }
+    }
 }
 
 /// One backend API key. Only the hash of its secret is configured.
@@ -194,6 +246,7 @@ impl Default for Config {
             retention_max_age_secs: 7 * 24 * 3600,
             retention_max_bytes: 1 << 30,
             limits: LimitsConfig::default(),
+            mercure: MercureConfig::default(),
         }
     }
 }
@@ -271,8 +324,8 @@ impl Config {
         figment = figment
             .merge(
                 Env::prefixed("HERALD_")
-                    .split("__")
-                    .ignore(&["config", "log", "token"]),
+                    .ignore(&["config", "log", "token"])
+                    .map(|key| env_key(key.as_str()).into()),
             )
             .merge(Serialized::defaults(flags));
         let config: Config = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
@@ -361,6 +414,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// Maps an environment key (without `HERALD_`) to a config path:
+/// `LIMITS__PER_SESSION` → `limits.per_session`, and Mercure's familiar
+/// single-underscore form `MERCURE_ANONYMOUS` → `mercure.anonymous`.
+fn env_key(key: &str) -> String {
+    let k = key.to_ascii_lowercase().replace("__", ".");
+    match k.strip_prefix("mercure_") {
+        Some(rest) => format!("mercure.{rest}"),
+        None => k,
     }
 }
 

@@ -56,6 +56,8 @@ pub struct HubInner {
     pub audit: AuditLog,
     /// Sticky revocations.
     pub deny: DenyList,
+    /// Mercure token verification (`None` when Mercure has no key).
+    pub mercure: Option<crate::mercure::auth::MercureAuth>,
     /// The embedded store, when history is durable.
     pub store: Option<Arc<Store>>,
     /// Tag invalidation controls.
@@ -164,6 +166,17 @@ impl HubBuilder {
             audit: AuditLog::new(AUDIT_KEPT),
             deny: DenyList::default(),
             store: store.clone(),
+            mercure: if config.mercure.enabled {
+                Some(
+                    crate::mercure::auth::MercureAuth::from_config(
+                        &config,
+                        secrets.jwt_secret.as_deref(),
+                    )
+                    .map_err(|e| BuildError(e.to_string()))?,
+                )
+            } else {
+                None
+            },
             invalidation: Default::default(),
             auth_failures: FailureLimiter::new(l.auth_failures_per_minute),
             limits: Limits {
@@ -279,6 +292,13 @@ impl Hub {
 }
 
 impl HubInner {
+    /// The Mercure verifier, or `404` when Mercure is disabled.
+    pub fn mercure_auth(&self) -> Result<&crate::mercure::auth::MercureAuth, ApiError> {
+        self.mercure
+            .as_ref()
+            .ok_or_else(|| ApiError::not_found("the Mercure endpoint is not enabled"))
+    }
+
     /// Whether the hub is draining for shutdown.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
@@ -292,25 +312,41 @@ impl HubInner {
         ip: IpAddr,
         consume: bool,
     ) -> Result<Principal, ApiError> {
-        let now = now_ms();
-        if let Some(retry) = self.auth_failures.blocked(ip, now) {
-            return Err(ApiError::too_many(
+        let Some(source) = source else {
+            self.check_rate(ip)?;
+            return Err(ApiError::missing_credential());
+        };
+        self.verify(ip, |now| self.auth.authenticate(source, now, consume))
+    }
+
+    /// Refuses an address that failed authentication too often.
+    pub fn check_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
+        match self.auth_failures.blocked(ip, now_ms()) {
+            Some(retry) => Err(ApiError::too_many(
                 "auth_rate_limited",
                 "too many failed authentications from this address",
                 retry,
-            ));
+            )),
+            None => Ok(()),
         }
-        let Some(source) = source else {
-            return Err(ApiError::missing_credential());
-        };
-        let result = self.auth.authenticate(source, now, consume).and_then(|p| {
-            if let Some(reason) = self.deny.denies(&p, now) {
-                return Err(AuthError::new(
-                    "credential_revoked",
-                    format!("this credential was revoked ({reason})"),
-                ));
-            }
-            Ok(p)
+    }
+
+    /// Runs a credential check with everything every protocol shares: the
+    /// failed-authentication limit, the sticky deny rules, metrics and the
+    /// audit trail.
+    pub fn verify(
+        &self,
+        ip: IpAddr,
+        check: impl FnOnce(u64) -> Result<Principal, AuthError>,
+    ) -> Result<Principal, ApiError> {
+        self.check_rate(ip)?;
+        let now = now_ms();
+        let result = check(now).and_then(|p| match self.deny.denies(&p, now) {
+            Some(reason) => Err(AuthError::new(
+                "credential_revoked",
+                format!("this credential was revoked ({reason})"),
+            )),
+            None => Ok(p),
         });
         result.map_err(|e| {
             self.auth_failures.record(ip, now);
@@ -492,8 +528,13 @@ async fn heartbeat(hub: std::sync::Weak<HubInner>) {
             return;
         }
         let now = now_ms();
-        let keepalive_due =
-            now.saturating_sub(last_keepalive) >= hub.config.limits.keepalive_secs * 1000;
+        let keepalive_secs = hub
+            .config
+            .mercure
+            .heartbeat
+            .unwrap_or(hub.config.limits.keepalive_secs)
+            .max(1);
+        let keepalive_due = now.saturating_sub(last_keepalive) >= keepalive_secs * 1000;
         if keepalive_due {
             last_keepalive = now;
         }

@@ -31,6 +31,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod invalidation;
+pub mod mercure;
 pub mod queue;
 pub mod ratelimit;
 pub mod registry;

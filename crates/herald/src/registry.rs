@@ -46,6 +46,17 @@ pub struct Subscriber {
     pub kind: StreamKind,
     /// Cuts the whole connection when the writer is stuck (zombie).
     pub connection: Option<CancellationToken>,
+    /// Set for streams opened through the Mercure protocol.
+    pub mercure: Option<MercureSubscription>,
+}
+
+/// What the Mercure subscriptions API shows about a stream.
+#[derive(Debug, Clone)]
+pub struct MercureSubscription {
+    /// `urn:uuid:...`, unique per stream.
+    pub subscriber: String,
+    /// The `mercure.payload` claim.
+    pub payload: Option<serde_json::Value>,
 }
 
 impl Subscriber {

@@ -53,6 +53,7 @@ impl Drop for StreamGuard {
         }
         self.hub
             .audit_stream("stream_closed", &self.subscriber, detail);
+        crate::mercure::subscriptions::announce(&self.hub, &self.subscriber, false);
     }
 }
 

@@ -3,7 +3,6 @@
 //! resources answer `404`, never `403`, so their existence does not leak.
 
 use super::error::ApiError;
-use super::events::open;
 use super::request::{client_ip, header_credential, query_pairs, ConnInfo};
 use crate::audit::AuditEntry;
 use crate::audit_stream::visible_to;
@@ -106,19 +105,22 @@ pub async fn audit_stream(
     };
     let ip = client_ip(&req, &hub.config);
     let connection = req.extensions().get::<ConnInfo>().map(|c| c.kill.clone());
-    let source = query
+    let spend_token = query
         .iter()
         .find(|(k, _)| k == "token")
-        .map(|(_, t)| Source::Query(t.as_str()));
-    open(
+        .and_then(|(_, t)| super::events::sse_token_of(Some(Source::Query(t))));
+    super::events::open(
         &hub,
-        p,
-        SelectorSet::default(),
-        ip,
-        StreamKind::Audit,
-        Start::AuditAfter(after),
-        connection,
-        source,
+        super::events::StreamRequest {
+            principal: p,
+            selectors: SelectorSet::default(),
+            ip,
+            kind: StreamKind::Audit,
+            start: Start::AuditAfter(after),
+            connection,
+            spend_token,
+            mercure: None,
+        },
     )
 }
 

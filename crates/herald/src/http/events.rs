@@ -99,13 +99,16 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
     let connection = req.extensions().get::<ConnInfo>().map(|c| c.kill.clone());
     open(
         &hub,
-        principal,
-        selectors,
-        ip,
-        StreamKind::Events,
-        start,
-        connection,
-        source,
+        StreamRequest {
+            principal,
+            selectors,
+            ip,
+            kind: StreamKind::Events,
+            start,
+            connection,
+            spend_token: sse_token_of(source),
+            mercure: None,
+        },
     )
 }
 
@@ -124,43 +127,66 @@ fn authorize_selectors(p: &Principal, selectors: &SelectorSet) -> Result<(), Api
     Ok(())
 }
 
+/// Everything needed to open a stream, whatever the protocol.
+pub struct StreamRequest {
+    /// Who is subscribing.
+    pub principal: Principal,
+    /// What it asked for.
+    pub selectors: SelectorSet,
+    /// Client address.
+    pub ip: std::net::IpAddr,
+    /// Events or audit.
+    pub kind: StreamKind,
+    /// Where the replay starts.
+    pub start: Start,
+    /// The connection's kill switch, when served by Herald's own server.
+    pub connection: Option<tokio_util::sync::CancellationToken>,
+    /// A single-use SSE token to spend once the stream is admitted.
+    pub spend_token: Option<String>,
+    /// Mercure subscription details, for Mercure subscribers.
+    pub mercure: Option<crate::registry::MercureSubscription>,
+}
+
+/// The raw SSE token in a credential source, if it is one.
+pub fn sse_token_of(source: Option<Source<'_>>) -> Option<String> {
+    match source {
+        Some(Source::Query(raw) | Source::Bearer(raw) | Source::Cookie(raw))
+            if raw.starts_with(crate::auth::sse_token::PREFIX) =>
+        {
+            Some(raw.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// Admits a stream against the caps and builds its response. Shared by the
-/// event and audit streams.
-#[allow(clippy::too_many_arguments)]
-pub fn open(
-    hub: &Arc<HubInner>,
-    principal: Principal,
-    selectors: SelectorSet,
-    ip: std::net::IpAddr,
-    kind: StreamKind,
-    start: Start,
-    connection: Option<tokio_util::sync::CancellationToken>,
-    source: Option<Source<'_>>,
-) -> Result<Response, ApiError> {
+/// native event stream, the audit stream and Mercure.
+pub fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, ApiError> {
     if hub.is_draining() {
         return Err(ApiError::draining());
     }
     let now = now_ms();
     let subscriber = Subscriber {
         id: hub.registry.next_id(),
-        principal: Arc::new(principal),
-        selectors,
-        ip,
+        principal: Arc::new(r.principal),
+        selectors: r.selectors,
+        ip: r.ip,
         opened_at_ms: now,
         queue: SubscriberQueue::new(
             hub.config.limits.queue_events,
             hub.config.limits.queue_bytes,
             now,
         ),
-        kind,
-        connection,
+        kind: r.kind,
+        connection: r.connection,
+        mercure: r.mercure,
     };
     let admitted = match hub.registry.admit(subscriber) {
         Ok(a) => a,
         Err(cap) => {
             let e = crate::audit::AuditEntry {
                 kind: "cap_rejected",
-                ip: Some(ip),
+                ip: Some(r.ip),
                 detail: json!({"cap": cap.code()}),
                 ..Default::default()
             };
@@ -171,12 +197,10 @@ pub fn open(
     };
     // Spend a single-use SSE token now that the stream is admitted. If it
     // was spent concurrently by another request, this stream loses.
-    if let Some(Source::Query(raw) | Source::Bearer(raw) | Source::Cookie(raw)) = source {
-        if raw.starts_with(crate::auth::sse_token::PREFIX) {
-            if let Err(e) = hub.auth.sse_tokens.redeem(raw, now, true) {
-                drop(admitted);
-                return Err(e.into());
-            }
+    if let Some(raw) = &r.spend_token {
+        if let Err(e) = hub.auth.sse_tokens.redeem(raw, now, true) {
+            drop(admitted);
+            return Err(e.into());
         }
     }
     let sub = admitted.subscriber.clone();
@@ -185,7 +209,8 @@ pub fn open(
         &sub,
         json!({"selectors": sub.selectors.as_strings(), "kind": format!("{:?}", sub.kind)}),
     );
-    let body = stream::body(hub.clone(), sub, admitted.slot, start);
+    crate::mercure::subscriptions::announce(hub, &sub, true);
+    let body = stream::body(hub.clone(), sub, admitted.slot, r.start);
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();

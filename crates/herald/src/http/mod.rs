@@ -46,6 +46,11 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/invalidation", get(invalidation::state))
         .route("/v1/invalidation/{action}", post(invalidation::control))
         .route("/v1/invalidation/tags/{action}", post(invalidation::tags))
+        .merge(if hub.inner.config.mercure.enabled {
+            crate::mercure::router(hub.clone())
+        } else {
+            Router::new()
+        })
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -55,6 +60,16 @@ pub fn router(hub: Hub) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        // Mercure discovery: every response names the hub.
+        .layer(axum::middleware::map_response(
+            |mut resp: axum::response::Response| async move {
+                if !resp.headers().contains_key(header::LINK) {
+                    resp.headers_mut()
+                        .insert(header::LINK, crate::mercure::link_header());
+                }
+                resp
+            },
+        ))
         .with_state(hub.clone());
     let origins: Vec<HeaderValue> = hub
         .inner

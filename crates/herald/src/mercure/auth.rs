@@ -1,0 +1,248 @@
+//! Mercure credentials: JWTs carrying a `mercure` claim, verified with the
+//! publisher or subscriber key, and turned into Herald principals so that
+//! every Herald guarantee (visibility, caps, revocation, expiry, audit)
+//! applies to Mercure clients unchanged.
+
+use crate::auth::{fingerprint, AuthError};
+use crate::config::Config;
+use herald_core::{CredentialKind, Principal, Scopes, SelectorSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::Value;
+use std::str::FromStr;
+
+/// The `mercure` claim.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct MercureClaim {
+    /// Topic selectors the token may publish to.
+    #[serde(default)]
+    pub publish: Option<Vec<String>>,
+    /// Topic selectors whose private updates the token may receive.
+    #[serde(default)]
+    pub subscribe: Option<Vec<String>>,
+    /// Arbitrary data exposed in subscription events.
+    #[serde(default)]
+    pub payload: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    jti: Option<String>,
+    mercure: Option<MercureClaim>,
+}
+
+/// A key pinned to its algorithm.
+pub struct PinnedKey {
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// A verified Mercure token.
+pub struct MercureToken {
+    /// The principal it stands for.
+    pub principal: Principal,
+    /// Its `mercure` claim.
+    pub claim: MercureClaim,
+}
+
+/// Publisher and subscriber keys.
+pub struct MercureAuth {
+    publisher: Option<PinnedKey>,
+    subscriber: Option<PinnedKey>,
+    leeway: u64,
+    max_lifetime_ms: u64,
+}
+
+/// A key configuration problem.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}`: {1}")]
+pub struct KeyError(pub &'static str, pub String);
+
+fn load(name: &'static str, key: &str, alg: Option<&str>) -> Result<PinnedKey, KeyError> {
+    let alg = Algorithm::from_str(alg.unwrap_or("HS256")).map_err(|_| {
+        KeyError(
+            name,
+            format!("unknown algorithm {:?}", alg.unwrap_or_default()),
+        )
+    })?;
+    let pem = || -> Result<Vec<u8>, KeyError> {
+        if key.trim_start().starts_with("-----BEGIN") {
+            Ok(key.as_bytes().to_vec())
+        } else {
+            std::fs::read(key)
+                .map_err(|e| KeyError(name, format!("cannot read the PEM file {key}: {e}")))
+        }
+    };
+    let decoding = match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            if key.len() < 16 {
+                return Err(KeyError(
+                    name,
+                    "an HMAC key must be at least 16 bytes".into(),
+                ));
+            }
+            DecodingKey::from_secret(key.as_bytes())
+        }
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => {
+            DecodingKey::from_rsa_pem(&pem()?).map_err(|e| KeyError(name, e.to_string()))?
+        }
+        Algorithm::ES256 | Algorithm::ES384 => {
+            DecodingKey::from_ec_pem(&pem()?).map_err(|e| KeyError(name, e.to_string()))?
+        }
+        Algorithm::EdDSA => {
+            DecodingKey::from_ed_pem(&pem()?).map_err(|e| KeyError(name, e.to_string()))?
+        }
+        other => {
+            return Err(KeyError(
+                name,
+                format!("algorithm {other:?} is not supported"),
+            ))
+        }
+    };
+    Ok(PinnedKey { alg, key: decoding })
+}
+
+impl MercureAuth {
+    /// Builds the keys: `publisher_jwt_key`, else `jwt_key`, else the hub's
+    /// HS256 `jwt_secret` (same for subscribers).
+    pub fn from_config(config: &Config, hub_secret: Option<&str>) -> Result<MercureAuth, KeyError> {
+        let m = &config.mercure;
+        let pick = |name: &'static str,
+                    specific: &Option<String>,
+                    alg: &Option<String>|
+         -> Result<Option<PinnedKey>, KeyError> {
+            match (specific, &m.jwt_key, hub_secret) {
+                (Some(k), _, _) => load(name, k, alg.as_deref().or(m.jwt_alg.as_deref())).map(Some),
+                (None, Some(k), _) => load("mercure.jwt_key", k, m.jwt_alg.as_deref()).map(Some),
+                (None, None, Some(secret)) => load("jwt_secret", secret, Some("HS256")).map(Some),
+                (None, None, None) => Ok(None),
+            }
+        };
+        Ok(MercureAuth {
+            publisher: pick(
+                "mercure.publisher_jwt_key",
+                &m.publisher_jwt_key,
+                &m.publisher_jwt_alg,
+            )?,
+            subscriber: pick(
+                "mercure.subscriber_jwt_key",
+                &m.subscriber_jwt_key,
+                &m.subscriber_jwt_alg,
+            )?,
+            leeway: config.jwt_leeway_secs,
+            max_lifetime_ms: config.max_token_lifetime_secs.saturating_mul(1000),
+        })
+    }
+
+    fn verify(
+        &self,
+        key: Option<&PinnedKey>,
+        raw: &str,
+        now_ms: u64,
+    ) -> Result<MercureToken, AuthError> {
+        let key =
+            key.ok_or_else(|| AuthError::new("invalid_token", "no Mercure key is configured"))?;
+        let header = jsonwebtoken::decode_header(raw).map_err(|_| {
+            AuthError::new(
+                "invalid_token",
+                "malformed token, or an algorithm Herald never accepts (such as none)",
+            )
+        })?;
+        if header.alg != key.alg {
+            return Err(AuthError::new(
+                "invalid_token",
+                format!("this hub expects {:?} Mercure tokens", key.alg),
+            ));
+        }
+        let mut v = Validation::new(key.alg);
+        v.leeway = self.leeway;
+        // Mercure 0.x accepts tokens without `exp`; their streams still end
+        // at the hub's maximum lifetime (below).
+        v.set_required_spec_claims::<&str>(&[]);
+        v.validate_aud = false;
+        let data = jsonwebtoken::decode::<Claims>(raw, &key.key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::ExpiredSignature => {
+                    AuthError::new("token_expired", "the token has expired")
+                }
+                ErrorKind::InvalidSignature => AuthError::new("invalid_token", "bad signature"),
+                ErrorKind::ImmatureSignature => {
+                    AuthError::new("invalid_token", "the token is not valid yet (nbf)")
+                }
+                _ => AuthError::new("invalid_token", "malformed token or claims"),
+            }
+        })?;
+        let c = data.claims;
+        // A token without the `mercure` claim is some other application's
+        // token signed with the same key: it grants nothing here.
+        let claim = c
+            .mercure
+            .ok_or_else(|| AuthError::new("invalid_token", "the token has no `mercure` claim"))?;
+        let fp = fingerprint(raw);
+        let mut p = Principal::new(
+            c.sub
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| format!("mercure:{}", hex::encode(&fp[..6]))),
+        );
+        let selectors = |list: &Option<Vec<String>>, what: &str| {
+            SelectorSet::parse(list.as_deref().unwrap_or_default()).map_err(|e| {
+                AuthError::new("invalid_token", format!("mercure.{what}: {}", e.message))
+            })
+        };
+        p.publish = selectors(&claim.publish, "publish")?;
+        p.private_updates = Some(selectors(&claim.subscribe, "subscribe")?);
+        p.subscribe = SelectorSet::all();
+        p.scopes = Scopes {
+            publish: !p.publish.is_empty(),
+            ..Scopes::default()
+        };
+        p.expires_at_ms = Some(match c.exp {
+            Some(exp) => exp.saturating_mul(1000),
+            None => now_ms.saturating_add(self.max_lifetime_ms),
+        });
+        p.issued_at_ms = c.iat.map(|s| s.saturating_mul(1000));
+        p.issued_at_resolution_ms = 1000;
+        p.jti = c.jti;
+        p.fingerprint = fp;
+        p.kind = CredentialKind::Jwt;
+        Ok(MercureToken {
+            principal: p,
+            claim,
+        })
+    }
+
+    /// Verifies a subscriber token.
+    pub fn subscriber(&self, raw: &str, now_ms: u64) -> Result<MercureToken, AuthError> {
+        self.verify(self.subscriber.as_ref(), raw, now_ms)
+    }
+
+    /// Verifies a publisher token.
+    pub fn publisher(&self, raw: &str, now_ms: u64) -> Result<MercureToken, AuthError> {
+        self.verify(self.publisher.as_ref(), raw, now_ms)
+    }
+
+    /// An anonymous subscriber: public updates only, each stream its own
+    /// account (so account caps do not lump strangers together; the IP cap
+    /// still applies).
+    pub fn anonymous(&self, now_ms: u64) -> Principal {
+        let id: [u8; 8] = rand::random();
+        let mut p = Principal::new(format!("anonymous:{}", hex::encode(id)));
+        p.subscribe = SelectorSet::all();
+        p.private_updates = Some(SelectorSet::default());
+        p.expires_at_ms = Some(now_ms.saturating_add(self.max_lifetime_ms));
+        p
+    }
+}

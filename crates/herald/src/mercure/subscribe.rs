@@ -1,0 +1,157 @@
+//! Mercure subscribe: `GET /.well-known/mercure?topic=...`.
+
+use crate::history::ResumePoint;
+use crate::http::error::ApiError;
+use crate::http::events::{open, StreamRequest};
+use crate::http::request::{client_ip, query_pairs, ConnInfo};
+use crate::hub::{now_ms, Hub};
+use crate::registry::{MercureSubscription, StreamKind};
+use crate::stream::Start;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Request};
+use axum::response::Response;
+use herald_core::SelectorSet;
+
+/// Most topic selectors on one Mercure subscription.
+pub const MAX_SELECTORS: usize = 1000;
+
+/// The Mercure token of a request, in Mercure's order: `Authorization`
+/// header, then the `authorization` query parameter, then the
+/// `mercureAuthorization` cookie. The flag says whether it came from the
+/// cookie (publishing with it needs an allowed origin).
+pub fn token<B>(req: &Request<B>) -> (Option<String>, bool) {
+    if let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        let t = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v);
+        return (Some(t.trim().to_string()), false);
+    }
+    if let Some((_, t)) = query_pairs(req)
+        .into_iter()
+        .find(|(k, _)| k == "authorization")
+    {
+        return (Some(t), false);
+    }
+    let cookie = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix("mercureAuthorization=")
+                .map(str::to_string)
+        });
+    let from_cookie = cookie.is_some();
+    (cookie, from_cookie)
+}
+
+/// Handler for Mercure subscriptions.
+pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
+    let hub = hub.inner.clone();
+    let query = query_pairs(&req);
+    let topics: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "topic")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if topics.is_empty() {
+        return Err(ApiError::bad_request(
+            "topics_required",
+            "missing `topic` parameter",
+        ));
+    }
+    if topics.len() > MAX_SELECTORS {
+        return Err(ApiError::bad_request(
+            "too_many_selectors",
+            format!("at most {MAX_SELECTORS} topic selectors per subscription"),
+        ));
+    }
+    let selectors = SelectorSet::parse(&topics)?;
+    let ip = client_ip(&req, &hub.config);
+    let mercure = hub.mercure_auth()?;
+    let (token, _) = token(&req);
+    let (principal, payload) = match token {
+        Some(t) => {
+            let mut payload = None;
+            let p = hub.verify(ip, |now| {
+                mercure.subscriber(&t, now).map(|tok| {
+                    payload = tok.claim.payload;
+                    tok.principal
+                })
+            })?;
+            (p, payload)
+        }
+        None if hub.config.mercure.anonymous => {
+            hub.check_rate(ip)?;
+            (mercure.anonymous(now_ms()), None)
+        }
+        None => {
+            hub.check_rate(ip)?;
+            return Err(ApiError::missing_credential());
+        }
+    };
+    // The header wins over the query parameter.
+    let last = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            query
+                .iter()
+                .find(|(k, _)| k == "lastEventID")
+                .map(|(_, v)| v.clone())
+        });
+    let start = match last.as_deref() {
+        None | Some("") => Start::Retained,
+        Some("earliest") => Start::Resume(ResumePoint::After(0)),
+        Some(id) => {
+            if id.len() > 1024 || id.chars().any(char::is_control) {
+                return Err(ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID is malformed",
+                ));
+            }
+            // Mercure answers an unknown id with what it has; Herald says
+            // so explicitly with `event: reset`.
+            Start::Resume(hub.history.resolve(id).await.unwrap_or(ResumePoint::Reset))
+        }
+    };
+    let head = hub.history.head();
+    let subscriber = format!("urn:uuid:{}", super::subscriptions::uuid_v4());
+    let connection = req.extensions().get::<ConnInfo>().map(|c| c.kill.clone());
+    let mut resp = open(
+        &hub,
+        StreamRequest {
+            principal,
+            selectors,
+            ip,
+            kind: StreamKind::Events,
+            start,
+            connection,
+            spend_token: None,
+            mercure: Some(MercureSubscription {
+                subscriber,
+                payload,
+            }),
+        },
+    )?;
+    let cursor = if head == 0 {
+        "earliest".to_string()
+    } else {
+        head.to_string()
+    };
+    if let Ok(v) = HeaderValue::from_str(&cursor) {
+        resp.headers_mut().insert("last-event-id", v);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,235 @@
+//! The Mercure subscriptions API and subscription events: who is
+//! subscribed to what, as JSON-LD, for subscribers whose claim allows it.
+//!
+//! Subscription events are private updates on
+//! `/.well-known/mercure/subscriptions/{topic}/{subscriber}` published when
+//! a Mercure stream opens (`"active": true`) and closes (`false`).
+
+use super::RESERVED_PREFIX;
+use crate::http::error::ApiError;
+use crate::http::request::client_ip;
+use crate::hub::{Hub, HubInner};
+use crate::registry::{Lookup, Subscriber};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald_core::{Audience, EventDraft, Principal};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+const CONTEXT: &str = "https://mercure.rocks/";
+
+/// A random (version 4) UUID, formatted.
+pub fn uuid_v4() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Percent-encodes a path segment (everything but unreserved characters).
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The IRI of one subscription.
+fn subscription_id(topic: &str, subscriber: &str) -> String {
+    format!(
+        "{RESERVED_PREFIX}/subscriptions/{}/{}",
+        escape(topic),
+        escape(subscriber)
+    )
+}
+
+/// The JSON-LD of one subscription of `s` (one per topic selector).
+fn describe(s: &Subscriber, topic: &str, active: bool) -> Option<Value> {
+    let m = s.mercure.as_ref()?;
+    let mut v = json!({
+        "id": subscription_id(topic, &m.subscriber),
+        "type": "Subscription",
+        "subscriber": m.subscriber,
+        "topic": topic,
+        "active": active,
+    });
+    if let Some(p) = &m.payload {
+        v["payload"] = p.clone();
+    }
+    Some(v)
+}
+
+/// Publishes subscription events for `s` when the API is enabled.
+pub fn announce(hub: &Arc<HubInner>, s: &Subscriber, active: bool) {
+    if !hub.config.mercure.subscriptions || s.mercure.is_none() {
+        return;
+    }
+    let drafts: Vec<EventDraft> = s
+        .selectors
+        .0
+        .iter()
+        .filter_map(|sel| {
+            let topic = sel.as_str();
+            let mut v = describe(s, topic, active)?;
+            v["@context"] = CONTEXT.into();
+            let id = v["id"].as_str().unwrap_or_default().to_string();
+            Some(EventDraft {
+                topics: vec![id],
+                event_type: None,
+                data: v.to_string(),
+                id: None,
+                audience: Audience {
+                    private: true,
+                    ..Audience::public()
+                },
+                retain: false,
+                retry: None,
+                unique_id: false,
+            })
+        })
+        .collect();
+    if drafts.is_empty() {
+        return;
+    }
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        if let Err(e) = hub.publish_drafts(drafts).await {
+            tracing::debug!(error = %e.message, "subscription event not published");
+        }
+    });
+}
+
+/// Authenticates a subscriber allowed to see `path`.
+fn authorize(hub: &Arc<HubInner>, req: &Request<Body>, path: &str) -> Result<Principal, ApiError> {
+    if !hub.config.mercure.subscriptions {
+        return Err(ApiError::not_found("the subscriptions API is not enabled"));
+    }
+    let ip = client_ip(req, &hub.config);
+    let (token, _) = super::subscribe::token(req);
+    let Some(token) = token else {
+        hub.check_rate(ip)?;
+        return Err(ApiError::missing_credential());
+    };
+    let mercure = hub.mercure_auth()?;
+    let p = hub.verify(ip, |now| {
+        mercure.subscriber(&token, now).map(|t| t.principal)
+    })?;
+    let allowed = p.private_updates.as_ref().is_some_and(|s| s.matches(path));
+    if !allowed {
+        return Err(ApiError::forbidden(
+            "topic_forbidden",
+            "the token's mercure.subscribe claim does not cover the subscriptions API",
+        ));
+    }
+    Ok(p)
+}
+
+fn respond(req: &Request<Body>, body: Value) -> Response {
+    let text = body.to_string();
+    let etag = format!("\"{}\"", &blake3::hash(text.as_bytes()).to_hex()[..16]);
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/ld+json")], text).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+fn collect(hub: &HubInner, topic: Option<&str>, subscriber: Option<&str>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for s in hub.registry.find(Lookup::All, |s| s.mercure.is_some()) {
+        let Some(m) = &s.mercure else { continue };
+        if subscriber.is_some_and(|id| id != m.subscriber) {
+            continue;
+        }
+        for sel in &s.selectors.0 {
+            if topic.is_some_and(|t| t != sel.as_str()) {
+                continue;
+            }
+            out.extend(describe(&s, sel.as_str(), true));
+        }
+    }
+    out
+}
+
+fn last_event_id(hub: &HubInner) -> String {
+    match hub.history.head() {
+        0 => "earliest".into(),
+        n => n.to_string(),
+    }
+}
+
+/// `GET /.well-known/mercure/subscriptions`.
+pub async fn all(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
+    let hub = hub.inner.clone();
+    let path = format!("{RESERVED_PREFIX}/subscriptions");
+    authorize(&hub, &req, &path)?;
+    let body = json!({
+        "@context": CONTEXT,
+        "id": path,
+        "type": "Subscriptions",
+        "lastEventID": last_event_id(&hub),
+        "subscriptions": collect(&hub, None, None),
+    });
+    Ok(respond(&req, body))
+}
+
+/// `GET /.well-known/mercure/subscriptions/{topic}`.
+pub async fn by_topic(
+    State(hub): State<Hub>,
+    Path(topic): Path<String>,
+    req: Request<Body>,
+) -> Result<Response, ApiError> {
+    let hub = hub.inner.clone();
+    let path = format!("{RESERVED_PREFIX}/subscriptions/{}", escape(&topic));
+    authorize(&hub, &req, &path)?;
+    let body = json!({
+        "@context": CONTEXT,
+        "id": path,
+        "type": "Subscriptions",
+        "lastEventID": last_event_id(&hub),
+        "subscriptions": collect(&hub, Some(&topic), None),
+    });
+    Ok(respond(&req, body))
+}
+
+/// `GET /.well-known/mercure/subscriptions/{topic}/{subscriber}`.
+pub async fn one(
+    State(hub): State<Hub>,
+    Path((topic, subscriber)): Path<(String, String)>,
+    req: Request<Body>,
+) -> Result<Response, ApiError> {
+    let hub = hub.inner.clone();
+    let path = subscription_id(&topic, &subscriber);
+    authorize(&hub, &req, &path)?;
+    let mut found = collect(&hub, Some(&topic), Some(&subscriber));
+    let Some(mut body) = found.pop() else {
+        return Err(ApiError::not_found("no such subscription"));
+    };
+    body["@context"] = CONTEXT.into();
+    body["lastEventID"] = last_event_id(&hub).into();
+    Ok(respond(&req, body))
+}
