@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # Runs every test Herald has, on a fresh machine or a developer's.
-# Installs whatever the tests need that is missing, then runs formatting,
-# lint and the whole test suite against real herald processes.
+# Installs whatever the tests need that is missing (Debian's Chromium and
+# playwright-core for the browser tests), then runs formatting, lint, the
+# Rust unit/property/integration tests against real herald processes, and
+# the browser tests in a real Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
 
 echo "== format"
 cargo fmt --all -- --check
@@ -11,7 +25,10 @@ cargo fmt --all -- --check
 echo "== lint"
 cargo clippy --workspace --all-targets -- -D warnings
 
-echo "== tests"
+echo "== rust tests"
 cargo test --workspace --all-targets
-# Doc tests (the library example in lib.rs) are compiled too.
 cargo test --workspace --doc
+
+echo "== browser tests"
+cargo build -p herald --bin herald
+(cd tests/browser && npm ci --no-audit --no-fund --silent && npm test)

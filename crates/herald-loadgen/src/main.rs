@@ -1,0 +1,550 @@
+//! `herald-loadgen`: opens N SSE streams against Herald or a peer,
+//! publishes M events at rate R with a send timestamp inside each payload,
+//! and reports what arrived, how late, and what the server spent.
+//!
+//! ```text
+//! herald-loadgen floor --listen 127.0.0.1:18090
+//! herald-loadgen run --target herald --url http://127.0.0.1:8080 --secret S \
+//!     --streams 10000 --events 200 --rate 100 --pids $(pgrep -x herald)
+//! ```
+#![forbid(unsafe_code)]
+
+mod client;
+mod floor;
+mod procstat;
+mod target;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use client::{split_url, Conn};
+use hdrhistogram::Histogram;
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use serde_json::json;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use target::{Address, Target};
+
+#[derive(Parser)]
+#[command(
+    name = "herald-loadgen",
+    about = "Load generator for Herald and its peers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one scenario against one target and print a JSON report.
+    Run(Box<RunArgs>),
+    /// Serve the floor: one plain write per subscriber per event.
+    Floor {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:18090")]
+        listen: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+enum Kind {
+    Herald,
+    Mercure,
+    Nchan,
+    Pushpin,
+    Floor,
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+enum Scenario {
+    /// Every stream on one topic, every event to everyone.
+    Broadcast,
+    /// Each event addressed to one account among all streams.
+    PerUser,
+    /// Streams spread over tenants; each event to one tenant.
+    Tenants,
+    /// 10% of streams never read; the rest must get everything.
+    Slow,
+    /// Streams reconnect continuously while events flow.
+    Churn,
+    /// Revoke accounts one by one; time from request to `event: revoked`.
+    Revocation,
+}
+
+#[derive(Parser, Clone)]
+struct RunArgs {
+    /// What is measured.
+    #[arg(long, value_enum)]
+    target: Kind,
+    /// Base URL (subscribers; publishes too except for Pushpin).
+    #[arg(long)]
+    url: String,
+    /// Pushpin's publish endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:5561/publish/")]
+    publish_url: String,
+    /// HS256 secret (Herald) or Mercure key.
+    #[arg(long, default_value = "")]
+    secret: String,
+    /// Scenario.
+    #[arg(long, value_enum, default_value = "broadcast")]
+    scenario: Scenario,
+    /// Streams to open.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// Events to publish.
+    #[arg(long, default_value_t = 100)]
+    events: usize,
+    /// Events per second.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Tenants (tenants scenario).
+    #[arg(long, default_value_t = 10)]
+    tenants: usize,
+    /// Revocations to time (revocation scenario).
+    #[arg(long, default_value_t = 200)]
+    revocations: usize,
+    /// Server process ids whose CPU and memory are read from /proc.
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Spread streams over 127.0.0.1..=127.0.0.N source addresses.
+    #[arg(long, default_value_t = 16)]
+    sources: u8,
+    /// Extra payload bytes per event.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Streams opened concurrently.
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// Label for the report.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+/// Counters shared by every stream task.
+struct Stats {
+    opened: AtomicUsize,
+    failed: AtomicUsize,
+    delivered: AtomicU64,
+    latency: Vec<Mutex<Histogram<u64>>>,
+    revoked_at: Vec<AtomicU64>,
+    stop: AtomicBool,
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+impl Stats {
+    fn new(n: usize) -> Stats {
+        Stats {
+            opened: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
+            latency: (0..16).map(|_| Mutex::new(histogram())).collect(),
+            revoked_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Scans SSE bytes for `data:` lines carrying `<seq> <send_ns>` and for
+    /// `event: revoked`. `carry` holds an incomplete last line.
+    fn scan(&self, i: usize, carry: &mut Vec<u8>, chunk: &[u8]) {
+        carry.extend_from_slice(chunk);
+        let Some(last_nl) = carry.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        let now = now_ns();
+        let mut shard = None;
+        for line in carry[..last_nl].split(|b| *b == b'\n') {
+            if let Some(rest) = line.strip_prefix(b"data: ") {
+                let mut parts = rest.split(|b| *b == b' ');
+                let _seq = parts.next();
+                let sent = parts
+                    .next()
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(|s| s.parse::<u64>().ok());
+                if let Some(sent) = sent {
+                    self.delivered.fetch_add(1, Ordering::Relaxed);
+                    let us = now.saturating_sub(sent) / 1000;
+                    let h = shard.get_or_insert_with(|| self.latency[i % 16].lock());
+                    let _ = h.record(us.max(1));
+                }
+            } else if line == b"event: revoked" {
+                self.revoked_at[i].store(now, Ordering::Release);
+            }
+        }
+        drop(shard);
+        carry.drain(..=last_nl);
+    }
+}
+
+fn source(i: usize, sources: u8) -> Option<IpAddr> {
+    (sources > 1).then(|| IpAddr::from([127, 0, 0, 1 + (i % sources as usize) as u8]))
+}
+
+/// One stream: connect, subscribe, read until told to stop (or never read,
+/// for a slow consumer).
+async fn stream(
+    i: usize,
+    target: Arc<Target>,
+    args: Arc<RunArgs>,
+    stats: Arc<Stats>,
+    read: bool,
+    once: bool,
+) {
+    let tenants = if args.scenario == Scenario::Tenants {
+        args.tenants
+    } else {
+        0
+    };
+    let req = target.subscribe(i, "bench", tenants);
+    loop {
+        let Ok((addr, _, _)) = split_url(&req.url) else {
+            return;
+        };
+        let opened = async {
+            let mut c = Conn::open(addr, source(i, args.sources))
+                .await
+                .map_err(|e| e.to_string())?;
+            let resp = c.send(&req).await?;
+            if resp.status() != 200 {
+                return Err(format!("status {}", resp.status()));
+            }
+            Ok::<_, String>(resp)
+        }
+        .await;
+        let resp = match opened {
+            Ok(r) => {
+                stats.opened.fetch_add(1, Ordering::Relaxed);
+                r
+            }
+            Err(_) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                if once {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut body = resp.into_body();
+        if !read {
+            while !stats.stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            return;
+        }
+        let mut carry = Vec::new();
+        let deadline = if once {
+            None
+        } else {
+            Some(
+                tokio::time::Instant::now()
+                    + Duration::from_millis(500 + rand::random::<u64>() % 1500),
+            )
+        };
+        loop {
+            if stats.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let next = tokio::time::timeout(Duration::from_millis(250), body.frame()).await;
+            match next {
+                Err(_) => {}
+                Ok(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        stats.scan(i, &mut carry, data);
+                    }
+                }
+                Ok(_) => break,
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                break;
+            }
+        }
+        if once {
+            return;
+        }
+    }
+}
+
+fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+    let ms = |us: u64| us as f64 / 1000.0;
+    json!({
+        "p50_ms": ms(h.value_at_quantile(0.50)),
+        "p90_ms": ms(h.value_at_quantile(0.90)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "max_ms": ms(h.max()),
+        "count": h.len(),
+    })
+}
+
+async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
+    let target = Arc::new(match args.target {
+        Kind::Herald => Target::Herald {
+            base: args.url.clone(),
+            secret: args.secret.clone(),
+        },
+        Kind::Mercure => Target::Mercure {
+            base: args.url.clone(),
+            key: args.secret.clone(),
+        },
+        Kind::Nchan => Target::Nchan {
+            base: args.url.clone(),
+        },
+        Kind::Pushpin => Target::Pushpin {
+            base: args.url.clone(),
+            publish: args.publish_url.clone(),
+        },
+        Kind::Floor => Target::Floor {
+            base: args.url.clone(),
+        },
+    });
+    let args = Arc::new(args);
+    let n = args.streams;
+    let stats = Arc::new(Stats::new(n));
+    let rss_before = procstat::rss_bytes(&args.pids);
+
+    // Open the streams.
+    let gate = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
+    let churn = args.scenario == Scenario::Churn;
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let read = !(args.scenario == Scenario::Slow && i % 10 == 0);
+        let (t, a, s, g) = (target.clone(), args.clone(), stats.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let permit = g.acquire_owned().await;
+            if churn {
+                drop(permit);
+                stream(i, t, a, s, true, false).await;
+            } else {
+                // The permit is released once the stream is open (or failed).
+                let s2 = s.clone();
+                let waiter = tokio::spawn(async move {
+                    let start = Instant::now();
+                    while s2.opened.load(Ordering::Relaxed) + s2.failed.load(Ordering::Relaxed) <= i
+                        && start.elapsed() < Duration::from_secs(5)
+                    {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    drop(permit);
+                });
+                stream(i, t, a, s, read, true).await;
+                waiter.abort();
+            }
+        }));
+    }
+    let start = Instant::now();
+    while stats.opened.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < n
+        && start.elapsed() < Duration::from_secs(120)
+        && !churn
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connect_secs = start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = procstat::rss_bytes(&args.pids);
+    let opened = stats.opened.load(Ordering::Relaxed);
+
+    let cpu0 = procstat::cpu_seconds(&args.pids);
+    let t0 = Instant::now();
+    let mut report = json!({
+        "label": args.label, "target": format!("{:?}", args.target).to_lowercase(),
+        "scenario": format!("{:?}", args.scenario).to_lowercase(),
+        "streams": n, "opened": opened, "failed": stats.failed.load(Ordering::Relaxed),
+        "connect_secs": connect_secs,
+        "rss_per_stream_bytes": if opened > 0 { rss_after.saturating_sub(rss_before) / opened as u64 } else { 0 },
+    });
+
+    if args.scenario == Scenario::Revocation {
+        let mut lat = histogram();
+        let mut answered = histogram();
+        let mut conn = None;
+        for k in 0..args.revocations.min(opened) {
+            let i = k * (n / args.revocations.max(1)).max(1) % n;
+            let Some(req) = target.revoke(i) else {
+                return Err("revocation needs --target herald".into());
+            };
+            if conn.is_none() {
+                let (addr, _, _) = split_url(&req.url)?;
+                conn = Some(Conn::open(addr, None).await.map_err(|e| e.to_string())?);
+            }
+            let c = conn.as_mut().ok_or("no connection")?;
+            let sent = now_ns();
+            let resp = c.send(&req).await?;
+            let _ = resp.into_body().collect().await;
+            let _ = answered.record(((now_ns() - sent) / 1000).max(1));
+            let wait = Instant::now();
+            while stats.revoked_at[i].load(Ordering::Acquire) == 0
+                && wait.elapsed() < Duration::from_secs(5)
+            {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            let at = stats.revoked_at[i].load(Ordering::Acquire);
+            if at > 0 {
+                let _ = lat.record((at.saturating_sub(sent) / 1000).max(1));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        report["revoke_to_close"] = percentiles(&lat);
+        report["revoke_answered"] = percentiles(&answered);
+    } else {
+        // Publish at the requested rate through a few keep-alive connections.
+        let (tx, rx) = tokio::sync::mpsc::channel::<usize>(args.events.max(1));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let publish_lat = Arc::new(Mutex::new(histogram()));
+        let publish_failed = Arc::new(AtomicUsize::new(0));
+        let mut workers = Vec::new();
+        for _ in 0..8 {
+            let (rx, t, a, pl, pf) = (
+                rx.clone(),
+                target.clone(),
+                args.clone(),
+                publish_lat.clone(),
+                publish_failed.clone(),
+            );
+            workers.push(tokio::spawn(async move {
+                let mut conn: Option<Conn> = None;
+                let pad = "x".repeat(a.payload);
+                loop {
+                    let Some(seq) = rx.lock().await.recv().await else {
+                        return;
+                    };
+                    let to = match a.scenario {
+                        Scenario::PerUser => {
+                            Address::User(rand::random::<u64>() as usize % a.streams.max(1))
+                        }
+                        Scenario::Tenants => Address::Tenant(seq % a.tenants.max(1)),
+                        _ => Address::Public,
+                    };
+                    let sent = now_ns();
+                    let req = t.publish("bench", &format!("{seq} {sent} {pad}"), &to);
+                    if conn.is_none() {
+                        if let Ok((addr, _, _)) = split_url(&req.url) {
+                            conn = Conn::open(addr, None).await.ok();
+                        }
+                    }
+                    let ok = match conn.as_mut() {
+                        Some(c) => match c.send(&req).await {
+                            Ok(r) => {
+                                let good = r.status().is_success();
+                                let _ = r.into_body().collect().await;
+                                good
+                            }
+                            Err(_) => {
+                                conn = None;
+                                false
+                            }
+                        },
+                        None => false,
+                    };
+                    if ok {
+                        let _ = pl.lock().record(((now_ns() - sent) / 1000).max(1));
+                    } else {
+                        pf.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate.max(0.001)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for seq in 0..args.events {
+            tick.tick().await;
+            let _ = tx.send(seq).await;
+        }
+        drop(tx);
+        for w in workers {
+            let _ = w.await;
+        }
+        let publish_secs = t0.elapsed().as_secs_f64();
+        let fast = match args.scenario {
+            Scenario::Slow => opened - opened.div_ceil(10),
+            _ => opened,
+        };
+        let expected = match args.scenario {
+            Scenario::PerUser => args.events as u64,
+            Scenario::Tenants => (args.events * fast / args.tenants.max(1)) as u64,
+            _ => (args.events * fast) as u64,
+        };
+        // Wait for deliveries to settle.
+        let mut last = stats.delivered.load(Ordering::Relaxed);
+        let mut quiet = Instant::now();
+        while stats.delivered.load(Ordering::Relaxed) < expected
+            && quiet.elapsed() < Duration::from_secs(3)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = stats.delivered.load(Ordering::Relaxed);
+            if now != last {
+                last = now;
+                quiet = Instant::now();
+            }
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        let cpu = procstat::cpu_seconds(&args.pids) - cpu0;
+        let delivered = stats.delivered.load(Ordering::Relaxed);
+        let mut merged = histogram();
+        for h in &stats.latency {
+            let _ = merged.add(&*h.lock());
+        }
+        report["events"] = json!(args.events);
+        report["rate"] = json!(args.rate);
+        report["publish_secs"] = json!(publish_secs);
+        report["publish_failed"] = json!(publish_failed.load(Ordering::Relaxed));
+        report["publish_latency"] = percentiles(&publish_lat.lock());
+        report["expected"] = json!(expected);
+        report["delivered"] = json!(delivered);
+        report["latency"] = percentiles(&merged);
+        report["deliveries_per_sec"] = json!(delivered as f64 / elapsed);
+        report["server_cpu_secs"] = json!(cpu);
+        report["cpu_us_per_delivery"] = json!(if delivered > 0 {
+            cpu * 1e6 / delivered as f64
+        } else {
+            0.0
+        });
+        report["cpu_us_per_event"] = json!(cpu * 1e6 / args.events.max(1) as f64);
+    }
+    stats.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.abort();
+    }
+    Ok(report)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Floor { listen } => {
+            if let Err(e) = floor::serve(&listen) {
+                eprintln!("floor: {e}");
+                std::process::exit(1);
+            }
+        }
+        Cmd::Run(args) => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("runtime: {e}");
+                    std::process::exit(1);
+                }
+            };
+            match rt.block_on(run(*args)) {
+                Ok(report) => println!("{report}"),
+                Err(e) => {
+                    eprintln!("herald-loadgen: {e}");
+                    std::process::exit(1);
+                }
+            }
+            rt.shutdown_timeout(Duration::from_millis(200));
+        }
+    }
+}

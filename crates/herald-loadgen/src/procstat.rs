@@ -1,0 +1,31 @@
+//! Server-side cost, read from /proc for the server's process ids.
+
+/// Clock ticks per second of /proc/PID/stat times (USER_HZ; 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// CPU seconds (user + system) used so far by `pids`.
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|s| {
+            // Fields after the command name, which may contain spaces.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / TICKS_PER_SEC)
+        })
+        .sum()
+}
+
+/// Resident memory (bytes) of `pids`.
+pub fn rss_bytes(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .sum()
+}
