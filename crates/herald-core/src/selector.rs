@@ -339,11 +339,16 @@ mod tests {
 
     /// The deliberately naive oracle: regex-free, recursive token matching.
     fn oracle(pattern: &[&str], topic: &[&str]) -> bool {
+        // `*` on its own is the match-everything selector.
+        pattern == ["*"] || tokens(pattern, topic)
+    }
+
+    fn tokens(pattern: &[&str], topic: &[&str]) -> bool {
         match (pattern.first(), topic.first()) {
             (None, None) => true,
             (Some(&">"), Some(_)) => true,
-            (Some(&"*"), Some(_)) => oracle(&pattern[1..], &topic[1..]),
-            (Some(p), Some(t)) if p == t => oracle(&pattern[1..], &topic[1..]),
+            (Some(&"*"), Some(_)) => tokens(&pattern[1..], &topic[1..]),
+            (Some(p), Some(t)) if p == t => tokens(&pattern[1..], &topic[1..]),
             _ => false,
         }
     }
