@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: Herald, the floor, Nchan (and Pushpin) under the
+# same load from the same client, in one run. Writes BENCHMARKS.md.
+#
+#   bash bench/compare.sh            # full run (10,000 streams)
+#   QUICK=1 bash bench/compare.sh    # smaller, for a smoke check
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/BENCHMARKS.md}
+RAW=$(mktemp -d)/results.jsonl
+N=${N:-10000}; EVENTS=${EVENTS:-200}; RATE=${RATE:-100}
+if [ -n "${QUICK:-}" ]; then N=1000; EVENTS=50; fi
+SECRET=bench-secret-bench-secret-bench-secret
+
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] || need+=(libnginx-mod-nchan)
+command -v pushpin >/dev/null || need+=(pushpin)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cargo build --release -q -p herald -p herald-loadgen
+LG=$ROOT/target/release/herald-loadgen
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f /tmp/nchan/nginx.pid ] && kill "$(cat /tmp/nchan/nginx.pid)" 2>/dev/null || true
+  [ -f /tmp/gripbe/nginx.pid ] && kill "$(cat /tmp/gripbe/nginx.pid)" 2>/dev/null || true
+  pkill -f "pushpin --config=$ROOT/bench/pushpin.conf" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# Herald
+rm -rf /tmp/herald-bench && mkdir -p /tmp/herald-bench
+HERALD_LOG=warn "$ROOT/target/release/herald" serve --config "$ROOT/bench/herald-bench.toml" >/tmp/herald-bench/out.log 2>&1 &
+HERALD=$!; pids+=("$HERALD")
+# The floor
+"$LG" floor --listen 127.0.0.1:18095 >/dev/null 2>&1 &
+FLOOR=$!; pids+=("$FLOOR")
+# Nchan
+mkdir -p /tmp/nchan && nginx -c "$ROOT/bench/nchan.conf" -p /tmp/nchan
+sleep 1
+# The master and its workers all count.
+NCHAN_MASTER=$(cat /tmp/nchan/nginx.pid)
+NCHAN_PIDS="$NCHAN_MASTER,$(pgrep -P "$NCHAN_MASTER" | paste -sd,)"
+
+run() { # label target url pids scenario streams events rate [extra...]
+  local label=$1 target=$2 url=$3 p=$4 scenario=$5 n=$6 ev=$7 rate=$8; shift 8
+  echo "== $label" >&2
+  "$LG" run --label "$label" --target "$target" --url "$url" --secret "$SECRET" --pids "$p" \
+    --scenario "$scenario" --streams "$n" --events "$ev" --rate "$rate" "$@" >>"$RAW" || echo "{\"label\":\"$label\",\"error\":true}" >>"$RAW"
+  sleep 2
+}
+
+run "floor broadcast ${N}x${RATE}/s"   floor   http://127.0.0.1:18095 "$FLOOR"      broadcast "$N" "$EVENTS" "$RATE"
+run "herald broadcast ${N}x${RATE}/s"  herald  http://127.0.0.1:18100 "$HERALD"     broadcast "$N" "$EVENTS" "$RATE"
+run "nchan broadcast ${N}x${RATE}/s"   nchan   http://127.0.0.1:18081 "$NCHAN_PIDS" broadcast "$N" "$EVENTS" "$RATE"
+run "mercure broadcast ${N}x${RATE}/s" mercure http://127.0.0.1:18100 "$HERALD"     broadcast "$N" "$EVENTS" "$RATE"
+run "floor broadcast 1000x1000/s"      floor   http://127.0.0.1:18095 "$FLOOR"      broadcast 1000 2000 1000
+run "herald broadcast 1000x1000/s"     herald  http://127.0.0.1:18100 "$HERALD"     broadcast 1000 2000 1000
+run "nchan broadcast 1000x1000/s"      nchan   http://127.0.0.1:18081 "$NCHAN_PIDS" broadcast 1000 2000 1000
+run "herald per-user 100 streams"      herald  http://127.0.0.1:18100 "$HERALD"     per-user 100 "$EVENTS" "$RATE"
+run "herald per-user ${N} streams"     herald  http://127.0.0.1:18100 "$HERALD"     per-user "$N" "$EVENTS" "$RATE"
+run "herald tenants ${N}"              herald  http://127.0.0.1:18100 "$HERALD"     tenants "$N" "$EVENTS" "$RATE"
+run "herald slow 10% of ${N}"          herald  http://127.0.0.1:18100 "$HERALD"     slow "$N" "$EVENTS" "$RATE" --payload 16000
+run "herald churn 1000"                herald  http://127.0.0.1:18100 "$HERALD"     churn 1000 "$EVENTS" "$RATE"
+run "herald revocation at ${N}"        herald  http://127.0.0.1:18100 "$HERALD"     revocation "$N" 0 1 --revocations 200
+
+python3 "$ROOT/bench/report.py" "$RAW" >"$OUT"
+echo "wrote $OUT" >&2

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Turns herald-loadgen JSON lines into BENCHMARKS.md: raw figures and the
+ratios the design holds Herald to (Herald/floor, Herald/Nchan), all from
+one run on one machine."""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {r.get("label", ""): r for r in rows}
+
+
+def get(r, *path):
+    for p in path:
+        if r is None:
+            return None
+        r = r.get(p)
+    return r
+
+
+def fmt(v, digits=2):
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def ratio(a, b):
+    if a is None or b in (None, 0):
+        return "—"
+    return f"{a / b:.2f}×"
+
+
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+print("# Benchmarks\n")
+print(f"Measured {datetime.date.today().isoformat()} on {os.cpu_count()} cores ({cpu or platform.machine()}), "
+      f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, Linux {platform.release()}. "
+      "The load generator shares the machine with the server under test. Produced by `bash bench/compare.sh`; "
+      "every figure below comes from that one run.\n")
+print("Server CPU is user+system time of the server's processes (for Nchan: the nginx master and both workers) "
+      "from the first publish until deliveries settle, divided by deliveries. Latency is publish-to-receive, "
+      "measured by the client from a timestamp inside each payload. Herald runs with its defaults: JWT "
+      "authentication per stream, audience checks on every delivery, the durable store with `fsync = \"always\"`.\n")
+
+print("## Ratios\n")
+print("| measure | Herald | floor | Nchan | Herald / floor | Herald / Nchan |")
+print("|---|---|---|---|---|---|")
+for scale in [k for k in by if k.startswith("herald broadcast")]:
+    suffix = scale[len("herald broadcast"):]
+    h, f, n = by.get(scale), by.get("floor broadcast" + suffix), by.get("nchan broadcast" + suffix)
+    for name, path in [("CPU µs per delivery", ("cpu_us_per_delivery",)),
+                       ("p50 latency ms", ("latency", "p50_ms")),
+                       ("p99 latency ms", ("latency", "p99_ms")),
+                       ("RSS bytes per stream", ("rss_per_stream_bytes",))]:
+        hv, fv, nv = get(h, *path), get(f, *path), get(n, *path)
+        print(f"| {name},{suffix} | {fmt(hv)} | {fmt(fv)} | {fmt(nv)} | {ratio(hv, fv)} | {ratio(hv, nv)} |")
+
+print("\n## Every run\n")
+print("| run | opened/failed | delivered/expected | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | publish p99 ms | CPU µs/delivery | CPU µs/event | RSS B/stream |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    if r.get("scenario") == "revocation" or r.get("error"):
+        continue
+    print(f"| {r['label']} | {r['opened']}/{r['failed']} | {r.get('delivered')}/{r.get('expected')} | "
+          f"{fmt(get(r,'latency','p50_ms'))} | {fmt(get(r,'latency','p90_ms'))} | {fmt(get(r,'latency','p99_ms'))} | "
+          f"{fmt(get(r,'latency','max_ms'))} | {fmt(r.get('deliveries_per_sec'), 0)} | {fmt(get(r,'publish_latency','p99_ms'))} | "
+          f"{fmt(r.get('cpu_us_per_delivery'))} | {fmt(r.get('cpu_us_per_event'), 0)} | {r.get('rss_per_stream_bytes')} |")
+
+rev = [r for r in rows if r.get("scenario") == "revocation"]
+if rev:
+    print("\n## Revocation to close\n")
+    print("Time from sending `POST /v1/revocations` (type `logout`) to the revoked stream receiving `event: revoked`, "
+          "one revocation at a time, with all other streams open.\n")
+    print("| run | streams open | p50 ms | p90 ms | p99 ms | max ms | answered p99 ms |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rev:
+        c = r.get("revoke_to_close", {})
+        print(f"| {r['label']} | {r['opened']} | {fmt(c.get('p50_ms'))} | {fmt(c.get('p90_ms'))} | {fmt(c.get('p99_ms'))} | "
+              f"{fmt(c.get('max_ms'))} | {fmt(get(r,'revoke_answered','p99_ms'))} |")
+failed = [r for r in rows if r.get("error")]
+if failed:
+    print("\nRuns that did not complete: " + ", ".join(r["label"] for r in failed))
