@@ -79,10 +79,7 @@ impl Audience {
             match field.as_str() {
                 "tenant" => audience.tenant = Some(label(field, v)?),
                 "users" => audience.users = Some(labels(field, v)?),
-                "sessions" => {
-                    audience.sessions =
-                        Some(labels(field, v)?.iter().map(|s| key.hash(s)).collect())
-                }
+                "sessions" => audience.sessions = Some(labels(field, v)?.iter().map(|s| key.hash(s)).collect()),
                 "roles" => audience.roles = Some(labels(field, v)?),
                 "groups" => audience.groups = Some(labels(field, v)?),
                 other => {
@@ -150,18 +147,13 @@ mod tests {
     #[test]
     fn audience_must_be_explicit() {
         assert_eq!(
-            Audience::from_json(None, &SessionKey::new([0; 32]))
-                .unwrap_err()
-                .code,
+            Audience::from_json(None, &SessionKey::new([0; 32])).unwrap_err().code,
             "audience_required"
         );
         assert_eq!(parse(json!({})).unwrap_err().code, "audience_required");
         assert_eq!(parse(json!(null)).unwrap_err().code, "audience_required");
         assert!(parse(json!("public")).unwrap().is_public());
-        assert_eq!(
-            parse(json!("everyone")).unwrap_err().code,
-            "invalid_audience"
-        );
+        assert_eq!(parse(json!("everyone")).unwrap_err().code, "invalid_audience");
     }
 
     #[test]
@@ -180,13 +172,8 @@ mod tests {
             parse(json!({"tenant": "x".repeat(257)})).unwrap_err().code,
             "audience_label_too_long"
         );
-        assert!(
-            parse(json!({"users": (0..64).map(|i| i.to_string()).collect::<Vec<_>>()})).is_ok()
-        );
-        assert_eq!(
-            parse(json!({"user": ["a"]})).unwrap_err().code,
-            "invalid_audience"
-        );
+        assert!(parse(json!({"users": (0..64).map(|i| i.to_string()).collect::<Vec<_>>()})).is_ok());
+        assert_eq!(parse(json!({"user": ["a"]})).unwrap_err().code, "invalid_audience");
     }
 
     #[test]

@@ -91,11 +91,7 @@ fn bad(code: &'static str, message: impl Into<String>) -> Invalid {
 
 impl EventDraft {
     /// Validates one event's JSON. Session ids in the audience are hashed.
-    pub fn from_json(
-        input: &Value,
-        key: &SessionKey,
-        limits: &Limits,
-    ) -> Result<EventDraft, Invalid> {
+    pub fn from_json(input: &Value, key: &SessionKey, limits: &Limits) -> Result<EventDraft, Invalid> {
         let Value::Object(fields) = input else {
             return Err(bad("invalid_event", "an event must be a JSON object"));
         };
@@ -104,19 +100,11 @@ impl EventDraft {
                 name.as_str(),
                 "topics" | "topic" | "type" | "data" | "id" | "audience" | "retain" | "retry"
             ) {
-                return Err(bad(
-                    "invalid_event",
-                    format!("unknown event field `{name}`"),
-                ));
+                return Err(bad("invalid_event", format!("unknown event field `{name}`")));
             }
         }
         let topics = match (fields.get("topics"), fields.get("topic")) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "invalid_event",
-                    "give either `topics` or `topic`, not both",
-                ))
-            }
+            (Some(_), Some(_)) => return Err(bad("invalid_event", "give either `topics` or `topic`, not both")),
             (Some(Value::Array(items)), None) => items
                 .iter()
                 .map(|t| match t {
@@ -125,9 +113,7 @@ impl EventDraft {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             (None, Some(Value::String(s))) => vec![s.clone()],
-            (None, None) => {
-                return Err(bad("topics_required", "an event needs at least one topic"))
-            }
+            (None, None) => return Err(bad("topics_required", "an event needs at least one topic")),
             _ => return Err(bad("invalid_topic", "`topics` must be an array of strings")),
         };
         if topics.is_empty() {
@@ -147,10 +133,7 @@ impl EventDraft {
             Some(Value::String(s)) => {
                 check_field_safe("type", s)?;
                 if s.is_empty() || s.len() > MAX_ID_LEN {
-                    return Err(bad(
-                        "invalid_field",
-                        format!("`type` must be 1 to {MAX_ID_LEN} bytes"),
-                    ));
+                    return Err(bad("invalid_field", format!("`type` must be 1 to {MAX_ID_LEN} bytes")));
                 }
                 Some(s.clone())
             }
@@ -178,20 +161,13 @@ impl EventDraft {
         };
         let retry = match fields.get("retry") {
             None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => {
-                Some(n.as_u64().filter(|ms| *ms <= 86_400_000).ok_or_else(|| {
-                    bad(
-                        "invalid_field",
-                        "`retry` must be a whole number of milliseconds up to 86400000",
-                    )
-                })?)
-            }
-            Some(_) => {
-                return Err(bad(
+            Some(Value::Number(n)) => Some(n.as_u64().filter(|ms| *ms <= 86_400_000).ok_or_else(|| {
+                bad(
                     "invalid_field",
-                    "`retry` must be a number (milliseconds)",
-                ))
-            }
+                    "`retry` must be a whole number of milliseconds up to 86400000",
+                )
+            })?),
+            Some(_) => return Err(bad("invalid_field", "`retry` must be a number (milliseconds)")),
         };
         let audience = Audience::from_json(fields.get("audience"), key)?;
         let size = data.len()
@@ -201,10 +177,7 @@ impl EventDraft {
         if size > limits.max_event_bytes {
             return Err(bad(
                 "event_too_large",
-                format!(
-                    "event is {size} bytes; the limit is {}",
-                    limits.max_event_bytes
-                ),
+                format!("event is {size} bytes; the limit is {}", limits.max_event_bytes),
             ));
         }
         Ok(EventDraft {
@@ -272,10 +245,7 @@ impl EventDraft {
 /// are the hub's own (the decimal `seq`) and must never collide with them.
 pub fn validate_client_id(id: &str) -> Result<(), Invalid> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(bad(
-            "invalid_id",
-            format!("`id` must be 1 to {MAX_ID_LEN} bytes"),
-        ));
+        return Err(bad("invalid_id", format!("`id` must be 1 to {MAX_ID_LEN} bytes")));
     }
     if id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad(
@@ -368,8 +338,7 @@ mod tests {
         p.tenant = Some("acme".into());
         d.authorize(&p).unwrap();
         assert_eq!(d.audience.tenant.as_deref(), Some("acme"));
-        let mut other =
-            draft(json!({"topic":"a","data":"x","audience":{"tenant":"globex"}})).unwrap();
+        let mut other = draft(json!({"topic":"a","data":"x","audience":{"tenant":"globex"}})).unwrap();
         assert_eq!(other.authorize(&p).unwrap_err().code, "tenant_forbidden");
         let e = d.into_event(9, 0);
         assert_eq!(e.id, "9");

@@ -87,19 +87,14 @@ mod tests {
     /// A minimal SSE parser per the WHATWG algorithm, used as the oracle.
     fn parse(stream: &str) -> Vec<(Option<String>, String, String)> {
         let mut events = Vec::new();
-        let (mut id, mut ty, mut data): (Option<String>, String, Vec<String>) =
-            (None, String::new(), Vec::new());
+        let (mut id, mut ty, mut data): (Option<String>, String, Vec<String>) = (None, String::new(), Vec::new());
         let normalized = stream.replace("\r\n", "\n").replace('\r', "\n");
         for line in normalized.split('\n') {
             if line.is_empty() {
                 if !data.is_empty() {
                     events.push((
                         id.clone(),
-                        if ty.is_empty() {
-                            "message".into()
-                        } else {
-                            ty.clone()
-                        },
+                        if ty.is_empty() { "message".into() } else { ty.clone() },
                         data.join("\n"),
                     ));
                 }
@@ -111,10 +106,7 @@ mod tests {
                 continue;
             }
             let (field, value) = match line.find(':') {
-                Some(i) => (
-                    &line[..i],
-                    line[i + 1..].strip_prefix(' ').unwrap_or(&line[i + 1..]),
-                ),
+                Some(i) => (&line[..i], line[i + 1..].strip_prefix(' ').unwrap_or(&line[i + 1..])),
                 None => (line, ""),
             };
             match field {
@@ -135,18 +127,12 @@ mod tests {
             "id: 7\nevent: order.updated\ndata: a\ndata: \ndata: b\ndata: c\ndata: d\n\n"
         );
         let f = encode_event("8", Some("message"), "x", Some(3000));
-        assert_eq!(
-            std::str::from_utf8(&f).unwrap(),
-            "id: 8\nretry: 3000\ndata: x\n\n"
-        );
+        assert_eq!(std::str::from_utf8(&f).unwrap(), "id: 8\nretry: 3000\ndata: x\n\n");
     }
 
     #[test]
     fn comments_cannot_inject_fields() {
-        assert_eq!(
-            &encode_comment("keepalive\ndata: evil")[..],
-            b": keepalive\n\n"
-        );
+        assert_eq!(&encode_comment("keepalive\ndata: evil")[..], b": keepalive\n\n");
     }
 
     proptest! {

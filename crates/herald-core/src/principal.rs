@@ -126,8 +126,7 @@ impl Principal {
 
     /// Whether the principal's admin powers extend to `tenant`'s resources.
     pub fn administers(&self, tenant: Option<&str>) -> bool {
-        self.is_hub_admin()
-            || (self.scopes.admin && self.tenant.as_deref() == tenant && tenant.is_some())
+        self.is_hub_admin() || (self.scopes.admin && self.tenant.as_deref() == tenant && tenant.is_some())
     }
 
     /// Whether the credential has expired at `now_ms`.

@@ -79,12 +79,8 @@ impl Revocation {
     /// Whether a live stream of `principal` must be closed.
     pub fn closes(&self, p: &Principal) -> bool {
         match self {
-            Revocation::RoleGrantRevoke { account, role } => {
-                p.sub == *account && p.roles.contains(role)
-            }
-            Revocation::SessionRevoke { account, session } => {
-                p.sub == *account && p.session.as_ref() == Some(session)
-            }
+            Revocation::RoleGrantRevoke { account, role } => p.sub == *account && p.roles.contains(role),
+            Revocation::SessionRevoke { account, session } => p.sub == *account && p.session.as_ref() == Some(session),
             Revocation::AccountRevoke { account, .. } => p.sub == *account,
             Revocation::TokenRevoke { jti } => p.jti.as_deref() == Some(jti.as_str()),
             Revocation::TenantRevoke { tenant } => p.tenant.as_deref() == Some(tenant.as_str()),
@@ -127,10 +123,7 @@ impl DenyRule {
 
     /// Whether a live stream of `p` is closed by this rule's revocation.
     pub fn applies_to(&self, p: &Principal) -> bool {
-        self.within_tenant
-            .as_ref()
-            .is_none_or(|t| p.tenant.as_ref() == Some(t))
-            && self.revocation.closes(p)
+        self.within_tenant.as_ref().is_none_or(|t| p.tenant.as_ref() == Some(t)) && self.revocation.closes(p)
     }
 
     /// Whether `p`'s credential was issued before this rule. A credential of

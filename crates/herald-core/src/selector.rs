@@ -256,9 +256,7 @@ impl SelectorSet {
 
     /// Whether any selector matches any of `topics`.
     pub fn matches_any<S: AsRef<str>>(&self, topics: &[S]) -> bool {
-        topics
-            .iter()
-            .any(|t| self.0.iter().any(|s| s.matches(t.as_ref())))
+        topics.iter().any(|t| self.0.iter().any(|s| s.matches(t.as_ref())))
     }
 
     /// Whether any selector matches `topic`.
@@ -354,11 +352,7 @@ mod tests {
     }
 
     fn token() -> impl Strategy<Value = String> {
-        prop_oneof![
-            Just("a".to_string()),
-            Just("b".to_string()),
-            Just("c".to_string())
-        ]
+        prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("c".to_string())]
     }
 
     proptest! {

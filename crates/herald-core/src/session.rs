@@ -56,10 +56,7 @@ impl SessionKey {
     /// Derives a key from arbitrary secret material (e.g. the JWT secret),
     /// with a fixed context string so the derived key is used for nothing else.
     pub fn derive(material: &[u8]) -> Self {
-        SessionKey(blake3::derive_key(
-            "herald 2026 session-id hashing",
-            material,
-        ))
+        SessionKey(blake3::derive_key("herald 2026 session-id hashing", material))
     }
 
     /// Hashes a raw session id.

@@ -68,9 +68,7 @@ fn valid_varname(name: &str) -> bool {
 fn expression(body: &str) -> Result<String, TemplateError> {
     let (op, vars) = match body.chars().next() {
         Some(c @ ('+' | '#' | '.' | '/' | ';' | '?' | '&')) => (Some(c), &body[1..]),
-        Some(c @ ('=' | ',' | '!' | '@' | '|')) => {
-            return Err(TemplateError::UnsupportedOperator(c))
-        }
+        Some(c @ ('=' | ',' | '!' | '@' | '|')) => return Err(TemplateError::UnsupportedOperator(c)),
         Some(_) => (None, body),
         None => return Err(TemplateError::EmptyExpression),
     };
@@ -100,11 +98,7 @@ fn expression(body: &str) -> Result<String, TemplateError> {
             None => (spec, false),
         };
         let name = match name.split_once(':') {
-            Some((n, len))
-                if !len.is_empty() && len.len() <= 4 && len.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                n
-            }
+            Some((n, len)) if !len.is_empty() && len.len() <= 4 && len.bytes().all(|b| b.is_ascii_digit()) => n,
             Some(_) => return Err(TemplateError::InvalidVariable(spec.to_string())),
             None => name,
         };
@@ -223,14 +217,8 @@ mod tests {
 
     #[test]
     fn invalid_templates() {
-        assert_eq!(
-            UriTemplate::parse("/a/{id").unwrap_err(),
-            TemplateError::Unclosed
-        );
-        assert_eq!(
-            UriTemplate::parse("/a/{}").unwrap_err(),
-            TemplateError::EmptyExpression
-        );
+        assert_eq!(UriTemplate::parse("/a/{id").unwrap_err(), TemplateError::Unclosed);
+        assert_eq!(UriTemplate::parse("/a/{}").unwrap_err(), TemplateError::EmptyExpression);
         assert!(matches!(
             UriTemplate::parse("/a/{!x}"),
             Err(TemplateError::UnsupportedOperator('!'))
@@ -244,10 +232,7 @@ mod tests {
             TemplateError::TooLong
         );
         let many = "{x}".repeat(65);
-        assert_eq!(
-            UriTemplate::parse(&many).unwrap_err(),
-            TemplateError::TooLong
-        );
+        assert_eq!(UriTemplate::parse(&many).unwrap_err(), TemplateError::TooLong);
     }
 
     /// Naive oracle: expand by concatenation.

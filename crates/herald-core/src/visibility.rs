@@ -21,10 +21,7 @@ pub fn is_visible(principal: &Principal, subscription: &SelectorSet, event: &Eve
     topic_ok
         && audience_admits(&event.audience, principal)
         && (!event.audience.private || {
-            let gate = principal
-                .private_updates
-                .as_ref()
-                .unwrap_or(&principal.subscribe);
+            let gate = principal.private_updates.as_ref().unwrap_or(&principal.subscribe);
             event.topics.iter().any(|t| gate.matches(t))
         })
 }

@@ -26,12 +26,9 @@ pub fn split_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     let ip: IpAddr = if host == "localhost" {
         [127, 0, 0, 1].into()
     } else {
-        host.parse()
-            .map_err(|_| format!("use an IP address, not {host}"))?
+        host.parse().map_err(|_| format!("use an IP address, not {host}"))?
     };
-    let path = uri
-        .path_and_query()
-        .map_or("/".to_string(), |p| p.to_string());
+    let path = uri.path_and_query().map_or("/".to_string(), |p| p.to_string());
     Ok((SocketAddr::new(ip, port), format!("{host}:{port}"), path))
 }
 

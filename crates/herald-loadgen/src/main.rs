@@ -27,10 +27,7 @@ use std::time::{Duration, Instant};
 use target::{Address, Target};
 
 #[derive(Parser)]
-#[command(
-    name = "herald-loadgen",
-    about = "Load generator for Herald and its peers"
-)]
+#[command(name = "herald-loadgen", about = "Load generator for Herald and its peers")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -192,14 +189,7 @@ fn source(i: usize, sources: u8) -> Option<IpAddr> {
 
 /// One stream: connect, subscribe, read until told to stop (or never read,
 /// for a slow consumer).
-async fn stream(
-    i: usize,
-    target: Arc<Target>,
-    args: Arc<RunArgs>,
-    stats: Arc<Stats>,
-    read: bool,
-    once: bool,
-) {
+async fn stream(i: usize, target: Arc<Target>, args: Arc<RunArgs>, stats: Arc<Stats>, read: bool, once: bool) {
     let tenants = if args.scenario == Scenario::Tenants {
         args.tenants
     } else {
@@ -246,10 +236,7 @@ async fn stream(
         let deadline = if once {
             None
         } else {
-            Some(
-                tokio::time::Instant::now()
-                    + Duration::from_millis(500 + rand::random::<u64>() % 1500),
-            )
+            Some(tokio::time::Instant::now() + Duration::from_millis(500 + rand::random::<u64>() % 1500))
         };
         loop {
             if stats.stop.load(Ordering::Relaxed) {
@@ -296,16 +283,12 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
             base: args.url.clone(),
             key: args.secret.clone(),
         },
-        Kind::Nchan => Target::Nchan {
-            base: args.url.clone(),
-        },
+        Kind::Nchan => Target::Nchan { base: args.url.clone() },
         Kind::Pushpin => Target::Pushpin {
             base: args.url.clone(),
             publish: args.publish_url.clone(),
         },
-        Kind::Floor => Target::Floor {
-            base: args.url.clone(),
-        },
+        Kind::Floor => Target::Floor { base: args.url.clone() },
     });
     let args = Arc::new(args);
     let n = args.streams;
@@ -382,9 +365,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
             let _ = resp.into_body().collect().await;
             let _ = answered.record(((now_ns() - sent) / 1000).max(1));
             let wait = Instant::now();
-            while stats.revoked_at[i].load(Ordering::Acquire) == 0
-                && wait.elapsed() < Duration::from_secs(5)
-            {
+            while stats.revoked_at[i].load(Ordering::Acquire) == 0 && wait.elapsed() < Duration::from_secs(5) {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
             let at = stats.revoked_at[i].load(Ordering::Acquire);
@@ -418,9 +399,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
                         return;
                     };
                     let to = match a.scenario {
-                        Scenario::PerUser => {
-                            Address::User(rand::random::<u64>() as usize % a.streams.max(1))
-                        }
+                        Scenario::PerUser => Address::User(rand::random::<u64>() as usize % a.streams.max(1)),
                         Scenario::Tenants => Address::Tenant(seq % a.tenants.max(1)),
                         _ => Address::Public,
                     };
@@ -476,9 +455,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         // Wait for deliveries to settle.
         let mut last = stats.delivered.load(Ordering::Relaxed);
         let mut quiet = Instant::now();
-        while stats.delivered.load(Ordering::Relaxed) < expected
-            && quiet.elapsed() < Duration::from_secs(3)
-        {
+        while stats.delivered.load(Ordering::Relaxed) < expected && quiet.elapsed() < Duration::from_secs(3) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let now = stats.delivered.load(Ordering::Relaxed);
             if now != last {
@@ -527,10 +504,7 @@ fn main() {
             }
         }
         Cmd::Run(args) => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("runtime: {e}");

@@ -109,10 +109,7 @@ impl Target {
                     "authorization",
                     format!(
                         "Bearer {}",
-                        hs256(
-                            json!({"sub": account(i), "mercure": {"subscribe": ["*"]}}),
-                            key
-                        )
+                        hs256(json!({"sub": account(i), "mercure": {"subscribe": ["*"]}}), key)
                     ),
                 )],
                 body: String::new(),

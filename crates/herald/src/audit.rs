@@ -14,7 +14,8 @@ use std::sync::Arc;
 /// One audit event.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct AuditRecord {
-    /// Strictly increasing id (resume with `Last-Event-ID` / `after`).
+    /// Strictly increasing id (resume with `Last-Event-ID` / `after`); unix
+    /// microseconds at the time of recording, or one more than the previous.
     pub id: u64,
     /// Unix ms.
     pub time_ms: u64,
@@ -114,7 +115,13 @@ impl AuditLog {
     pub fn record(&self, e: AuditEntry, now_ms: u64) -> Arc<AuditRecord> {
         let rec = {
             let mut g = self.records.lock();
-            g.0 += 1;
+            // Ids are unix microseconds (or the previous id + 1): strictly
+            // increasing, and never reused after a crash even if the last
+            // records before it were not yet persisted.
+            let micros = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            g.0 = (g.0 + 1).max(micros);
             let rec = Arc::new(AuditRecord {
                 id: g.0,
                 time_ms: now_ms,
@@ -140,19 +147,10 @@ impl AuditLog {
     }
 
     /// Records with `id > after` visible under `filter`, at most `limit`.
-    pub fn page(
-        &self,
-        after: u64,
-        limit: usize,
-        filter: impl Fn(&AuditRecord) -> bool,
-    ) -> Vec<Arc<AuditRecord>> {
+    pub fn page(&self, after: u64, limit: usize, filter: impl Fn(&AuditRecord) -> bool) -> Vec<Arc<AuditRecord>> {
         let g = self.records.lock();
         let start = g.1.partition_point(|r| r.id <= after);
-        g.1.range(start..)
-            .filter(|r| filter(r))
-            .take(limit)
-            .cloned()
-            .collect()
+        g.1.range(start..).filter(|r| filter(r)).take(limit).cloned().collect()
     }
 
     /// The id of the newest record.

@@ -15,8 +15,7 @@ use std::sync::Arc;
 /// Whether `admin` may see `record`: hub admins see everything, a tenant
 /// admin only its tenant's records.
 pub fn visible_to(admin: &Principal, record: &AuditRecord) -> bool {
-    admin.is_hub_admin()
-        || (admin.is_admin() && admin.tenant.is_some() && record.tenant == admin.tenant)
+    admin.is_hub_admin() || (admin.is_admin() && admin.tenant.is_some() && record.tenant == admin.tenant)
 }
 
 /// Encodes a record as an SSE frame (`event: audit`, id = record id).
@@ -28,19 +27,18 @@ pub fn frame(record: &AuditRecord) -> Bytes {
 /// Connects the hub's audit log to its audit streams.
 pub fn attach(hub: &Arc<HubInner>) {
     let registry = hub.registry.clone();
-    hub.audit
-        .add_listener(Box::new(move |record: &Arc<AuditRecord>| {
-            let streams = registry.find(Lookup::Audit, |s| visible_to(&s.principal, record));
-            if streams.is_empty() {
-                return;
+    hub.audit.add_listener(Box::new(move |record: &Arc<AuditRecord>| {
+        let streams = registry.find(Lookup::Audit, |s| visible_to(&s.principal, record));
+        if streams.is_empty() {
+            return;
+        }
+        let f = frame(record);
+        for s in streams {
+            // An audit stream that cannot keep up is cut like any other; its
+            // admin resumes from the log.
+            if s.queue.push(record.id, f.clone()) == crate::queue::Push::Overflow {
+                registry.close(s.id, crate::queue::CloseReason::Overflow);
             }
-            let f = frame(record);
-            for s in streams {
-                // An audit stream that cannot keep up is cut like any other; its
-                // admin resumes from the log.
-                if s.queue.push(record.id, f.clone()) == crate::queue::Push::Overflow {
-                    registry.close(s.id, crate::queue::CloseReason::Overflow);
-                }
-            }
-        }));
+        }
+    }));
 }

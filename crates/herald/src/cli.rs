@@ -239,7 +239,10 @@ async fn serve(config: Config) -> i32 {
         Ok(h) => h,
         Err(e) => {
             eprintln!("herald: {e}");
-            return 2;
+            return match e {
+                crate::hub::BuildError::Config(_) => 2,
+                crate::hub::BuildError::Store(_) => 1,
+            };
         }
     };
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
@@ -273,10 +276,7 @@ fn secret_for_cli(config: &Config) -> Result<String, String> {
     crate::secrets::resolve(config)
         .map_err(|e| e.to_string())?
         .jwt_secret
-        .ok_or_else(|| {
-            "no HS256 secret: this hub verifies public-key tokens only; mint them with your issuer"
-                .into()
-        })
+        .ok_or_else(|| "no HS256 secret: this hub verifies public-key tokens only; mint them with your issuer".into())
 }
 
 fn token(config: &Config, a: TokenArgs) -> i32 {
@@ -296,10 +296,7 @@ fn token(config: &Config, a: TokenArgs) -> i32 {
         groups: a.groups,
         exp: now + a.ttl,
         iat: Some(now),
-        jti: Some(
-            a.jti
-                .unwrap_or_else(|| hex::encode(rand::random::<[u8; 12]>())),
-        ),
+        jti: Some(a.jti.unwrap_or_else(|| hex::encode(rand::random::<[u8; 12]>()))),
         iss: config.jwt_issuer.clone(),
         aud: config.jwt_audience.clone().map(serde_json::Value::String),
         herald: HeraldClaims {
@@ -405,10 +402,9 @@ async fn post_json(
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let req = hyper::Request::post(uri.clone())
         .header(hyper::header::HOST, format!("{host}:{port}"))
@@ -418,11 +414,6 @@ async fn post_json(
         .map_err(|e| e.to_string())?;
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }

@@ -307,17 +307,11 @@ impl Config {
     ///
     /// Nested keys use a double underscore in the environment:
     /// `HERALD_LIMITS__PER_SESSION=5`.
-    pub fn load(
-        file: Option<&std::path::Path>,
-        flags: &FlagOverrides,
-    ) -> Result<Config, ConfigError> {
+    pub fn load(file: Option<&std::path::Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("config file {} does not exist", path.display())));
             }
             figment = figment.merge(Toml::file(path));
         }
@@ -390,9 +384,7 @@ impl Config {
                 if herald_core::Scopes::default().with(scope).is_none() {
                     return err(
                         &format!("api_keys[{i}].scopes"),
-                        &format!(
-                            "unknown scope `{scope}` (expected publish, tokens, revoke, admin)"
-                        ),
+                        &format!("unknown scope `{scope}` (expected publish, tokens, revoke, admin)"),
                     );
                 }
             }

@@ -60,11 +60,7 @@ pub trait History: Send + Sync + 'static {
     /// the events are durable (per the store's policy) and have been given
     /// to the sink, with the events in order. A duplicate id (in history or
     /// in the batch) fails the whole batch.
-    fn append(
-        &self,
-        drafts: Vec<EventDraft>,
-        now_ms: u64,
-    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>>;
+    fn append(&self, drafts: Vec<EventDraft>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>>;
 
     /// Maps a `Last-Event-ID` to a resume point. `Err` for an id that can
     /// never have been issued (a number beyond the head).
@@ -109,11 +105,7 @@ impl MemoryHistory {
         }
     }
 
-    fn append_now(
-        &self,
-        drafts: Vec<EventDraft>,
-        now_ms: u64,
-    ) -> Result<Vec<Arc<Event>>, HistoryError> {
+    fn append_now(&self, drafts: Vec<EventDraft>, now_ms: u64) -> Result<Vec<Arc<Event>>, HistoryError> {
         let mut s = self.state.lock();
         let mut batch_ids = std::collections::HashSet::new();
         for d in &drafts {
@@ -181,11 +173,7 @@ impl History for MemoryHistory {
         self.state.lock().sink = Some(sink);
     }
 
-    fn append(
-        &self,
-        drafts: Vec<EventDraft>,
-        now_ms: u64,
-    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>> {
+    fn append(&self, drafts: Vec<EventDraft>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>> {
         let r = self.append_now(drafts, now_ms);
         Box::pin(async move { r })
     }
@@ -249,10 +237,7 @@ mod tests {
         assert_eq!(h.resolve("6").await, Err(()));
         assert_eq!(h.resolve("nope").await, Ok(ResumePoint::Reset));
         let page = h.since(3, 10).await;
-        assert_eq!(
-            page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            vec![4, 5]
-        );
+        assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
         assert!(matches!(
             h.append(vec![draft(Some("x")), draft(Some("x"))], 0).await,
             Err(HistoryError::DuplicateId(_))

@@ -3,9 +3,7 @@
 //! thin shell around it.
 
 use crate::audit::{AuditEntry, AuditLog};
-use crate::auth::{
-    api_key::ApiKeys, jwt::JwtVerifier, sse_token::SseTokens, AuthError, Authenticator, Source,
-};
+use crate::auth::{api_key::ApiKeys, jwt::JwtVerifier, sse_token::SseTokens, AuthError, Authenticator, Source};
 use crate::config::{Config, FsyncMode, SessionCapPolicy, StoreKind};
 use crate::history::{History, HistoryError, MemoryHistory};
 use crate::http::error::ApiError;
@@ -78,8 +76,14 @@ pub struct HubInner {
 
 /// Why the hub could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct BuildError(pub String);
+pub enum BuildError {
+    /// A setting is wrong (exit code 2).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The store cannot be used (exit code 1).
+    #[error("{0}")]
+    Store(String),
+}
 
 /// Builds a [`Hub`].
 pub struct HubBuilder {
@@ -105,13 +109,13 @@ impl HubBuilder {
     /// runtime).
     pub fn build(self) -> Result<Hub, BuildError> {
         let config = self.config;
-        config.check().map_err(|e| BuildError(e.0))?;
+        config.check().map_err(|e| BuildError::Config(e.0))?;
         let secrets = match self.secrets {
             Some(s) => s,
-            None => secrets::resolve(&config).map_err(|e| BuildError(e.0))?,
+            None => secrets::resolve(&config).map_err(|e| BuildError::Config(e.0))?,
         };
         let jwt = JwtVerifier::from_config(&config, secrets.jwt_secret.as_deref())
-            .map_err(|e| BuildError(e.to_string()))?;
+            .map_err(|e| BuildError::Config(e.to_string()))?;
         let l = &config.limits;
         let hub_total = if l.hub_total > 0 {
             l.hub_total
@@ -130,9 +134,9 @@ impl HubBuilder {
             (None, StoreKind::Embedded) => {
                 let fsync = match config.fsync {
                     FsyncMode::Always => FsyncPolicy::Always,
-                    FsyncMode::Interval => FsyncPolicy::Interval(Duration::from_millis(
-                        config.fsync_interval_ms.max(1),
-                    )),
+                    FsyncMode::Interval => {
+                        FsyncPolicy::Interval(Duration::from_millis(config.fsync_interval_ms.max(1)))
+                    }
                     FsyncMode::Never => FsyncPolicy::Never,
                 };
                 Some(
@@ -144,7 +148,7 @@ impl HubBuilder {
                         max_bytes: config.retention_max_bytes,
                         max_audit: AUDIT_KEPT as u64,
                     })
-                    .map_err(|e| BuildError(e.0))?,
+                    .map_err(|e| BuildError::Store(e.0))?,
                 )
             }
             _ => None,
@@ -168,11 +172,8 @@ impl HubBuilder {
             store: store.clone(),
             mercure: if config.mercure.enabled {
                 Some(
-                    crate::mercure::auth::MercureAuth::from_config(
-                        &config,
-                        secrets.jwt_secret.as_deref(),
-                    )
-                    .map_err(|e| BuildError(e.to_string()))?,
+                    crate::mercure::auth::MercureAuth::from_config(&config, secrets.jwt_secret.as_deref())
+                        .map_err(|e| BuildError::Config(e.to_string()))?,
                 )
             } else {
                 None
@@ -194,9 +195,9 @@ impl HubBuilder {
             // outstanding SSE tokens. Then persist from here on.
             inner
                 .audit
-                .restore(store.load_audit(AUDIT_KEPT).map_err(|e| BuildError(e.0))?);
+                .restore(store.load_audit(AUDIT_KEPT).map_err(|e| BuildError::Store(e.0))?);
             let now = now_ms();
-            for rule in store.load_deny().map_err(|e| BuildError(e.0))? {
+            for rule in store.load_deny().map_err(|e| BuildError::Store(e.0))? {
                 if rule.expires_at_ms > now {
                     inner.deny.add(rule);
                 }
@@ -205,23 +206,19 @@ impl HubBuilder {
                 .auth
                 .sse_tokens
                 .attach_store(store.clone())
-                .map_err(|e| BuildError(e.0))?;
+                .map_err(|e| BuildError::Store(e.0))?;
             let persist = store.clone();
-            inner
-                .audit
-                .add_listener(Box::new(move |r| persist.persist_audit(r)));
+            inner.audit.add_listener(Box::new(move |r| persist.persist_audit(r)));
         }
         crate::audit_stream::attach(&inner);
         let registry = inner.registry.clone();
-        inner
-            .history
-            .set_sink(Arc::new(move |events: &[Arc<Event>]| {
-                let mut delivered = 0;
-                for e in events {
-                    delivered += registry.dispatch(e);
-                }
-                metrics::counter!("herald_deliveries_total").increment(delivered as u64);
-            }));
+        inner.history.set_sink(Arc::new(move |events: &[Arc<Event>]| {
+            let mut delivered = 0;
+            for e in events {
+                delivered += registry.dispatch(e);
+            }
+            metrics::counter!("herald_deliveries_total").increment(delivered as u64);
+        }));
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
         Ok(Hub { inner })
     }
@@ -306,12 +303,7 @@ impl HubInner {
 
     /// Verifies a credential and applies the sticky deny rules and the
     /// failed-authentication limit. Every refusal is audited.
-    pub fn authenticate(
-        &self,
-        source: Option<Source<'_>>,
-        ip: IpAddr,
-        consume: bool,
-    ) -> Result<Principal, ApiError> {
+    pub fn authenticate(&self, source: Option<Source<'_>>, ip: IpAddr, consume: bool) -> Result<Principal, ApiError> {
         let Some(source) = source else {
             self.check_rate(ip)?;
             return Err(ApiError::missing_credential());
@@ -388,67 +380,49 @@ impl HubInner {
     }
 
     /// Sequences, stores and dispatches already-validated drafts.
-    pub async fn publish_drafts(
-        &self,
-        drafts: Vec<EventDraft>,
-    ) -> Result<Vec<Arc<Event>>, ApiError> {
+    pub async fn publish_drafts(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, ApiError> {
         let _in_flight = self.in_flight.read().await;
         if self.is_draining() {
             return Err(ApiError::draining());
         }
-        let events = self
-            .history
-            .append(drafts, now_ms())
-            .await
-            .map_err(|e| match e {
-                HistoryError::DuplicateId(id) => ApiError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    "duplicate_id",
-                    format!("an event with id `{id}` was already published"),
-                ),
-                HistoryError::Unavailable(why) => {
-                    let mut e = ApiError::new(
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "store_unavailable",
-                        why,
-                    );
-                    e.retry_after = Some(1);
-                    e
-                }
-            })?;
+        let events = self.history.append(drafts, now_ms()).await.map_err(|e| match e {
+            HistoryError::DuplicateId(id) => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "duplicate_id",
+                format!("an event with id `{id}` was already published"),
+            ),
+            HistoryError::Unavailable(why) => {
+                let mut e = ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", why);
+                e.retry_after = Some(1);
+                e
+            }
+        })?;
         metrics::counter!("herald_events_published_total").increment(events.len() as u64);
         Ok(events)
     }
 
     /// Applies a revocation; `by` is the admin or key that posted it, and
     /// `within_tenant` limits it to one tenant's principals.
-    pub async fn revoke(
-        &self,
-        revocation: Revocation,
-        within_tenant: Option<String>,
-        by: Option<&Principal>,
-    ) -> usize {
+    pub async fn revoke(&self, revocation: Revocation, within_tenant: Option<String>, by: Option<&Principal>) -> usize {
         let now = now_ms();
         let mut rule = DenyRule {
             seen: Vec::new(),
             revocation,
             within_tenant,
             at_ms: now,
-            expires_at_ms: now
-                + (self.config.max_token_lifetime_secs + self.config.jwt_leeway_secs) * 1000,
+            expires_at_ms: now + (self.config.max_token_lifetime_secs + self.config.jwt_leeway_secs) * 1000,
         };
         // Start from the index the revocation names, so the cost is
         // proportional to the streams it touches, not to all streams.
         let lookup = match &rule.revocation {
-            Revocation::RoleGrantRevoke { account, .. }
-            | Revocation::AccountRevoke { account, .. } => Lookup::Account(account),
+            Revocation::RoleGrantRevoke { account, .. } | Revocation::AccountRevoke { account, .. } => {
+                Lookup::Account(account)
+            }
             Revocation::SessionRevoke { session, .. } => Lookup::Session(*session),
             Revocation::TokenRevoke { jti } => Lookup::Jti(jti),
             Revocation::TenantRevoke { tenant } => Lookup::Tenant(tenant),
         };
-        let matching = self
-            .registry
-            .find(lookup, |s| rule.applies_to(&s.principal));
+        let matching = self.registry.find(lookup, |s| rule.applies_to(&s.principal));
         rule.seen = matching.iter().map(|s| s.principal.fingerprint).collect();
         let reason = rule.revocation.reason();
         // The rule goes in before the streams close, so a client that
@@ -460,27 +434,21 @@ impl HubInner {
         self.deny.add(rule);
         let mut closed = 0;
         for s in matching {
-            if self
-                .registry
-                .close(s.id, CloseReason::Revoked(reason))
-                .is_some()
-            {
+            if self.registry.close(s.id, CloseReason::Revoked(reason)).is_some() {
                 closed += 1;
             }
         }
+        metrics::counter!("herald_revocations_total").increment(1);
+        let mut entry = by.map_or_else(AuditEntry::default, |p| AuditEntry::about("revocation_applied", p));
+        entry.kind = "revocation_applied";
+        entry.detail = json!({"closed": closed, "revocation": detail, "within_tenant": rule_tenant});
+        self.audit.record(entry, now);
         // Streams are closed first (the in-memory rule already refuses
-        // reconnects); the answer waits until the rule is durable.
+        // reconnects); the answer waits until the rule and its audit record
+        // are durable (the writer commits jobs in order).
         if let Some(store) = &self.store {
             store.persist_deny(&stored).await;
         }
-        metrics::counter!("herald_revocations_total").increment(1);
-        let mut entry = by.map_or_else(AuditEntry::default, |p| {
-            AuditEntry::about("revocation_applied", p)
-        });
-        entry.kind = "revocation_applied";
-        entry.detail =
-            json!({"closed": closed, "revocation": detail, "within_tenant": rule_tenant});
-        self.audit.record(entry, now);
         closed
     }
 
@@ -492,7 +460,7 @@ impl HubInner {
             self.registry.close(s.id, CloseReason::Shutdown);
         }
         if let Some(store) = &self.store {
-            store.flush().await;
+            store.close().await;
         }
         self.shutdown.cancel();
     }
@@ -565,12 +533,7 @@ async fn heartbeat(hub: std::sync::Weak<HubInner>) {
 
 impl HubInner {
     /// Records an audit event about a stream.
-    pub fn audit_stream(
-        &self,
-        kind: &'static str,
-        s: &crate::registry::Subscriber,
-        detail: serde_json::Value,
-    ) {
+    pub fn audit_stream(&self, kind: &'static str, s: &crate::registry::Subscriber, detail: serde_json::Value) {
         let mut e = AuditEntry::about(kind, &s.principal);
         e.ip = Some(s.ip);
         e.stream = Some(s.id);

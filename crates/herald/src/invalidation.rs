@@ -24,9 +24,7 @@ pub type Tag = Vec<Value>;
 pub fn parse_tags(v: Option<&Value>) -> Result<Vec<Tag>, Invalid> {
     let bad = |m: &str| Invalid::new("invalid_tags", m.to_string());
     let Some(Value::Array(tags)) = v else {
-        return Err(bad(
-            "`tags` must be an array of tags, each an array of segments",
-        ));
+        return Err(bad("`tags` must be an array of tags, each an array of segments"));
     };
     if tags.is_empty() || tags.len() > MAX_TAGS {
         return Err(bad(&format!("`tags` must hold 1 to {MAX_TAGS} tags")));
@@ -38,18 +36,12 @@ pub fn parse_tags(v: Option<&Value>) -> Result<Vec<Tag>, Invalid> {
                     match s {
                         Value::String(s) if s.len() <= 256 => {}
                         Value::Number(_) => {}
-                        _ => {
-                            return Err(bad(
-                                "tag segments are strings (up to 256 bytes) or numbers",
-                            ))
-                        }
+                        _ => return Err(bad("tag segments are strings (up to 256 bytes) or numbers")),
                     }
                 }
                 Ok(segs.clone())
             }
-            _ => Err(bad(&format!(
-                "each tag is an array of 1 to {MAX_SEGMENTS} segments"
-            ))),
+            _ => Err(bad(&format!("each tag is an array of 1 to {MAX_SEGMENTS} segments"))),
         })
         .collect()
 }
@@ -174,10 +166,7 @@ mod tests {
         ));
         inv.pause();
         let a = Audience::public();
-        assert!(matches!(
-            inv.submit(&a, vec![vec![json!("todos")]]),
-            Decision::Held
-        ));
+        assert!(matches!(inv.submit(&a, vec![vec![json!("todos")]]), Decision::Held));
         assert!(matches!(
             inv.submit(&a, vec![vec![json!("todos")], vec![json!("users")]]),
             Decision::Held

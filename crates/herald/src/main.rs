@@ -5,10 +5,7 @@ use clap::Parser;
 
 fn main() {
     let cli = herald::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("herald: cannot start the runtime: {e}");

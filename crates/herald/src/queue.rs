@@ -60,10 +60,7 @@ impl CloseReason {
             CloseReason::Overflow => ("overflow", "queue_full"),
             CloseReason::ClientGone | CloseReason::Zombie => return None,
         };
-        Some(encode_control(
-            event,
-            &format!("{{\"reason\":\"{reason}\"}}"),
-        ))
+        Some(encode_control(event, &format!("{{\"reason\":\"{reason}\"}}")))
     }
 }
 

@@ -51,9 +51,7 @@ impl FailureLimiter {
 
     /// Drops windows that have ended.
     pub fn purge(&self, now_ms: u64) {
-        self.windows
-            .lock()
-            .retain(|_, (start, _)| now_ms < *start + WINDOW_MS);
+        self.windows.lock().retain(|_, (start, _)| now_ms < *start + WINDOW_MS);
     }
 }
 

@@ -157,16 +157,9 @@ impl Index {
                 self.audit.insert(id);
             }
             StreamKind::Events => {
-                if s.selectors
-                    .0
-                    .iter()
-                    .all(|sel| matches!(sel, Selector::Exact(_)))
-                {
+                if s.selectors.0.iter().all(|sel| matches!(sel, Selector::Exact(_))) {
                     for sel in &s.selectors.0 {
-                        self.by_topic
-                            .entry(sel.as_str().to_string())
-                            .or_default()
-                            .insert(id);
+                        self.by_topic.entry(sel.as_str().to_string()).or_default().insert(id);
                     }
                 } else {
                     self.broad.insert(id);
@@ -293,9 +286,10 @@ impl Registry {
         match s.kind {
             StreamKind::Audit => {
                 let same: usize = match p.session {
-                    Some(h) => idx.by_session.get(&h).map_or(0, |ids| {
-                        ids.iter().filter(|id| idx.audit.contains(id)).count()
-                    }),
+                    Some(h) => idx
+                        .by_session
+                        .get(&h)
+                        .map_or(0, |ids| ids.iter().filter(|id| idx.audit.contains(id)).count()),
                     None => idx.count_kind(idx.by_account.get(&p.sub), StreamKind::Audit),
                 };
                 if same >= self.caps.audit_per_session {
@@ -308,11 +302,7 @@ impl Registry {
                     idx.by_session.get(&h).map_or_else(Vec::new, |ids| {
                         ids.iter()
                             .copied()
-                            .filter(|id| {
-                                idx.streams
-                                    .get(id)
-                                    .is_some_and(|x| x.kind == StreamKind::Events)
-                            })
+                            .filter(|id| idx.streams.get(id).is_some_and(|x| x.kind == StreamKind::Events))
                             .collect()
                     })
                 });
@@ -434,11 +424,7 @@ impl Registry {
     }
 
     /// Streams matching `pred`, narrowed by an index key first.
-    pub fn find(
-        &self,
-        key: Lookup<'_>,
-        pred: impl Fn(&Subscriber) -> bool,
-    ) -> Vec<Arc<Subscriber>> {
+    pub fn find(&self, key: Lookup<'_>, pred: impl Fn(&Subscriber) -> bool) -> Vec<Arc<Subscriber>> {
         let idx = self.index.read();
         let ids: Box<dyn Iterator<Item = &u64>> = match key {
             Lookup::Account(a) => Box::new(idx.by_account.get(a).into_iter().flatten()),

@@ -26,17 +26,12 @@ impl DenyList {
     pub fn add(&self, rule: DenyRule) {
         let mut r = self.rules.write();
         match &rule.revocation {
-            Revocation::RoleGrantRevoke { account, .. }
-            | Revocation::AccountRevoke { account, .. } => {
+            Revocation::RoleGrantRevoke { account, .. } | Revocation::AccountRevoke { account, .. } => {
                 r.by_account.entry(account.clone()).or_default().push(rule)
             }
-            Revocation::SessionRevoke { session, .. } => {
-                r.by_session.entry(*session).or_default().push(rule)
-            }
+            Revocation::SessionRevoke { session, .. } => r.by_session.entry(*session).or_default().push(rule),
             Revocation::TokenRevoke { jti } => r.by_jti.entry(jti.clone()).or_default().push(rule),
-            Revocation::TenantRevoke { tenant } => {
-                r.by_tenant.entry(tenant.clone()).or_default().push(rule)
-            }
+            Revocation::TenantRevoke { tenant } => r.by_tenant.entry(tenant.clone()).or_default().push(rule),
         }
     }
 

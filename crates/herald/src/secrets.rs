@@ -36,9 +36,8 @@ fn read_or_create(path: &Path) -> Result<String, SecretError> {
         )));
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            SecretError(format!("`data_dir`: cannot create {}: {e}", dir.display()))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SecretError(format!("`data_dir`: cannot create {}: {e}", dir.display())))?;
     }
     let bytes: [u8; 32] = rand::random();
     let secret = hex::encode(bytes);
@@ -73,9 +72,7 @@ pub fn resolve(config: &Config) -> Result<Secrets, SecretError> {
     let session_key = match (&config.session_hash_key, &jwt_secret) {
         (Some(k), _) => SessionKey::derive(k.as_bytes()),
         (None, Some(s)) => SessionKey::derive(s.as_bytes()),
-        (None, None) => SessionKey::derive(
-            read_or_create(&config.data_dir.join("session_hash_key"))?.as_bytes(),
-        ),
+        (None, None) => SessionKey::derive(read_or_create(&config.data_dir.join("session_hash_key"))?.as_bytes()),
     };
     Ok(Secrets {
         jwt_secret,

@@ -30,13 +30,9 @@ pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("`tls_cert`: {}: {e}", cert.display()))?;
     if certs.is_empty() {
-        return Err(format!(
-            "`tls_cert`: {} holds no certificate",
-            cert.display()
-        ));
+        return Err(format!("`tls_cert`: {} holds no certificate", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("`tls_key`: {}: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("`tls_key`: {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -69,12 +65,7 @@ fn connection_builder() -> Builder<TokioExecutor> {
 
 /// Serves `hub` on `listener` until `shutdown` resolves, then closes every
 /// stream with `event: shutdown` and waits (bounded) for connections.
-pub async fn serve(
-    hub: Hub,
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(hub: Hub, listener: TcpListener, tls: Option<TlsAcceptor>, shutdown: impl Future<Output = ()>) {
     let app = hub.router();
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(connection_builder());
@@ -99,12 +90,10 @@ pub async fn serve(
             peer,
             kill: kill.clone(),
         };
-        let service = app
-            .clone()
-            .map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                req
-            });
+        let service = app.clone().map_request(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(info.clone());
+            req
+        });
         let service = TowerToHyperService::new(service);
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -121,8 +110,7 @@ pub async fn serve(
                     }
                 }
                 Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
                     else {
                         return;
                     };

@@ -41,18 +41,13 @@ struct StreamGuard {
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         drop(self.slot.take());
-        let reason = self
-            .subscriber
-            .queue
-            .closed()
-            .unwrap_or(CloseReason::ClientGone);
+        let reason = self.subscriber.queue.closed().unwrap_or(CloseReason::ClientGone);
         metrics::counter!("herald_streams_closed_total", "reason" => reason.as_str()).increment(1);
         let mut detail = serde_json::json!({"reason": reason.as_str()});
         if let CloseReason::Revoked(r) = reason {
             detail["revocation"] = r.into();
         }
-        self.hub
-            .audit_stream("stream_closed", &self.subscriber, detail);
+        self.hub.audit_stream("stream_closed", &self.subscriber, detail);
         crate::mercure::subscriptions::announce(&self.hub, &self.subscriber, false);
     }
 }
@@ -61,12 +56,7 @@ impl Drop for StreamGuard {
 const PAGE: usize = 1000;
 
 /// Builds the response body for a registered stream.
-pub fn body(
-    hub: Arc<HubInner>,
-    subscriber: Arc<Subscriber>,
-    slot: StreamSlot,
-    start: Start,
-) -> Body {
+pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, start: Start) -> Body {
     let guard = StreamGuard {
         hub: hub.clone(),
         subscriber: subscriber.clone(),

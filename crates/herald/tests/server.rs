@@ -30,18 +30,11 @@ async fn zero_config_start_generates_a_private_secret_and_the_cli_tokens_work() 
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let data_s = data.to_str().expect("utf8").to_string();
-    let hub = start_args(
-        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_s],
-        dir,
-    );
+    let hub = start_args(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_s], dir);
     let secret = data.join("jwt_secret");
     let meta = std::fs::metadata(&secret).expect("secret generated");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        meta.permissions().mode() & 0o777,
-        0o600,
-        "secret is private"
-    );
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "secret is private");
 
     let out = herald()
         .args([
@@ -58,10 +51,7 @@ async fn zero_config_start_generates_a_private_secret_and_the_cli_tokens_work() 
         .output()
         .expect("herald token");
     assert!(out.status.success());
-    let token = String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string();
+    let token = String::from_utf8(out.stdout).expect("utf8").trim().to_string();
     let mut s = hub.stream("/v1/events?topic=demo", &token).await;
 
     let out = herald()
@@ -78,15 +68,8 @@ async fn zero_config_start_generates_a_private_secret_and_the_cli_tokens_work() 
         ])
         .output()
         .expect("herald publish");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let e = s
-        .next_event(Duration::from_secs(5))
-        .await
-        .expect("event from the CLI");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let e = s.next_event(Duration::from_secs(5)).await.expect("event from the CLI");
     assert_eq!(e.data, "from the cli");
 }
 
@@ -106,11 +89,7 @@ fn invalid_configuration_is_one_line_naming_the_key_and_exit_2() {
             vec![("HERALD_LIMITS__PER_SESSION", "0")],
             "limits.per_session",
         ),
-        (
-            vec!["serve"],
-            vec![("HERALD_JWT_SECRET", "short")],
-            "jwt_secret",
-        ),
+        (vec!["serve"], vec![("HERALD_JWT_SECRET", "short")], "jwt_secret"),
         (vec!["serve"], vec![("HERALD_BOGUS_KEY", "1")], "bogus_key"),
     ];
     for (args, env, key) in cases {
@@ -208,18 +187,8 @@ async fn tls_serves_http2_and_streams() {
             "2",
         ],
     );
-    let cert = dir
-        .path()
-        .join("cert.pem")
-        .to_str()
-        .expect("utf8")
-        .to_string();
-    let key = dir
-        .path()
-        .join("key.pem")
-        .to_str()
-        .expect("utf8")
-        .to_string();
+    let cert = dir.path().join("cert.pem").to_str().expect("utf8").to_string();
+    let key = dir.path().join("key.pem").to_str().expect("utf8").to_string();
     let hub = start_with(&format!("tls_cert = \"{cert}\"\ntls_key = \"{key}\""));
     assert!(hub.base.starts_with("https://"), "{}", hub.base);
     let out = Command::new("curl")
@@ -234,11 +203,7 @@ async fn tls_serves_http2_and_streams() {
         ])
         .output()
         .expect("curl");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "2",
-        "ALPN negotiates HTTP/2"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2", "ALPN negotiates HTTP/2");
     let tok = user("alice", json!({}));
     let out = Command::new("curl")
         .args([
@@ -266,17 +231,11 @@ async fn cors_allows_only_listed_origins_with_credentials() {
         c.request(reqwest::Method::OPTIONS, format!("{}/v1/events", hub.base))
             .header("origin", origin)
             .header("access-control-request-method", "GET")
-            .header(
-                "access-control-request-headers",
-                "authorization,last-event-id",
-            )
+            .header("access-control-request-headers", "authorization,last-event-id")
             .send()
     };
     let ok = pre("https://app.example").await.expect("preflight");
-    assert_eq!(
-        ok.headers()["access-control-allow-origin"],
-        "https://app.example"
-    );
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example");
     assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
     let other = pre("https://evil.example").await.expect("preflight");
     assert!(other.headers().get("access-control-allow-origin").is_none());
@@ -290,22 +249,9 @@ async fn public_key_jwts_are_pinned_to_their_algorithm() {
     openssl(d, &["pkey", "-in", "ed.key", "-pubout", "-out", "ed.pub"]);
     openssl(
         d,
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            "ec.sec1",
-        ],
+        &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.sec1"],
     );
-    openssl(
-        d,
-        &[
-            "pkcs8", "-topk8", "-nocrypt", "-in", "ec.sec1", "-out", "ec.key",
-        ],
-    );
+    openssl(d, &["pkcs8", "-topk8", "-nocrypt", "-in", "ec.sec1", "-out", "ec.key"]);
     openssl(d, &["ec", "-in", "ec.key", "-pubout", "-out", "ec.pub"]);
     openssl(
         d,
@@ -326,7 +272,8 @@ async fn public_key_jwts_are_pinned_to_their_algorithm() {
         p("ed.pub"), p("ec.pub"), p("rsa.pub")
     ));
     let now = now();
-    let claims = json!({"sub": "k", "exp": now + 300, "iat": now, "aud": "herald-test", "herald": {"subscribe": ["*"]}});
+    let claims =
+        json!({"sub": "k", "exp": now + 300, "iat": now, "aud": "herald-test", "herald": {"subscribe": ["*"]}});
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     let read = |f: &str| std::fs::read(d.join(f)).expect("read key");
     let signed = [

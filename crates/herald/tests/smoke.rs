@@ -13,7 +13,10 @@ async fn publish_reaches_subscriber_with_exact_framing() {
     let alice = user("alice", json!({}));
     let mut s = hub.stream("/v1/events?topic=demo", &alice).await;
     let (status, body) = hub
-        .publish(&alice, json!({"topics": ["demo"], "type": "greeting", "data": "hello\n\nwörld ✓", "audience": "public"}))
+        .publish(
+            &alice,
+            json!({"topics": ["demo"], "type": "greeting", "data": "hello\n\nwörld ✓", "audience": "public"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["seq"], 1);
@@ -31,8 +34,7 @@ async fn publish_reaches_subscriber_with_exact_framing() {
     assert_eq!(events[0].data, "hello\n\nwörld ✓");
     assert_eq!(events[0].id.as_deref(), Some("1"));
     assert_eq!(events[1].event, "message");
-    let v: serde_json::Value =
-        serde_json::from_str(&events[1].data).expect("JSON data round-trips");
+    let v: serde_json::Value = serde_json::from_str(&events[1].data).expect("JSON data round-trips");
     assert_eq!(v, json!({"n": [1, 2]}));
     assert!(
         s.raw
@@ -45,9 +47,7 @@ async fn publish_reaches_subscriber_with_exact_framing() {
 #[tokio::test]
 async fn stream_headers() {
     let hub = start();
-    let resp = hub
-        .get("/v1/events?topic=demo", Some(&user("a", json!({}))))
-        .await;
+    let resp = hub.get("/v1/events?topic=demo", Some(&user("a", json!({})))).await;
     assert_eq!(resp.status(), 200);
     let h = resp.headers();
     assert_eq!(h["content-type"], "text/event-stream");

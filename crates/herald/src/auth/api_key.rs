@@ -128,10 +128,7 @@ pub fn generate() -> (String, String) {
         "{PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     );
-    let hash = format!(
-        "blake3:{}",
-        hex::encode(blake3::hash(key.as_bytes()).as_bytes())
-    );
+    let hash = format!("blake3:{}", hex::encode(blake3::hash(key.as_bytes()).as_bytes()));
     (key, hash)
 }
 

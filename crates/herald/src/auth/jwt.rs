@@ -136,28 +136,19 @@ impl JwtVerifier {
     }
 
     /// Verifies a JWT and builds its principal.
-    pub fn verify(
-        &self,
-        raw: &str,
-        session_key: &SessionKey,
-        now_ms: u64,
-    ) -> Result<Principal, AuthError> {
+    pub fn verify(&self, raw: &str, session_key: &SessionKey, now_ms: u64) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(raw).map_err(|_| {
             AuthError::new(
                 "invalid_token",
                 "malformed token, or an algorithm Herald never accepts (such as none)",
             )
         })?;
-        let (alg, key) = self
-            .keys
-            .iter()
-            .find(|(alg, _)| *alg == header.alg)
-            .ok_or_else(|| {
-                AuthError::new(
-                    "invalid_token",
-                    format!("no key is configured for algorithm {:?}", header.alg),
-                )
-            })?;
+        let (alg, key) = self.keys.iter().find(|(alg, _)| *alg == header.alg).ok_or_else(|| {
+            AuthError::new(
+                "invalid_token",
+                format!("no key is configured for algorithm {:?}", header.alg),
+            )
+        })?;
         let mut validation = Validation::new(*alg);
         validation.leeway = self.leeway;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -169,8 +160,7 @@ impl JwtVerifier {
         if let Some(iss) = &self.issuer {
             validation.set_issuer(&[iss]);
         }
-        let data = jsonwebtoken::decode::<Claims>(raw, key, &validation)
-            .map_err(|e| describe(e.kind()))?;
+        let data = jsonwebtoken::decode::<Claims>(raw, key, &validation).map_err(|e| describe(e.kind()))?;
         let c = data.claims;
         if let Some(iat) = c.iat {
             if c.exp.saturating_sub(iat) > self.max_lifetime_secs {
@@ -186,23 +176,15 @@ impl JwtVerifier {
         if c.exp.saturating_sub(now_ms / 1000) > self.max_lifetime_secs + self.leeway {
             return Err(AuthError::new(
                 "invalid_token",
-                format!(
-                    "token expires more than {} s from now",
-                    self.max_lifetime_secs
-                ),
+                format!("token expires more than {} s from now", self.max_lifetime_secs),
             ));
         }
-        let subscribe = SelectorSet::parse(&c.herald.subscribe).map_err(|e| {
-            AuthError::new("invalid_token", format!("herald.subscribe: {}", e.message))
-        })?;
-        let publish = SelectorSet::parse(&c.herald.publish).map_err(|e| {
-            AuthError::new("invalid_token", format!("herald.publish: {}", e.message))
-        })?;
+        let subscribe = SelectorSet::parse(&c.herald.subscribe)
+            .map_err(|e| AuthError::new("invalid_token", format!("herald.subscribe: {}", e.message)))?;
+        let publish = SelectorSet::parse(&c.herald.publish)
+            .map_err(|e| AuthError::new("invalid_token", format!("herald.publish: {}", e.message)))?;
         if c.sub.is_empty() {
-            return Err(AuthError::new(
-                "invalid_token",
-                "the sub claim must not be empty",
-            ));
+            return Err(AuthError::new("invalid_token", "the sub claim must not be empty"));
         }
         let mut p = Principal::new(c.sub);
         p.tenant = c.tenant;
@@ -230,25 +212,16 @@ impl JwtVerifier {
 fn describe(kind: &ErrorKind) -> AuthError {
     match kind {
         ErrorKind::ExpiredSignature => AuthError::new("token_expired", "the token has expired"),
-        ErrorKind::ImmatureSignature => {
-            AuthError::new("invalid_token", "the token is not valid yet (nbf)")
-        }
+        ErrorKind::ImmatureSignature => AuthError::new("invalid_token", "the token is not valid yet (nbf)"),
         ErrorKind::InvalidSignature => AuthError::new("invalid_token", "bad signature"),
         ErrorKind::InvalidAudience => AuthError::new("invalid_token", "wrong audience (aud)"),
         ErrorKind::InvalidIssuer => AuthError::new("invalid_token", "wrong issuer (iss)"),
-        ErrorKind::InvalidAlgorithm => {
-            AuthError::new("invalid_token", "algorithm does not match the key")
-        }
-        ErrorKind::MissingRequiredClaim(c) => {
-            AuthError::new("invalid_token", format!("missing required claim `{c}`"))
-        }
+        ErrorKind::InvalidAlgorithm => AuthError::new("invalid_token", "algorithm does not match the key"),
+        ErrorKind::MissingRequiredClaim(c) => AuthError::new("invalid_token", format!("missing required claim `{c}`")),
         ErrorKind::InvalidClaimFormat(c) => {
             AuthError::new("invalid_token", format!("claim `{c}` has the wrong format"))
         }
-        ErrorKind::Json(_) => AuthError::new(
-            "invalid_token",
-            "claims are not valid (check sub, exp, roles, herald)",
-        ),
+        ErrorKind::Json(_) => AuthError::new("invalid_token", "claims are not valid (check sub, exp, roles, herald)"),
         _ => AuthError::new("invalid_token", "malformed token"),
     }
 }

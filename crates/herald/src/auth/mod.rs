@@ -68,12 +68,7 @@ pub fn fingerprint(raw: &str) -> [u8; 16] {
 impl Authenticator {
     /// Verifies a credential. `consume` redeems single-use SSE tokens (set on
     /// stream opens, not on other requests).
-    pub fn authenticate(
-        &self,
-        source: Source<'_>,
-        now_ms: u64,
-        consume: bool,
-    ) -> Result<Principal, AuthError> {
+    pub fn authenticate(&self, source: Source<'_>, now_ms: u64, consume: bool) -> Result<Principal, AuthError> {
         match source {
             Source::Query(raw) => {
                 if !raw.starts_with(sse_token::PREFIX) {
@@ -89,10 +84,7 @@ impl Authenticator {
                     self.sse_tokens.redeem(raw, now_ms, consume)
                 } else if raw.starts_with(api_key::PREFIX) {
                     if matches!(source, Source::Cookie(_)) {
-                        return Err(AuthError::new(
-                            "invalid_token",
-                            "API keys are not accepted in cookies",
-                        ));
+                        return Err(AuthError::new("invalid_token", "API keys are not accepted in cookies"));
                     }
                     self.api_keys.verify(raw)
                 } else {

@@ -100,11 +100,7 @@ impl SseTokens {
                     continue;
                 }
             };
-            state
-                .by_minter
-                .entry(rec.minter.clone())
-                .or_default()
-                .push(hash);
+            state.by_minter.entry(rec.minter.clone()).or_default().push(hash);
             state.by_hash.insert(
                 hash,
                 Record {
@@ -158,11 +154,7 @@ impl SseTokens {
             return Err(MintError::TooMany(self.max_outstanding));
         }
         mine.push(h);
-        principal.expires_at_ms = Some(
-            principal
-                .expires_at_ms
-                .map_or(expires_at_ms, |e| e.min(expires_at_ms)),
-        );
+        principal.expires_at_ms = Some(principal.expires_at_ms.map_or(expires_at_ms, |e| e.min(expires_at_ms)));
         principal.fingerprint = fingerprint(&token);
         principal.kind = CredentialKind::SseToken {
             token_id: hex::encode(&h[..6]),
@@ -176,10 +168,7 @@ impl SseTokens {
         };
         self.persist(h, &record);
         by_hash.insert(h, record);
-        Ok(Minted {
-            token,
-            expires_at_ms,
-        })
+        Ok(Minted { token, expires_at_ms })
     }
 
     /// Looks a token up; with `consume`, a single-use token is spent.
@@ -252,10 +241,6 @@ impl SseTokens {
 
     /// The minter key of a token (for audit), if known.
     pub fn minter_of(&self, raw: &str) -> Option<String> {
-        self.state
-            .lock()
-            .by_hash
-            .get(&hash(raw))
-            .map(|r| r.minter.clone())
+        self.state.lock().by_hash.get(&hash(raw)).map(|r| r.minter.clone())
     }
 }

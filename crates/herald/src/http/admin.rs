@@ -47,18 +47,14 @@ fn number(query: &[(String, String)], key: &str) -> Result<Option<u64>, ApiError
         .iter()
         .find(|(k, _)| k == key)
         .map(|(_, v)| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::bad_request("invalid_request", format!("`{key}` must be a whole number"))
-            })
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("invalid_request", format!("`{key}` must be a whole number")))
         })
         .transpose()
 }
 
 /// `GET /v1/audit?after=ID&limit=N`.
-pub async fn audit_page(
-    State(hub): State<Hub>,
-    req: Request<Body>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
@@ -72,10 +68,7 @@ pub async fn audit_page(
 
 /// `GET /v1/audit/events`: the audit log as SSE, resumable with
 /// `Last-Event-ID` (a record id).
-pub async fn audit_stream(
-    State(hub): State<Hub>,
-    req: Request<Body>,
-) -> Result<Response, ApiError> {
+pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
@@ -84,12 +77,7 @@ pub async fn audit_stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or_else(|| {
-            query
-                .iter()
-                .find(|(k, _)| k == "last_event_id")
-                .map(|(_, v)| v.clone())
-        });
+        .or_else(|| query.iter().find(|(k, _)| k == "last_event_id").map(|(_, v)| v.clone()));
     let after = match last {
         None => hub.audit.head(),
         Some(id) => id
@@ -97,10 +85,7 @@ pub async fn audit_stream(
             .ok()
             .filter(|n| *n <= hub.audit.head())
             .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_last_event_id",
-                    "Last-Event-ID must be an audit record id",
-                )
+                ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an audit record id")
             })?,
     };
     let ip = client_ip(&req, &hub.config);
@@ -122,21 +107,17 @@ pub async fn audit_stream(
             mercure: None,
         },
     )
+    .await
 }
 
 /// `GET /v1/connections`.
-pub async fn connections(
-    State(hub): State<Hub>,
-    req: Request<Body>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn connections(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
     let list: Vec<Value> = hub
         .registry
-        .find(Lookup::All, |s| {
-            p.administers(s.principal.tenant.as_deref())
-        })
+        .find(Lookup::All, |s| p.administers(s.principal.tenant.as_deref()))
         .iter()
         .map(|s| {
             json!({
@@ -155,11 +136,7 @@ pub async fn connections(
 }
 
 /// `DELETE /v1/connections/{id}`: cut a stream (`event: kicked`).
-pub async fn kick(
-    State(hub): State<Hub>,
-    Path(id): Path<String>,
-    req: Request<Body>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn kick(State(hub): State<Hub>, Path(id): Path<String>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;

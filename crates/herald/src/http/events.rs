@@ -40,10 +40,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
     if topics.len() > hub.config.limits.max_selectors {
         return Err(ApiError::bad_request(
             "too_many_selectors",
-            format!(
-                "at most {} topic selectors per stream",
-                hub.config.limits.max_selectors
-            ),
+            format!("at most {} topic selectors per stream", hub.config.limits.max_selectors),
         ));
     }
     let selectors = SelectorSet::parse(&topics)?;
@@ -58,17 +55,9 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
                 .map(|(_, v)| Ok(v.clone()))
         })
         .transpose()
-        .map_err(|_| {
-            ApiError::bad_request(
-                "invalid_last_event_id",
-                "Last-Event-ID must be visible ASCII",
-            )
-        })?;
+        .map_err(|_| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be visible ASCII"))?;
     let ip = client_ip(&req, &hub.config);
-    let token = query
-        .iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.as_str());
+    let token = query.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
     let source = match token {
         Some(t) => Some(Source::Query(t)),
         None => header_credential(req.headers()),
@@ -110,6 +99,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             mercure: None,
         },
     )
+    .await
 }
 
 /// Refuses selectors outside what the credential may subscribe to. Delivery
@@ -161,7 +151,7 @@ pub fn sse_token_of(source: Option<Source<'_>>) -> Option<String> {
 
 /// Admits a stream against the caps and builds its response. Shared by the
 /// native event stream, the audit stream and Mercure.
-pub fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, ApiError> {
+pub async fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, ApiError> {
     if hub.is_draining() {
         return Err(ApiError::draining());
     }
@@ -172,11 +162,7 @@ pub fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, ApiError>
         selectors: r.selectors,
         ip: r.ip,
         opened_at_ms: now,
-        queue: SubscriberQueue::new(
-            hub.config.limits.queue_events,
-            hub.config.limits.queue_bytes,
-            now,
-        ),
+        queue: SubscriberQueue::new(hub.config.limits.queue_events, hub.config.limits.queue_bytes, now),
         kind: r.kind,
         connection: r.connection,
         mercure: r.mercure,
@@ -202,6 +188,11 @@ pub fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, ApiError>
             drop(admitted);
             return Err(e.into());
         }
+        // The spend is durable before the stream is answered, so a crash
+        // cannot make a single-use token usable twice.
+        if let Some(store) = &hub.store {
+            store.flush().await;
+        }
     }
     let sub = admitted.subscriber.clone();
     hub.audit_stream(
@@ -214,10 +205,7 @@ pub fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, ApiError>
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(resp)

@@ -16,11 +16,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// Publishes one `invalidate` event for `tags` to `audience`.
-async fn publish_tags(
-    hub: &Arc<HubInner>,
-    audience: Audience,
-    tags: Vec<Tag>,
-) -> Result<Value, ApiError> {
+async fn publish_tags(hub: &Arc<HubInner>, audience: Audience, tags: Vec<Tag>) -> Result<Value, ApiError> {
     let draft = EventDraft {
         topics: vec![TOPIC.to_string()],
         event_type: Some("invalidate".into()),
@@ -53,10 +49,7 @@ pub async fn invalidate(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
         .as_object()
         .and_then(|o| o.keys().find(|k| *k != "tags" && *k != "audience"))
     {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            format!("unknown field `{k}`"),
-        ));
+        return Err(ApiError::bad_request("invalid_request", format!("unknown field `{k}`")));
     }
     let tags = parse_tags(body.get("tags"))?;
     let mut draft = EventDraft {
@@ -71,9 +64,7 @@ pub async fn invalidate(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
     };
     draft.bind_tenant(&p)?;
     match hub.invalidation.submit(&draft.audience, tags) {
-        Decision::Publish(tags) => {
-            Ok(Json(publish_tags(&hub, draft.audience, tags).await?).into_response())
-        }
+        Decision::Publish(tags) => Ok(Json(publish_tags(&hub, draft.audience, tags).await?).into_response()),
         Decision::Held => Ok((StatusCode::ACCEPTED, Json(json!({"held": true}))).into_response()),
         Decision::Dropped => Ok(Json(json!({"dropped": true})).into_response()),
     }

@@ -64,8 +64,7 @@ pub fn router(hub: Hub) -> Router {
         .layer(axum::middleware::map_response(
             |mut resp: axum::response::Response| async move {
                 if !resp.headers().contains_key(header::LINK) {
-                    resp.headers_mut()
-                        .insert(header::LINK, crate::mercure::link_header());
+                    resp.headers_mut().insert(header::LINK, crate::mercure::link_header());
                 }
                 resp
             },

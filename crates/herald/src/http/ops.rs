@@ -17,19 +17,13 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// `GET /readyz`: the hub accepts streams and publishes.
 pub async fn readyz(State(hub): State<Hub>) -> Response {
     if hub.inner.is_draining() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "draining"})),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response()
     } else {
-        Json(json!({"status": "ready", "streams": hub.inner.registry.counts().streams}))
-            .into_response()
+        Json(json!({"status": "ready", "streams": hub.inner.registry.counts().streams})).into_response()
     }
 }
 
-static PROMETHEUS: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
-    OnceLock::new();
+static PROMETHEUS: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = OnceLock::new();
 
 /// Installs the Prometheus recorder once per process (an embedding app that
 /// installed its own recorder keeps it; `/metrics` then says so).
@@ -62,11 +56,7 @@ pub async fn metrics(State(hub): State<Hub>) -> Response {
     }
     metrics::gauge!("herald_deny_rules").set(hub.inner.deny.len() as f64);
     handle.run_upkeep();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
 }
 
 /// `GET /`: what this server is and where its endpoints are.

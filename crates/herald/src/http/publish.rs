@@ -13,15 +13,13 @@ use serde_json::{json, Value};
 /// Reads a JSON object body, answering 413/400 with the JSON error shape
 /// (axum's own rejections are plain text).
 pub async fn json_body(req: Request<Body>, limit: usize) -> Result<Value, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body exceeds {limit} bytes"),
-            )
-        })?;
+    let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
+    })?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")))
 }
@@ -51,10 +49,7 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
     let (inputs, batch) = match body {
         Value::Object(mut o) if o.contains_key("events") => {
             if o.len() > 1 {
-                return Err(ApiError::bad_request(
-                    "invalid_event",
-                    "a batch holds only `events`",
-                ));
+                return Err(ApiError::bad_request("invalid_event", "a batch holds only `events`"));
             }
             match o.remove("events") {
                 Some(Value::Array(events)) if !events.is_empty() => (events, true),
@@ -77,17 +72,11 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
     if inputs.len() > inner.config.limits.max_batch {
         return Err(ApiError::bad_request(
             "batch_too_large",
-            format!(
-                "at most {} events per publish",
-                inner.config.limits.max_batch
-            ),
+            format!("at most {} events per publish", inner.config.limits.max_batch),
         ));
     }
     let events = inner.publish_json(&principal, inputs).await?;
-    let answers: Vec<Value> = events
-        .iter()
-        .map(|e| json!({"id": e.id, "seq": e.seq}))
-        .collect();
+    let answers: Vec<Value> = events.iter().map(|e| json!({"id": e.id, "seq": e.seq})).collect();
     let body = if batch {
         json!({"events": answers})
     } else {

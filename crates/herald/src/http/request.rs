@@ -49,10 +49,7 @@ pub fn client_ip<B>(req: &Request<B>, config: &Config) -> IpAddr {
 
 /// The credential in the `Authorization` header or `herald_token` cookie.
 pub fn header_credential(headers: &HeaderMap) -> Option<Source<'_>> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         let token = v
             .strip_prefix("Bearer ")

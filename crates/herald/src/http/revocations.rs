@@ -41,18 +41,10 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Result<Option<&'a str>, ApiError> {
 
 /// Builds the revocation, or `None` for a forwarded audit event of a type
 /// that revokes nothing.
-fn parse(
-    f: &Fields<'_>,
-    key: &SessionKey,
-    forwarded: bool,
-) -> Result<Option<Revocation>, ApiError> {
+fn parse(f: &Fields<'_>, key: &SessionKey, forwarded: bool) -> Result<Option<Revocation>, ApiError> {
     let need = |name: &str, v: Option<&str>| {
-        v.map(str::to_string).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_revocation",
-                format!("`{}` requires `{name}`", f.kind),
-            )
-        })
+        v.map(str::to_string)
+            .ok_or_else(|| ApiError::bad_request("invalid_revocation", format!("`{}` requires `{name}`", f.kind)))
     };
     let account_reason = match f.kind {
         "session_revoke_all" => Some(AccountRevokeReason::SessionRevokeAll),
@@ -103,8 +95,8 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
         ));
     }
     let body = json_body(req, 64 * 1024).await?;
-    let kind = str_field(&body, "type")?
-        .ok_or_else(|| ApiError::bad_request("invalid_revocation", "`type` is required"))?;
+    let kind =
+        str_field(&body, "type")?.ok_or_else(|| ApiError::bad_request("invalid_revocation", "`type` is required"))?;
     // The fuz_app audit shape carries `outcome` and `*account_id`.
     let forwarded = ["outcome", "account_id", "target_account_id", "metadata"]
         .iter()

@@ -33,11 +33,7 @@ struct MintRequest {
     admin: Option<bool>,
 }
 
-fn narrow(
-    field: &str,
-    own: &[String],
-    asked: Option<Vec<String>>,
-) -> Result<Vec<String>, ApiError> {
+fn narrow(field: &str, own: &[String], asked: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
     match asked {
         None => Ok(own.to_vec()),
         Some(list) if list.iter().all(|x| own.contains(x)) => Ok(list),
@@ -62,10 +58,7 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
     if ttl == 0 || ttl > limits.sse_token_max_ttl_secs {
         return Err(ApiError::bad_request(
             "invalid_ttl",
-            format!(
-                "`ttl` must be between 1 and {} seconds",
-                limits.sse_token_max_ttl_secs
-            ),
+            format!("`ttl` must be between 1 and {} seconds", limits.sse_token_max_ttl_secs),
         ));
     }
     let subscribe = r.subscribe.as_ref().map(SelectorSet::parse).transpose()?;
@@ -84,10 +77,7 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
                 ));
             }
             let sub = r.sub.filter(|s| !s.is_empty()).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_request",
-                    "`sub` is required when a key mints a token",
-                )
+                ApiError::bad_request("invalid_request", "`sub` is required when a key mints a token")
             })?;
             let tenant = match (&minter.tenant, r.tenant) {
                 (Some(own), Some(t)) if *own != t => {
@@ -100,10 +90,7 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
                 (None, t) => t,
             };
             let subscribe = subscribe.ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_request",
-                    "`subscribe` is required when a key mints a token",
-                )
+                ApiError::bad_request("invalid_request", "`subscribe` is required when a key mints a token")
             })?;
             let mut p = Principal::new(sub.clone());
             p.tenant = tenant;
@@ -171,10 +158,14 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
             now,
         )
         .map_err(|e| ApiError::too_many("too_many_tokens", e.to_string(), 30))?;
+    // The token is durable before it is handed out: it must work after a
+    // restart, and its bookkeeping (outstanding count, single use) too.
+    if let Some(store) = &hub.store {
+        store.flush().await;
+    }
     let mut entry = AuditEntry::about("token_minted", &principal);
     entry.ip = Some(ip);
-    entry.detail =
-        json!({"minter": minter.sub, "selectors": principal.subscribe.as_strings(), "ttl": ttl});
+    entry.detail = json!({"minter": minter.sub, "selectors": principal.subscribe.as_strings(), "ttl": ttl});
     hub.audit.record(entry, now);
     Ok(Json(json!({
         "token": minted.token,

@@ -66,27 +66,19 @@ pub struct MercureAuth {
 pub struct KeyError(pub &'static str, pub String);
 
 fn load(name: &'static str, key: &str, alg: Option<&str>) -> Result<PinnedKey, KeyError> {
-    let alg = Algorithm::from_str(alg.unwrap_or("HS256")).map_err(|_| {
-        KeyError(
-            name,
-            format!("unknown algorithm {:?}", alg.unwrap_or_default()),
-        )
-    })?;
+    let alg = Algorithm::from_str(alg.unwrap_or("HS256"))
+        .map_err(|_| KeyError(name, format!("unknown algorithm {:?}", alg.unwrap_or_default())))?;
     let pem = || -> Result<Vec<u8>, KeyError> {
         if key.trim_start().starts_with("-----BEGIN") {
             Ok(key.as_bytes().to_vec())
         } else {
-            std::fs::read(key)
-                .map_err(|e| KeyError(name, format!("cannot read the PEM file {key}: {e}")))
+            std::fs::read(key).map_err(|e| KeyError(name, format!("cannot read the PEM file {key}: {e}")))
         }
     };
     let decoding = match alg {
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
             if key.len() < 16 {
-                return Err(KeyError(
-                    name,
-                    "an HMAC key must be at least 16 bytes".into(),
-                ));
+                return Err(KeyError(name, "an HMAC key must be at least 16 bytes".into()));
             }
             DecodingKey::from_secret(key.as_bytes())
         }
@@ -95,21 +87,12 @@ fn load(name: &'static str, key: &str, alg: Option<&str>) -> Result<PinnedKey, K
         | Algorithm::RS512
         | Algorithm::PS256
         | Algorithm::PS384
-        | Algorithm::PS512 => {
-            DecodingKey::from_rsa_pem(&pem()?).map_err(|e| KeyError(name, e.to_string()))?
-        }
+        | Algorithm::PS512 => DecodingKey::from_rsa_pem(&pem()?).map_err(|e| KeyError(name, e.to_string()))?,
         Algorithm::ES256 | Algorithm::ES384 => {
             DecodingKey::from_ec_pem(&pem()?).map_err(|e| KeyError(name, e.to_string()))?
         }
-        Algorithm::EdDSA => {
-            DecodingKey::from_ed_pem(&pem()?).map_err(|e| KeyError(name, e.to_string()))?
-        }
-        other => {
-            return Err(KeyError(
-                name,
-                format!("algorithm {other:?} is not supported"),
-            ))
-        }
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem()?).map_err(|e| KeyError(name, e.to_string()))?,
+        other => return Err(KeyError(name, format!("algorithm {other:?} is not supported"))),
     };
     Ok(PinnedKey { alg, key: decoding })
 }
@@ -131,11 +114,7 @@ impl MercureAuth {
             }
         };
         Ok(MercureAuth {
-            publisher: pick(
-                "mercure.publisher_jwt_key",
-                &m.publisher_jwt_key,
-                &m.publisher_jwt_alg,
-            )?,
+            publisher: pick("mercure.publisher_jwt_key", &m.publisher_jwt_key, &m.publisher_jwt_alg)?,
             subscriber: pick(
                 "mercure.subscriber_jwt_key",
                 &m.subscriber_jwt_key,
@@ -146,14 +125,8 @@ impl MercureAuth {
         })
     }
 
-    fn verify(
-        &self,
-        key: Option<&PinnedKey>,
-        raw: &str,
-        now_ms: u64,
-    ) -> Result<MercureToken, AuthError> {
-        let key =
-            key.ok_or_else(|| AuthError::new("invalid_token", "no Mercure key is configured"))?;
+    fn verify(&self, key: Option<&PinnedKey>, raw: &str, now_ms: u64) -> Result<MercureToken, AuthError> {
+        let key = key.ok_or_else(|| AuthError::new("invalid_token", "no Mercure key is configured"))?;
         let header = jsonwebtoken::decode_header(raw).map_err(|_| {
             AuthError::new(
                 "invalid_token",
@@ -175,13 +148,9 @@ impl MercureAuth {
         let data = jsonwebtoken::decode::<Claims>(raw, &key.key, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
-                ErrorKind::ExpiredSignature => {
-                    AuthError::new("token_expired", "the token has expired")
-                }
+                ErrorKind::ExpiredSignature => AuthError::new("token_expired", "the token has expired"),
                 ErrorKind::InvalidSignature => AuthError::new("invalid_token", "bad signature"),
-                ErrorKind::ImmatureSignature => {
-                    AuthError::new("invalid_token", "the token is not valid yet (nbf)")
-                }
+                ErrorKind::ImmatureSignature => AuthError::new("invalid_token", "the token is not valid yet (nbf)"),
                 _ => AuthError::new("invalid_token", "malformed token or claims"),
             }
         })?;
@@ -198,9 +167,8 @@ impl MercureAuth {
                 .unwrap_or_else(|| format!("mercure:{}", hex::encode(&fp[..6]))),
         );
         let selectors = |list: &Option<Vec<String>>, what: &str| {
-            SelectorSet::parse(list.as_deref().unwrap_or_default()).map_err(|e| {
-                AuthError::new("invalid_token", format!("mercure.{what}: {}", e.message))
-            })
+            SelectorSet::parse(list.as_deref().unwrap_or_default())
+                .map_err(|e| AuthError::new("invalid_token", format!("mercure.{what}: {}", e.message)))
         };
         p.publish = selectors(&claim.publish, "publish")?;
         p.private_updates = Some(selectors(&claim.subscribe, "subscribe")?);
@@ -218,10 +186,7 @@ impl MercureAuth {
         p.jti = c.jti;
         p.fingerprint = fp;
         p.kind = CredentialKind::Jwt;
-        Ok(MercureToken {
-            principal: p,
-            claim,
-        })
+        Ok(MercureToken { principal: p, claim })
     }
 
     /// Verifies a subscriber token.

@@ -30,10 +30,7 @@ pub fn router(hub: Hub) -> Router<Hub> {
     let mut r = Router::new()
         .route(PATH, get(subscribe::subscribe).post(publish::publish))
         .route(&format!("{PATH}/subscriptions"), get(subscriptions::all))
-        .route(
-            &format!("{PATH}/subscriptions/{{topic}}"),
-            get(subscriptions::by_topic),
-        )
+        .route(&format!("{PATH}/subscriptions/{{topic}}"), get(subscriptions::by_topic))
         .route(
             &format!("{PATH}/subscriptions/{{topic}}/{{subscriber}}"),
             get(subscriptions::one),
@@ -43,11 +40,7 @@ pub fn router(hub: Hub) -> Router<Hub> {
             // As Mercure does: any origin, echoed back so credentials work.
             AllowOrigin::mirror_request()
         } else {
-            AllowOrigin::list(
-                m.cors_origins
-                    .iter()
-                    .filter_map(|o| HeaderValue::from_str(o).ok()),
-            )
+            AllowOrigin::list(m.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
         };
         r = r.layer(
             CorsLayer::new()

@@ -32,10 +32,7 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let allowed = &hub.config.mercure.publish_origins;
-        if !allowed
-            .iter()
-            .any(|o| o == "*" || origin.starts_with(o.as_str()))
-        {
+        if !allowed.iter().any(|o| o == "*" || origin.starts_with(o.as_str())) {
             return Err(ApiError::forbidden(
                 "origin_forbidden",
                 "publishing with the mercureAuthorization cookie is allowed only from publish_origins",
@@ -47,9 +44,7 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
         return Err(ApiError::missing_credential());
     };
     let mercure = hub.mercure_auth()?;
-    let principal = hub.verify(ip, |now| {
-        mercure.publisher(&token, now).map(|t| t.principal)
-    })?;
+    let principal = hub.verify(ip, |now| mercure.publisher(&token, now).map(|t| t.principal))?;
     if principal.publish.is_empty() {
         return Err(ApiError::forbidden(
             "publish_forbidden",
@@ -69,8 +64,7 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
         )
     })?;
     let mut topics = Vec::new();
-    let (mut data, mut id, mut event_type, mut retry, mut private) =
-        (None, None, None, None, false);
+    let (mut data, mut id, mut event_type, mut retry, mut private) = (None, None, None, None, false);
     for (k, v) in form_urlencoded::parse(&body) {
         match k.as_ref() {
             "topic" => topics.push(v.into_owned()),
@@ -120,9 +114,8 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
     }
     let retry = retry
         .map(|r| {
-            r.parse::<u64>().map_err(|_| {
-                ApiError::bad_request("invalid_field", "`retry` must be a number of milliseconds")
-            })
+            r.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("invalid_field", "`retry` must be a number of milliseconds"))
         })
         .transpose()?;
     let data = data.unwrap_or_default();

@@ -21,11 +21,7 @@ pub const MAX_SELECTORS: usize = 1000;
 /// `mercureAuthorization` cookie. The flag says whether it came from the
 /// cookie (publishing with it needs an allowed origin).
 pub fn token<B>(req: &Request<B>) -> (Option<String>, bool) {
-    if let Some(v) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         let t = v
             .strip_prefix("Bearer ")
@@ -33,10 +29,7 @@ pub fn token<B>(req: &Request<B>) -> (Option<String>, bool) {
             .unwrap_or(v);
         return (Some(t.trim().to_string()), false);
     }
-    if let Some((_, t)) = query_pairs(req)
-        .into_iter()
-        .find(|(k, _)| k == "authorization")
-    {
+    if let Some((_, t)) = query_pairs(req).into_iter().find(|(k, _)| k == "authorization") {
         return (Some(t), false);
     }
     let cookie = req
@@ -45,11 +38,7 @@ pub fn token<B>(req: &Request<B>) -> (Option<String>, bool) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            c.trim()
-                .strip_prefix("mercureAuthorization=")
-                .map(str::to_string)
-        });
+        .find_map(|c| c.trim().strip_prefix("mercureAuthorization=").map(str::to_string));
     let from_cookie = cookie.is_some();
     (cookie, from_cookie)
 }
@@ -64,10 +53,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
         .map(|(_, v)| v.as_str())
         .collect();
     if topics.is_empty() {
-        return Err(ApiError::bad_request(
-            "topics_required",
-            "missing `topic` parameter",
-        ));
+        return Err(ApiError::bad_request("topics_required", "missing `topic` parameter"));
     }
     if topics.len() > MAX_SELECTORS {
         return Err(ApiError::bad_request(
@@ -105,12 +91,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or_else(|| {
-            query
-                .iter()
-                .find(|(k, _)| k == "lastEventID")
-                .map(|(_, v)| v.clone())
-        });
+        .or_else(|| query.iter().find(|(k, _)| k == "lastEventID").map(|(_, v)| v.clone()));
     let start = match last.as_deref() {
         None | Some("") => Start::Retained,
         Some("earliest") => Start::Resume(ResumePoint::After(0)),
@@ -139,12 +120,10 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             start,
             connection,
             spend_token: None,
-            mercure: Some(MercureSubscription {
-                subscriber,
-                payload,
-            }),
+            mercure: Some(MercureSubscription { subscriber, payload }),
         },
-    )?;
+    )
+    .await?;
     let cursor = if head == 0 {
         "earliest".to_string()
     } else {

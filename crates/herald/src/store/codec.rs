@@ -5,8 +5,7 @@
 
 use herald_core::revocation::AccountRevokeReason;
 use herald_core::{
-    Audience, CredentialKind, DenyRule, Event, EventDraft, Principal, Revocation, Scopes,
-    SelectorSet, SessionHash,
+    Audience, CredentialKind, DenyRule, Event, EventDraft, Principal, Revocation, Scopes, SelectorSet, SessionHash,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,10 +51,7 @@ fn hashes(v: &Option<Vec<String>>) -> Result<Option<Vec<SessionHash>>, DecodeErr
     v.as_ref()
         .map(|list| {
             list.iter()
-                .map(|h| {
-                    SessionHash::from_hex(h)
-                        .ok_or_else(|| DecodeError(format!("bad session hash {h:?}")))
-                })
+                .map(|h| SessionHash::from_hex(h).ok_or_else(|| DecodeError(format!("bad session hash {h:?}"))))
                 .collect()
         })
         .transpose()
@@ -74,10 +70,7 @@ impl EventRecord {
             audience: AudienceRecord {
                 tenant: a.tenant.clone(),
                 users: a.users.clone(),
-                sessions: a
-                    .sessions
-                    .as_ref()
-                    .map(|s| s.iter().map(SessionHash::to_hex).collect()),
+                sessions: a.sessions.as_ref().map(|s| s.iter().map(SessionHash::to_hex).collect()),
                 roles: a.roles.clone(),
                 groups: a.groups.clone(),
                 private: a.private,

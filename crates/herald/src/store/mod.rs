@@ -18,9 +18,7 @@ use crate::history::{History, HistoryError, Page, ResumePoint, Sink};
 use codec::{DenyRecord, TokenRecord};
 use futures_util::future::BoxFuture;
 use herald_core::{DenyRule, Event, EventDraft};
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +38,31 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const DENY: TableDefinition<u64, &[u8]> = TableDefinition::new("deny");
 const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
+
+/// Sequence numbers reserved per durable commit when commits are not all
+/// fsynced: after a crash the next event continues past the reservation.
+const SEQ_RESERVATION: u64 = 100_000;
+
+/// Like [`guarded`], without the panic's own report on stderr: used while
+/// opening the store, before anything else runs, where the one clear line
+/// about the file is all an operator should see.
+fn guarded_quietly<T>(f: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, String> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = guarded(f);
+    std::panic::set_hook(previous);
+    r
+}
+
+/// Runs a redb call, turning a panic inside it (a damaged page) into an
+/// error instead of taking the request or the process down.
+fn guarded<T>(f: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("a damaged page was found while reading".to_string()),
+    }
+}
 
 /// When commits reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +109,8 @@ enum Job {
     TokenPut([u8; 32], Vec<u8>),
     TokenDel([u8; 32]),
     Flush(oneshot::Sender<()>),
+    /// Clean shutdown: durable commit, release the sequence reservation.
+    Close(oneshot::Sender<()>),
 }
 
 /// Counters shared between the writer and readers.
@@ -105,8 +130,9 @@ pub struct Store {
 }
 
 fn storage_error(path: &Path, e: impl std::fmt::Display) -> OpenError {
+    let dir = path.parent().map_or_else(|| ".".into(), |d| d.display().to_string());
     OpenError(format!(
-        "store file {} cannot be used: {e}. Run `herald store verify --data-dir <dir>` for details; \
+        "store file {} cannot be used: {e}. Run `herald store verify --data-dir {dir}` for details; \
          restore it from a backup, or move it away to start with an empty store",
         path.display()
     ))
@@ -135,13 +161,25 @@ impl Store {
     pub fn open(config: StoreConfig) -> Result<Arc<Store>, OpenError> {
         let path = config.path.clone();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                OpenError(format!("`data_dir`: cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| OpenError(format!("`data_dir`: cannot create {}: {e}", dir.display())))?;
         }
-        let db = Database::builder()
-            .create(&path)
+        let mut db = guarded_quietly(|| Database::builder().create(&path).map_err(redb::Error::from))
             .map_err(|e| storage_error(&path, e))?;
+        // Every page is checked against its checksum before anything is
+        // served: a damaged file is refused with advice, never read from
+        // (a damaged page would otherwise fail later, mid-request).
+        match guarded_quietly(|| db.check_integrity().map_err(redb::Error::from)) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(storage_error(
+                    &path,
+                    "it was damaged; redb rolled it back to its last intact commit, so the newest events may be \
+                     missing. Start again to serve what it holds",
+                ))
+            }
+            Err(e) => return Err(storage_error(&path, e)),
+        }
         let format = meta(&db, "format").map_err(|e| storage_error(&path, e))?;
         if let Some(f) = format.filter(|f| *f > FORMAT) {
             return Err(OpenError(format!(
@@ -150,15 +188,16 @@ impl Store {
                 path.display()
             )));
         }
+        // After a crash under `fsync = "interval"`/`"never"`, sequence numbers
+        // up to the durable reservation may have been handed out: continue
+        // after it so none is ever reused.
+        let reserved = meta(&db, "reserved").map_err(|e| storage_error(&path, e))?.unwrap_or(0);
         let head = meta(&db, "head")
             .map_err(|e| storage_error(&path, e))?
-            .unwrap_or(0);
-        let bytes = meta(&db, "bytes")
-            .map_err(|e| storage_error(&path, e))?
-            .unwrap_or(0);
-        let oldest = first_key(&db)
-            .map_err(|e| storage_error(&path, e))?
-            .unwrap_or(head + 1);
+            .unwrap_or(0)
+            .max(reserved);
+        let bytes = meta(&db, "bytes").map_err(|e| storage_error(&path, e))?.unwrap_or(0);
+        let oldest = first_key(&db).map_err(|e| storage_error(&path, e))?.unwrap_or(head + 1);
         let db = Arc::new(db);
         let shared = Arc::new(Shared {
             head: AtomicU64::new(head),
@@ -173,6 +212,7 @@ impl Store {
             config,
             last_durable: Instant::now(),
             dirty: false,
+            reserved,
             last_sweep: Instant::now(),
         };
         std::thread::Builder::new()
@@ -245,6 +285,15 @@ impl Store {
         }
     }
 
+    /// Clean shutdown: makes everything durable and releases the sequence
+    /// reservation so the next start continues without a gap.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(Job::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// The newest `limit` audit records, oldest first.
     pub fn load_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, OpenError> {
         let path = &self.path;
@@ -255,12 +304,7 @@ impl Store {
             Err(e) => return Err(storage_error(path, e)),
         };
         let mut out = Vec::new();
-        for item in t
-            .iter()
-            .map_err(|e| storage_error(path, e))?
-            .rev()
-            .take(limit)
-        {
+        for item in t.iter().map_err(|e| storage_error(path, e))?.rev().take(limit) {
             let (_, v) = item.map_err(|e| storage_error(path, e))?;
             out.push(serde_json::from_slice(v.value()).map_err(|e| storage_error(path, e))?);
         }
@@ -280,8 +324,7 @@ impl Store {
         let mut out = Vec::new();
         for item in t.iter().map_err(|e| storage_error(path, e))? {
             let (_, v) = item.map_err(|e| storage_error(path, e))?;
-            let rec: DenyRecord =
-                serde_json::from_slice(v.value()).map_err(|e| storage_error(path, e))?;
+            let rec: DenyRecord = serde_json::from_slice(v.value()).map_err(|e| storage_error(path, e))?;
             out.push(rec.into_rule().map_err(|e| storage_error(path, e))?);
         }
         Ok(out)
@@ -299,10 +342,7 @@ impl Store {
         let mut out = Vec::new();
         for item in t.iter().map_err(|e| storage_error(path, e))? {
             let (k, v) = item.map_err(|e| storage_error(path, e))?;
-            let hash: [u8; 32] = k
-                .value()
-                .try_into()
-                .map_err(|_| storage_error(path, "bad token key"))?;
+            let hash: [u8; 32] = k.value().try_into().map_err(|_| storage_error(path, "bad token key"))?;
             out.push((
                 hash,
                 serde_json::from_slice(v.value()).map_err(|e| storage_error(path, e))?,
@@ -335,28 +375,15 @@ impl History for Store {
         let _ = self.shared.sink.set(sink);
     }
 
-    fn append(
-        &self,
-        drafts: Vec<EventDraft>,
-        now_ms: u64,
-    ) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>> {
+    fn append(&self, drafts: Vec<EventDraft>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>> {
         let (reply, rx) = oneshot::channel();
-        let sent = self.jobs.send(Job::Append {
-            drafts,
-            now_ms,
-            reply,
-        });
+        let sent = self.jobs.send(Job::Append { drafts, now_ms, reply });
         Box::pin(async move {
             if sent.is_err() {
-                return Err(HistoryError::Unavailable(
-                    "the store writer has stopped".into(),
-                ));
+                return Err(HistoryError::Unavailable("the store writer has stopped".into()));
             }
-            rx.await.unwrap_or_else(|_| {
-                Err(HistoryError::Unavailable(
-                    "the store writer has stopped".into(),
-                ))
-            })
+            rx.await
+                .unwrap_or_else(|_| Err(HistoryError::Unavailable("the store writer has stopped".into())))
         })
     }
 
@@ -386,7 +413,7 @@ impl History for Store {
         // Read the head first: every event up to it is committed, so the
         // page below cannot miss one that a concurrent commit adds.
         let head = self.shared.head.load(Ordering::Acquire);
-        let events = self.read_events(after, limit).unwrap_or_else(|e| {
+        let events = guarded(|| self.read_events(after, limit)).unwrap_or_else(|e| {
             tracing::error!(error = %e, "history read failed");
             Vec::new()
         });
@@ -432,6 +459,9 @@ struct Writer {
     config: StoreConfig,
     last_durable: Instant,
     dirty: bool,
+    /// Durable upper bound of sequence numbers handed out (non-`always`
+    /// policies only).
+    reserved: u64,
     last_sweep: Instant,
 }
 
@@ -459,13 +489,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let force = jobs.iter().any(|j| matches!(j, Job::Flush(_)));
+            let force = jobs.iter().any(|j| matches!(j, Job::Flush(_) | Job::Close(_)));
             let due = match self.config.fsync {
                 FsyncPolicy::Always => false,
                 FsyncPolicy::Interval(d) => self.dirty && self.last_durable.elapsed() >= d,
-                FsyncPolicy::Never => {
-                    self.dirty && self.last_durable.elapsed() >= Duration::from_secs(1)
-                }
+                FsyncPolicy::Never => self.dirty && self.last_durable.elapsed() >= Duration::from_secs(1),
             };
             let sweep = self.last_sweep.elapsed() >= Duration::from_secs(1);
             if jobs.is_empty() && !due && !sweep {
@@ -482,26 +510,18 @@ impl Writer {
 
     /// Writes one batch in one transaction, commits, then dispatches and
     /// answers. On failure every publisher in the batch gets `503`.
-    fn commit_batch(
-        &mut self,
-        jobs: Vec<Job>,
-        force_durable: bool,
-        sweep: bool,
-    ) -> Result<(), redb::Error> {
+    fn commit_batch(&mut self, jobs: Vec<Job>, force_durable: bool, sweep: bool) -> Result<(), redb::Error> {
         let mut replies: Vec<Reply> = Vec::new();
         let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
         let mut committed: Vec<Arc<Event>> = Vec::new();
         let mut head = self.shared.head.load(Ordering::Acquire);
         let mut oldest = self.shared.oldest.load(Ordering::Acquire);
         let mut bytes = self.shared.bytes.load(Ordering::Acquire);
-        let durable = force_durable || self.config.fsync == FsyncPolicy::Always;
+        let mut durable = force_durable || self.config.fsync == FsyncPolicy::Always;
+        let mut closing = false;
+        let mut reserved = self.reserved;
         let result = (|| -> Result<(), redb::Error> {
             let mut txn = self.db.begin_write()?;
-            txn.set_durability(if durable {
-                Durability::Immediate
-            } else {
-                Durability::None
-            })?;
             {
                 let mut events = txn.open_table(EVENTS)?;
                 let mut ids = txn.open_table(IDS)?;
@@ -512,11 +532,7 @@ impl Writer {
                 let mut tokens = txn.open_table(TOKENS)?;
                 for job in jobs {
                     match job {
-                        Job::Append {
-                            drafts,
-                            now_ms,
-                            reply,
-                        } => {
+                        Job::Append { drafts, now_ms, reply } => {
                             let mut seen = HashSet::new();
                             let mut dup = None;
                             for d in &drafts {
@@ -566,19 +582,20 @@ impl Writer {
                             tokens.remove(h.as_slice())?;
                         }
                         Job::Flush(ack) => acks.push(ack),
+                        Job::Close(ack) => {
+                            closing = true;
+                            acks.push(ack);
+                        }
                     }
                 }
                 // Retention, enforced in every commit so the file stays
                 // bounded: redb reuses the pages these deletes free.
                 let now_ms = crate::hub::now_ms();
-                let age_cut = (self.config.max_age_ms > 0)
-                    .then(|| now_ms.saturating_sub(self.config.max_age_ms));
+                let age_cut = (self.config.max_age_ms > 0).then(|| now_ms.saturating_sub(self.config.max_age_ms));
                 loop {
                     let count = (head + 1).saturating_sub(oldest);
                     let over = count > self.config.max_events
-                        || (self.config.max_bytes > 0
-                            && bytes > self.config.max_bytes
-                            && count > 1);
+                        || (self.config.max_bytes > 0 && bytes > self.config.max_bytes && count > 1);
                     let Some((k, v)) = events.first()? else { break };
                     let (seq, len) = (k.value(), v.value().len() as u64);
                     let decoded = codec::decode_event(v.value()).ok();
@@ -612,25 +629,37 @@ impl Writer {
                     deny.retain(|_, v| {
                         serde_json::from_slice::<serde_json::Value>(v)
                             .ok()
-                            .and_then(|r| {
-                                r.get("expires_at_ms").and_then(serde_json::Value::as_u64)
-                            })
+                            .and_then(|r| r.get("expires_at_ms").and_then(serde_json::Value::as_u64))
                             .is_none_or(|exp| exp > now_ms)
                     })?;
                     tokens.retain(|_, v| {
-                        serde_json::from_slice::<TokenRecord>(v)
-                            .is_ok_and(|r| r.expires_at_ms > now_ms)
+                        serde_json::from_slice::<TokenRecord>(v).is_ok_and(|r| r.expires_at_ms > now_ms)
                     })?;
                 }
                 meta.insert("format", FORMAT)?;
                 meta.insert("head", head)?;
                 meta.insert("bytes", bytes)?;
+                if closing {
+                    reserved = head;
+                    meta.insert("reserved", reserved)?;
+                } else if self.config.fsync != FsyncPolicy::Always && head >= reserved {
+                    // Reserve the next block durably before handing it out.
+                    reserved = head + SEQ_RESERVATION;
+                    meta.insert("reserved", reserved)?;
+                    durable = true;
+                }
             }
+            txn.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })?;
             txn.commit()?;
             Ok(())
         })();
         match result {
             Ok(()) => {
+                self.reserved = reserved;
                 if durable {
                     self.last_durable = Instant::now();
                     self.dirty = false;
@@ -657,9 +686,7 @@ impl Writer {
                 for (reply, r) in replies {
                     let _ = reply.send(match r {
                         Err(dup) => Err(dup),
-                        Ok(_) => Err(HistoryError::Unavailable(format!(
-                            "store write failed: {e}"
-                        ))),
+                        Ok(_) => Err(HistoryError::Unavailable(format!("store write failed: {e}"))),
                     });
                 }
                 Err(e)
@@ -694,29 +721,19 @@ pub fn verify(path: &Path) -> Result<String, OpenError> {
                     ));
                 }
             }
-            codec::decode_event(v.value())
-                .map_err(|e| storage_error(path, format!("event {seq}: {e}")))?;
+            codec::decode_event(v.value()).map_err(|e| storage_error(path, format!("event {seq}: {e}")))?;
             expected = Some(seq + 1);
             count += 1;
         }
     }
-    let head = meta(&db, "head")
-        .map_err(|e| storage_error(path, e))?
-        .unwrap_or(0);
+    let head = meta(&db, "head").map_err(|e| storage_error(path, e))?.unwrap_or(0);
     if expected.is_some_and(|next| next - 1 > head) {
-        return Err(storage_error(
-            path,
-            "an event is newer than the recorded head",
-        ));
+        return Err(storage_error(path, "an event is newer than the recorded head"));
     }
     report.push(format!("{}: ok", path.display()));
     report.push(format!("events: {count} (head seq {head})"));
     for (name, def) in [("audit records", AUDIT), ("deny rules", DENY)] {
-        let n = r
-            .open_table(def)
-            .ok()
-            .and_then(|t| t.len().ok())
-            .unwrap_or(0);
+        let n = r.open_table(def).ok().and_then(|t| t.len().ok()).unwrap_or(0);
         report.push(format!("{name}: {n}"));
     }
     Ok(report.join("\n"))
@@ -729,8 +746,5 @@ pub fn compact(path: &Path) -> Result<String, OpenError> {
     while db.compact().map_err(|e| storage_error(path, e))? {}
     drop(db);
     let after = std::fs::metadata(path).map_or(0, |m| m.len());
-    Ok(format!(
-        "{}: {before} bytes -> {after} bytes",
-        path.display()
-    ))
+    Ok(format!("{}: {before} bytes -> {after} bytes", path.display()))
 }

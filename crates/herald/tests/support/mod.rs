@@ -70,12 +70,7 @@ pub fn start_args(args: &[&str], dir: tempfile::TempDir) -> Server {
     start_process(args, String::new(), String::new(), dir)
 }
 
-fn start_process(
-    args: &[&str],
-    admin_key: String,
-    acme_key: String,
-    dir: tempfile::TempDir,
-) -> Server {
+fn start_process(args: &[&str], admin_key: String, acme_key: String, dir: tempfile::TempDir) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(args)
         .current_dir(dir.path())
@@ -173,12 +168,7 @@ impl Server {
     }
 
     /// POSTs JSON to `path`.
-    pub async fn post(
-        &self,
-        path: &str,
-        credential: Option<&str>,
-        body: Value,
-    ) -> (StatusCode, Value) {
+    pub async fn post(&self, path: &str, credential: Option<&str>, body: Value) -> (StatusCode, Value) {
         let mut req = client().post(format!("{}{path}", self.base)).json(&body);
         if let Some(c) = credential {
             req = req.bearer_auth(c);
@@ -224,10 +214,7 @@ impl Server {
         }
         let mut s = SseStream::new(resp);
         // Every stream starts with the `: connected` comment.
-        let first = s
-            .next_item(Duration::from_secs(10))
-            .await
-            .expect("connected comment");
+        let first = s.next_item(Duration::from_secs(10)).await.expect("connected comment");
         assert_eq!(first, Item::Comment("connected".into()));
         Ok(s)
     }
@@ -317,15 +304,11 @@ impl SseStream {
             return;
         }
         if let Some(c) = line.strip_prefix(':') {
-            self.pending
-                .push_back(Item::Comment(c.trim_start().to_string()));
+            self.pending.push_back(Item::Comment(c.trim_start().to_string()));
             return;
         }
         let (field, value) = match line.find(':') {
-            Some(i) => (
-                &line[..i],
-                line[i + 1..].strip_prefix(' ').unwrap_or(&line[i + 1..]),
-            ),
+            Some(i) => (&line[..i], line[i + 1..].strip_prefix(' ').unwrap_or(&line[i + 1..])),
             None => (line, ""),
         };
         match field {
@@ -357,10 +340,7 @@ impl SseStream {
                     self.buf.push_str(&text);
                     while let Some(i) = self.buf.find('\n') {
                         let line: String = self.buf.drain(..=i).collect();
-                        let line = line
-                            .trim_end_matches('\n')
-                            .trim_end_matches('\r')
-                            .to_string();
+                        let line = line.trim_end_matches('\n').trim_end_matches('\r').to_string();
                         self.parse_line(&line);
                     }
                 }
@@ -428,9 +408,7 @@ pub async fn error_code(resp: reqwest::Response, status: StatusCode) -> String {
 pub fn check_error_shape(v: &Value) -> String {
     let code = v["error"]["code"].as_str().expect("error.code").to_string();
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
+        v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
         "error.message in {v}"
     );
     assert!(
