@@ -66,6 +66,7 @@ run "herald per-user ${N} streams"     herald  http://127.0.0.1:18100 "$HERALD" 
 run "herald tenants ${N}"              herald  http://127.0.0.1:18100 "$HERALD"     tenants "$N" "$EVENTS" "$RATE"
 run "herald slow 10% of ${N}"          herald  http://127.0.0.1:18100 "$HERALD"     slow "$N" "$EVENTS" "$RATE" --payload 16000
 run "herald churn 1000"                herald  http://127.0.0.1:18100 "$HERALD"     churn 1000 "$EVENTS" "$RATE"
+run "herald publish 64 publishers"    herald  http://127.0.0.1:18100 "$HERALD"     broadcast 1 50000 0 --publishers 64
 run "herald revocation at ${N}"        herald  http://127.0.0.1:18100 "$HERALD"     revocation "$N" 0 1 --revocations 200
 
 python3 "$ROOT/bench/report.py" "$RAW" >"$OUT"

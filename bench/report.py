@@ -63,12 +63,23 @@ print("\n## Every run\n")
 print("| run | opened/failed | delivered/expected | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | publish p99 ms | CPU µs/delivery | CPU µs/event | RSS B/stream |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    if r.get("scenario") == "revocation" or r.get("error"):
+    if r.get("scenario") == "revocation" or r.get("error") or r.get("label", "").startswith("herald publish"):
         continue
     print(f"| {r['label']} | {r['opened']}/{r['failed']} | {r.get('delivered')}/{r.get('expected')} | "
           f"{fmt(get(r,'latency','p50_ms'))} | {fmt(get(r,'latency','p90_ms'))} | {fmt(get(r,'latency','p99_ms'))} | "
           f"{fmt(get(r,'latency','max_ms'))} | {fmt(r.get('deliveries_per_sec'), 0)} | {fmt(get(r,'publish_latency','p99_ms'))} | "
           f"{fmt(r.get('cpu_us_per_delivery'))} | {fmt(r.get('cpu_us_per_event'), 0)} | {r.get('rss_per_stream_bytes')} |")
+
+pub = [r for r in rows if r.get("label", "").startswith("herald publish")]
+if pub:
+    print("\n## Publish throughput\n")
+    print("Single-event `POST /v1/publish` requests, flat out, from concurrent keep-alive connections; "
+          "every answer means the event is fsynced (`fsync = \"always\"`, group commit).\n")
+    print("| run | events | publishes/s | p50 ms | p99 ms | max ms | server CPU µs/publish |")
+    print("|---|---|---|---|---|---|---|")
+    for r in pub:
+        print(f"| {r['label']} | {r['events']} | {fmt(r.get('publishes_per_sec'), 0)} | {fmt(get(r,'publish_latency','p50_ms'))} | "
+              f"{fmt(get(r,'publish_latency','p99_ms'))} | {fmt(get(r,'publish_latency','max_ms'))} | {fmt(r.get('cpu_us_per_event'), 1)} |")
 
 rev = [r for r in rows if r.get("scenario") == "revocation"]
 if rev:

@@ -78,6 +78,18 @@ fn hs256(claims: serde_json::Value, secret: &str) -> String {
     .unwrap_or_default()
 }
 
+/// The publisher's token, signed once per run (signing per publish would
+/// spend the load generator's CPU, which the server under test shares).
+fn publisher_token(secret: &str, mint: impl FnOnce() -> String) -> String {
+    static TOKEN: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let (for_secret, token) = TOKEN.get_or_init(|| (secret.to_string(), mint()));
+    if for_secret == secret {
+        token.clone()
+    } else {
+        String::new()
+    }
+}
+
 /// The stream's account and tenant in the Herald scenarios.
 pub fn account(i: usize) -> String {
     format!("u{i}")
@@ -144,10 +156,12 @@ impl Target {
                     Address::User(i) => json!({"users": [account(*i)]}),
                     Address::Tenant(t) => json!({"tenant": format!("t{t}")}),
                 };
-                let token = hs256(
-                    json!({"sub": "loadgen", "exp": now_secs() + 7200, "iat": now_secs(), "herald": {"publish": ["*"]}}),
-                    secret,
-                );
+                let token = publisher_token(secret, || {
+                    hs256(
+                        json!({"sub": "loadgen", "exp": now_secs() + 7200, "iat": now_secs(), "herald": {"publish": ["*"]}}),
+                        secret,
+                    )
+                });
                 Req {
                     method: "POST",
                     url: format!("{base}/v1/publish"),
@@ -162,7 +176,10 @@ impl Target {
                 method: "POST",
                 url: format!("{base}/.well-known/mercure"),
                 headers: vec![
-                    ("authorization", format!("Bearer {}", hs256(json!({"mercure": {"publish": ["*"]}}), key))),
+                    (
+                        "authorization",
+                        format!("Bearer {}", publisher_token(key, || hs256(json!({"mercure": {"publish": ["*"]}}), key))),
+                    ),
                     ("content-type", "application/x-www-form-urlencoded".into()),
                 ],
                 body: format!("topic={topic}&data={}", payload.replace(' ', "+")),
