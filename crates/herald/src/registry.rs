@@ -286,10 +286,13 @@ impl Registry {
         match s.kind {
             StreamKind::Audit => {
                 let same: usize = match p.session {
-                    Some(h) => idx
-                        .by_session
-                        .get(&h)
-                        .map_or(0, |ids| ids.iter().filter(|id| idx.audit.contains(id)).count()),
+                    Some(h) => idx.by_session.get(&h).map_or(0, |ids| {
+                        ids.iter()
+                            .filter(|id| {
+                                idx.audit.contains(id) && idx.streams.get(id).is_some_and(|x| x.principal.sub == p.sub)
+                            })
+                            .count()
+                    }),
                     None => idx.count_kind(idx.by_account.get(&p.sub), StreamKind::Audit),
                 };
                 if same >= self.caps.audit_per_session {
@@ -302,7 +305,14 @@ impl Registry {
                     idx.by_session.get(&h).map_or_else(Vec::new, |ids| {
                         ids.iter()
                             .copied()
-                            .filter(|id| idx.streams.get(id).is_some_and(|x| x.kind == StreamKind::Events))
+                            // A session belongs to one account: another account
+                            // presenting the same session id never counts
+                            // against (or evicts) this one's streams.
+                            .filter(|id| {
+                                idx.streams
+                                    .get(id)
+                                    .is_some_and(|x| x.kind == StreamKind::Events && x.principal.sub == p.sub)
+                            })
                             .collect()
                     })
                 });
@@ -317,7 +327,7 @@ impl Registry {
                 } else {
                     0
                 };
-                if account - to_evict >= self.caps.per_account {
+                if account.saturating_sub(to_evict) >= self.caps.per_account {
                     return Err(CapExceeded::Account);
                 }
                 for id in in_session.into_iter().take(to_evict) {
