@@ -60,6 +60,16 @@ pub fn router(hub: Hub) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        // A bug must not drop the connection silently: answer a JSON 500
+        // (and log it) instead.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            axum::response::IntoResponse::into_response(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the hub hit an internal error; it has been logged",
+            ))
+        }))
         // Mercure discovery: every response names the hub.
         .layer(axum::middleware::map_response(
             |mut resp: axum::response::Response| async move {
