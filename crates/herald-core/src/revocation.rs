@@ -79,7 +79,12 @@ impl Revocation {
     /// Whether a live stream of `principal` must be closed.
     pub fn closes(&self, p: &Principal) -> bool {
         match self {
-            Revocation::RoleGrantRevoke { account, role } => p.sub == *account && p.roles.contains(role),
+            // `admin` names the hub's own admin grant (the `herald.admin`
+            // claim or an `admin`-scoped key) as well as an app role of that
+            // name, so revoking it closes open audit streams.
+            Revocation::RoleGrantRevoke { account, role } => {
+                p.sub == *account && (p.roles.contains(role) || (role == "admin" && p.scopes.admin))
+            }
             Revocation::SessionRevoke { account, session } => p.sub == *account && p.session.as_ref() == Some(session),
             Revocation::AccountRevoke { account, .. } => p.sub == *account,
             Revocation::TokenRevoke { jti } => p.jti.as_deref() == Some(jti.as_str()),

@@ -1,0 +1,278 @@
+//! Administration over real HTTP: the audit log (JSON and SSE, resumable,
+//! tenant-isolated, never holding a credential), connections, and tag
+//! invalidation with its admin controls.
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::Duration;
+use support::*;
+
+const T: Duration = Duration::from_secs(5);
+
+async fn audit(hub: &Server, cred: &str) -> Vec<Value> {
+    let r = hub.get("/v1/audit?after=0&limit=1000", Some(cred)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    v["records"].as_array().expect("records").clone()
+}
+
+#[tokio::test]
+async fn audit_records_every_security_event_without_credentials() {
+    let hub = start_with("[limits]\nper_session = 1\nsession_policy = \"reject\"");
+    let alice = user("alice", json!({"sid": "s1", "tenant": "acme", "iat": now() - 10}));
+    let mut s = hub.stream("/v1/events?topic=t", &alice).await;
+    assert_eq!(hub.get("/v1/events?topic=t", Some(&alice)).await.status(), 429);
+    assert_eq!(
+        hub.get("/v1/events?topic=t", Some("bad.token.value")).await.status(),
+        401
+    );
+    let (st, _) = hub
+        .post(
+            "/v1/tokens",
+            Some(&hub.admin_key),
+            json!({"sub": "bob", "subscribe": ["t"]}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (st, _) = hub
+        .post(
+            "/v1/revocations",
+            Some(&hub.admin_key),
+            json!({"type": "logout", "account": "alice"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert!(s.ended_within(T).await.0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = audit(&hub, &hub.admin_key).await;
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
+    for k in [
+        "stream_opened",
+        "cap_rejected",
+        "auth_failed",
+        "token_minted",
+        "revocation_applied",
+        "stream_closed",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+    let closed = records.iter().find(|r| r["kind"] == "stream_closed").expect("closed");
+    assert_eq!(closed["detail"]["reason"], "revoked");
+    assert_eq!(closed["account"], "alice");
+    assert_eq!(closed["tenant"], "acme");
+    assert_eq!(
+        closed["session"].as_str().map(str::len),
+        Some(8),
+        "a short session hash prefix"
+    );
+    assert!(closed["ip"].is_string() && closed["stream"].is_number());
+    let applied = records
+        .iter()
+        .find(|r| r["kind"] == "revocation_applied")
+        .expect("applied");
+    assert_eq!(applied["detail"]["closed"], 1);
+    let raw = serde_json::to_string(&records).expect("json");
+    assert!(
+        !raw.contains(&alice)
+            && !raw.contains(&hub.admin_key)
+            && !raw.contains("bad.token.value")
+            && !raw.contains("\"s1\"")
+    );
+    let ids: Vec<u64> = records.iter().map(|r| r["id"].as_u64().expect("id")).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids strictly increase");
+    // Non-admins are refused.
+    let r = hub.get("/v1/audit", Some(&user("nobody", json!({})))).await;
+    assert_eq!(error_code(r, StatusCode::FORBIDDEN).await, "admin_required");
+}
+
+#[tokio::test]
+async fn audit_stream_is_live_resumable_and_closed_by_admin_role_revocation() {
+    let hub = start();
+    let admin = jwt(json!({"sub": "root", "iat": now() - 10, "herald": {"admin": true}}));
+    let mut a = hub.stream("/v1/audit/events", &admin).await;
+    let _s = hub.stream("/v1/events?topic=t", &user("u1", json!({}))).await;
+    let mut ids = Vec::new();
+    loop {
+        let e = a.next_event(T).await.expect("audit event");
+        assert_eq!(e.event, "audit");
+        ids.push(e.id.clone().expect("id"));
+        let v: Value = serde_json::from_str(&e.data).expect("json");
+        if v["kind"] == "stream_opened" && v["account"] == "u1" {
+            break;
+        }
+    }
+    drop(a);
+    let _s2 = hub.stream("/v1/events?topic=t", &user("u2", json!({}))).await;
+    let last = ids.last().cloned();
+    let mut b = hub
+        .stream_with("/v1/audit/events", Some(&admin), last.as_deref())
+        .await
+        .expect("resume");
+    let e = b.next_event(T).await.expect("missed record");
+    let v: Value = serde_json::from_str(&e.data).expect("json");
+    assert!(
+        e.id.as_deref().expect("id").parse::<u64>().expect("n")
+            > last.as_deref().expect("l").parse::<u64>().expect("n")
+    );
+    assert!(
+        v["kind"] == "stream_closed" || v["account"] == "u2",
+        "the records missed while away: {v}"
+    );
+    // Revoking the admin role closes the audit stream (fuz_app's guarantee).
+    let (st, body) = hub
+        .post(
+            "/v1/revocations",
+            Some(&hub.admin_key),
+            json!({"type": "role_grant_revoke", "account": "root", "role": "admin"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (ended, seen) = b.ended_within(T).await;
+    assert!(ended);
+    assert_eq!(seen.last().map(|e| e.event.as_str()), Some("revoked"));
+    assert_eq!(hub.get("/v1/audit", Some(&admin)).await.status(), 401);
+}
+
+#[tokio::test]
+async fn tenant_admins_see_only_their_tenant() {
+    let hub = start();
+    let acme_admin = jwt(json!({"sub": "aa", "tenant": "acme", "herald": {"admin": true}}));
+    let _a = hub
+        .stream("/v1/events?topic=t", &user("in-acme", json!({"tenant": "acme"})))
+        .await;
+    let _g = hub
+        .stream("/v1/events?topic=t", &user("in-globex", json!({"tenant": "globex"})))
+        .await;
+    let records = audit(&hub, &acme_admin).await;
+    assert!(!records.is_empty());
+    assert!(records.iter().all(|r| r["tenant"] == "acme"), "{records:?}");
+    let list: Value = hub
+        .get("/v1/connections", Some(&acme_admin))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let conns = list["connections"].as_array().expect("list");
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0]["account"], "in-acme");
+    let all: Value = hub
+        .get("/v1/connections", Some(&hub.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let globex_id = all["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|c| c["tenant"] == "globex")
+        .and_then(|c| c["id"].as_str())
+        .expect("globex stream")
+        .to_string();
+    let r = client()
+        .delete(format!("{}/v1/connections/{globex_id}", hub.base))
+        .bearer_auth(&acme_admin)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(
+        error_code(r, StatusCode::NOT_FOUND).await,
+        "not_found",
+        "another tenant's id is 404, never 403"
+    );
+}
+
+#[tokio::test]
+async fn invalidation_is_scoped_and_admin_controlled() {
+    let hub = start();
+    let alice = user("alice", json!({}));
+    let bob = user("bob", json!({}));
+    let mut a = hub.stream("/v1/events?topic=%24tags", &alice).await;
+    let mut b = hub.stream("/v1/events?topic=%24tags", &bob).await;
+    let inv = |tags: Value, aud: Value| json!({"tags": tags, "audience": aud});
+    let (st, v) = hub
+        .post(
+            "/v1/invalidate",
+            Some(&hub.admin_key),
+            inv(json!([["todos"], ["users", 42]]), json!({"users": ["alice"]})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let e = a.next_event(T).await.expect("alice's invalidation");
+    assert_eq!(e.event, "invalidate");
+    assert_eq!(
+        serde_json::from_str::<Value>(&e.data).expect("json"),
+        json!({"tags": [["todos"], ["users", 42]]})
+    );
+    // Disabled prefixes drop matching tags.
+    let (st, _) = hub
+        .post(
+            "/v1/invalidation/tags/disable",
+            Some(&hub.admin_key),
+            json!({"tags": [["secret"]]}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    let (_, v) = hub
+        .post(
+            "/v1/invalidate",
+            Some(&hub.admin_key),
+            inv(json!([["secret", 1]]), json!("public")),
+        )
+        .await;
+    assert_eq!(v["dropped"], true);
+    // Pause: held and coalesced per audience; resume delivers one event.
+    assert_eq!(
+        hub.post("/v1/invalidation/pause", Some(&hub.admin_key), json!({}))
+            .await
+            .0,
+        200
+    );
+    for tags in [json!([["a"]]), json!([["a"], ["b"]]), json!([["secret", 2], ["c"]])] {
+        let (st, v) = hub
+            .post("/v1/invalidate", Some(&hub.admin_key), inv(tags, json!("public")))
+            .await;
+        assert_eq!((st, v["held"].as_bool()), (StatusCode::ACCEPTED, Some(true)));
+    }
+    let state: Value = hub
+        .get("/v1/invalidation", Some(&hub.admin_key))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["paused"], true);
+    let (st, v) = hub
+        .post("/v1/invalidation/resume", Some(&hub.admin_key), json!({}))
+        .await;
+    assert_eq!((st, v["delivered"].as_u64()), (StatusCode::OK, Some(1)));
+    let e = b.next_event(T).await.expect("coalesced");
+    assert_eq!(
+        serde_json::from_str::<Value>(&e.data).expect("json"),
+        json!({"tags": [["a"], ["b"], ["c"]]})
+    );
+    // Bob never saw alice's invalidation.
+    let rest = b.drain_for(Duration::from_millis(300)).await;
+    assert!(rest.is_empty(), "{rest:?}");
+    // Non-admins cannot control it.
+    for path in [
+        "/v1/invalidation/pause",
+        "/v1/invalidation/resume",
+        "/v1/invalidation/tags/enable",
+    ] {
+        let (st, v) = hub.post(path, Some(&alice), json!({"tags": [["x"]]})).await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("admin_required")),
+            "{path}"
+        );
+    }
+    // Audience is required here too.
+    let (st, v) = hub
+        .post("/v1/invalidate", Some(&hub.admin_key), json!({"tags": [["x"]]}))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("audience_required"))
+    );
+}
