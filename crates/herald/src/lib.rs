@@ -12,7 +12,7 @@
 //!     ..herald::Config::default()
 //! };
 //! let hub = herald::Hub::builder(config).build()?;
-//! let app = axum::Router::new().nest_service("/realtime", hub.router());
+//! let app: axum::Router = axum::Router::new().nest_service("/realtime", hub.router());
 //! # let _ = app; Ok(()) }
 //! ```
 //!
