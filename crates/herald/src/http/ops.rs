@@ -18,6 +18,12 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(hub): State<Hub>) -> Response {
     if hub.inner.is_draining() {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"}))).into_response()
+    } else if hub.inner.cluster.as_ref().is_some_and(|c| !c.connected()) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "cluster_unreachable"})),
+        )
+            .into_response()
     } else {
         Json(json!({"status": "ready", "streams": hub.inner.registry.counts().streams})).into_response()
     }

