@@ -26,24 +26,7 @@ const MAX_LAST_EVENT_ID: usize = 1024;
 pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
-    let topics: Vec<&str> = query
-        .iter()
-        .filter(|(k, _)| k == "topic")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    if topics.is_empty() {
-        return Err(ApiError::bad_request(
-            "topics_required",
-            "give at least one `topic` selector",
-        ));
-    }
-    if topics.len() > hub.config.limits.max_selectors {
-        return Err(ApiError::bad_request(
-            "too_many_selectors",
-            format!("at most {} topic selectors per stream", hub.config.limits.max_selectors),
-        ));
-    }
-    let selectors = SelectorSet::parse(&topics)?;
+    let selectors = selectors_from_query(&query, hub.config.limits.max_selectors)?;
     let last_event_id = req
         .headers()
         .get("last-event-id")
@@ -100,6 +83,21 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
         },
     )
     .await
+}
+
+/// The `topic` selectors of a subscribe request: at least one, at most `max`.
+pub fn selectors_from_query(query: &[(String, String)], max: usize) -> Result<SelectorSet, ApiError> {
+    let topics: Vec<&str> = query.iter().filter(|(k, _)| k == "topic").map(|(_, v)| v.as_str()).collect();
+    if topics.is_empty() {
+        return Err(ApiError::bad_request("topics_required", "give at least one `topic` selector"));
+    }
+    if topics.len() > max {
+        return Err(ApiError::bad_request(
+            "too_many_selectors",
+            format!("at most {max} topic selectors per stream"),
+        ));
+    }
+    Ok(SelectorSet::parse(&topics)?)
 }
 
 /// Refuses selectors outside what the credential may subscribe to. Delivery

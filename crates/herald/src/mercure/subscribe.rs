@@ -11,7 +11,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Request};
 use axum::response::Response;
-use herald_core::SelectorSet;
 
 /// Most topic selectors on one Mercure subscription.
 pub const MAX_SELECTORS: usize = 1000;
@@ -47,21 +46,7 @@ pub fn token<B>(req: &Request<B>) -> (Option<String>, bool) {
 pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
-    let topics: Vec<&str> = query
-        .iter()
-        .filter(|(k, _)| k == "topic")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    if topics.is_empty() {
-        return Err(ApiError::bad_request("topics_required", "missing `topic` parameter"));
-    }
-    if topics.len() > MAX_SELECTORS {
-        return Err(ApiError::bad_request(
-            "too_many_selectors",
-            format!("at most {MAX_SELECTORS} topic selectors per subscription"),
-        ));
-    }
-    let selectors = SelectorSet::parse(&topics)?;
+    let selectors = crate::http::events::selectors_from_query(&query, MAX_SELECTORS)?;
     let ip = client_ip(&req, &hub.config);
     let mercure = hub.mercure_auth()?;
     let (token, _) = token(&req);

@@ -180,38 +180,31 @@ fn last_event_id(hub: &HubInner) -> String {
     }
 }
 
+/// A `Subscriptions` collection document for `path`.
+fn collection(hub: &HubInner, path: String, topic: Option<&str>) -> Value {
+    json!({
+        "@context": CONTEXT,
+        "id": path,
+        "type": "Subscriptions",
+        "lastEventID": last_event_id(hub),
+        "subscriptions": collect(hub, topic, None),
+    })
+}
+
 /// `GET /.well-known/mercure/subscriptions`.
 pub async fn all(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let path = format!("{RESERVED_PREFIX}/subscriptions");
     authorize(&hub, &req, &path)?;
-    let body = json!({
-        "@context": CONTEXT,
-        "id": path,
-        "type": "Subscriptions",
-        "lastEventID": last_event_id(&hub),
-        "subscriptions": collect(&hub, None, None),
-    });
-    Ok(respond(&req, body))
+    Ok(respond(&req, collection(&hub, path, None)))
 }
 
 /// `GET /.well-known/mercure/subscriptions/{topic}`.
-pub async fn by_topic(
-    State(hub): State<Hub>,
-    Path(topic): Path<String>,
-    req: Request<Body>,
-) -> Result<Response, ApiError> {
+pub async fn by_topic(State(hub): State<Hub>, Path(topic): Path<String>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let path = format!("{RESERVED_PREFIX}/subscriptions/{}", escape(&topic));
     authorize(&hub, &req, &path)?;
-    let body = json!({
-        "@context": CONTEXT,
-        "id": path,
-        "type": "Subscriptions",
-        "lastEventID": last_event_id(&hub),
-        "subscriptions": collect(&hub, Some(&topic), None),
-    });
-    Ok(respond(&req, body))
+    Ok(respond(&req, collection(&hub, path, Some(&topic))))
 }
 
 /// `GET /.well-known/mercure/subscriptions/{topic}/{subscriber}`.
