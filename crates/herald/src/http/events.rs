@@ -87,9 +87,16 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
 
 /// The `topic` selectors of a subscribe request: at least one, at most `max`.
 pub fn selectors_from_query(query: &[(String, String)], max: usize) -> Result<SelectorSet, ApiError> {
-    let topics: Vec<&str> = query.iter().filter(|(k, _)| k == "topic").map(|(_, v)| v.as_str()).collect();
+    let topics: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "topic")
+        .map(|(_, v)| v.as_str())
+        .collect();
     if topics.is_empty() {
-        return Err(ApiError::bad_request("topics_required", "give at least one `topic` selector"));
+        return Err(ApiError::bad_request(
+            "topics_required",
+            "give at least one `topic` selector",
+        ));
     }
     if topics.len() > max {
         return Err(ApiError::bad_request(

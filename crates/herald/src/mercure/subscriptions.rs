@@ -200,7 +200,11 @@ pub async fn all(State(hub): State<Hub>, req: Request<Body>) -> Result<Response,
 }
 
 /// `GET /.well-known/mercure/subscriptions/{topic}`.
-pub async fn by_topic(State(hub): State<Hub>, Path(topic): Path<String>, req: Request<Body>) -> Result<Response, ApiError> {
+pub async fn by_topic(
+    State(hub): State<Hub>,
+    Path(topic): Path<String>,
+    req: Request<Body>,
+) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let path = format!("{RESERVED_PREFIX}/subscriptions/{}", escape(&topic));
     authorize(&hub, &req, &path)?;
