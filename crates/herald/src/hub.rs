@@ -324,6 +324,19 @@ impl HubInner {
         self.verify(ip, |now| self.auth.authenticate(source, now, consume))
     }
 
+    /// Authenticates a request that is not a stream open: SSE tokens are
+    /// refused here, since they exist only to open streams.
+    pub fn authenticate_api(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, ApiError> {
+        let p = self.authenticate(source, ip, false)?;
+        if matches!(p.kind, herald_core::CredentialKind::SseToken { .. }) {
+            return Err(ApiError::from(AuthError::new(
+                "invalid_token",
+                "SSE tokens only open streams; use a JWT or an API key here",
+            )));
+        }
+        Ok(p)
+    }
+
     /// Refuses an address that failed authentication too often.
     pub fn check_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
         match self.auth_failures.blocked(ip, now_ms()) {

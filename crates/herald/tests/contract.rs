@@ -257,6 +257,27 @@ async fn sse_tokens_are_short_lived_single_use_capped_and_narrow() {
         s1.next_event(Duration::from_secs(5)).await.expect("event").data,
         "for bob"
     );
+    // SSE tokens only open streams: anywhere else they are refused.
+    let (_, v) = mint(
+        &hub,
+        &hub.admin_key,
+        json!({"sub": "bob", "subscribe": ["news"], "admin": true}),
+    )
+    .await;
+    let st = v["token"].as_str().expect("token").to_string();
+    let r = client()
+        .post(format!("{}/v1/publish", hub.base))
+        .bearer_auth(&st)
+        .json(&json!({"topics": ["news"], "data": "x", "audience": "public"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(error_code(r, StatusCode::UNAUTHORIZED).await, "invalid_token");
+    let (s, _) = hub
+        .post("/v1/revocations", Some(&st), json!({"type": "logout", "account": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(hub.get("/v1/connections", Some(&st)).await.status(), 401);
     // Selector outside the token's subscribe list.
     let (_, v) = mint(&hub, &hub.admin_key, json!({"sub": "bob", "subscribe": ["news"]})).await;
     let r = hub
@@ -270,8 +291,8 @@ async fn sse_tokens_are_short_lived_single_use_capped_and_narrow() {
         error_code(r.err().expect("refused"), StatusCode::FORBIDDEN).await,
         "topic_forbidden"
     );
-    // At most 10 outstanding per minter and subject (one is outstanding now).
-    for _ in 0..9 {
+    // At most 10 outstanding per minter and subject (two are outstanding now).
+    for _ in 0..8 {
         assert_eq!(
             mint(&hub, &hub.admin_key, json!({"sub": "bob", "subscribe": ["news"]}))
                 .await

@@ -20,19 +20,30 @@ use herald_core::{Principal, SelectorSet};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Authenticates an admin (hub or tenant) from headers or `?token=`.
+/// Authenticates an admin (hub or tenant). SSE tokens (and so `?token=`)
+/// are accepted only where a stream is opened (`stream`), as everywhere.
 fn admin<B>(
     hub: &Arc<HubInner>,
     req: &Request<B>,
     query: &[(String, String)],
-    consume: bool,
+    stream: bool,
 ) -> Result<Principal, ApiError> {
     let ip = client_ip(req, &hub.config);
     let source = match query.iter().find(|(k, _)| k == "token") {
-        Some((_, t)) => Some(Source::Query(t)),
+        Some((_, t)) if stream => Some(Source::Query(t)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "the token parameter is accepted on streams only; send a credential in the Authorization header",
+            ))
+        }
         None => header_credential(req.headers()),
     };
-    let p = hub.authenticate(source, ip, consume)?;
+    let p = if stream {
+        hub.authenticate(source, ip, false)?
+    } else {
+        hub.authenticate_api(source, ip)?
+    };
     if !p.is_admin() {
         return Err(ApiError::forbidden(
             "admin_required",
@@ -71,7 +82,7 @@ pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Js
 pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
-    let p = admin(&hub, &req, &query, false)?;
+    let p = admin(&hub, &req, &query, true)?;
     let last = req
         .headers()
         .get("last-event-id")

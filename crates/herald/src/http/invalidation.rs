@@ -37,7 +37,7 @@ async fn publish_tags(hub: &Arc<HubInner>, audience: Audience, tags: Vec<Tag>) -
 pub async fn invalidate(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let ip = client_ip(&req, &hub.config);
-    let p = hub.authenticate(header_credential(req.headers()), ip, false)?;
+    let p = hub.authenticate_api(header_credential(req.headers()), ip)?;
     if !p.scopes.publish {
         return Err(ApiError::forbidden(
             "publish_forbidden",
@@ -72,7 +72,7 @@ pub async fn invalidate(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
 
 fn hub_admin(hub: &Arc<HubInner>, req: &Request<Body>) -> Result<Principal, ApiError> {
     let ip = client_ip(req, &hub.config);
-    let p = hub.authenticate(header_credential(req.headers()), ip, false)?;
+    let p = hub.authenticate_api(header_credential(req.headers()), ip)?;
     if !p.is_hub_admin() {
         return Err(ApiError::forbidden(
             "admin_required",

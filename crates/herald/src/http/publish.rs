@@ -31,7 +31,7 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
         return Err(ApiError::draining());
     }
     let ip = client_ip(&req, &inner.config);
-    let principal = inner.authenticate(header_credential(req.headers()), ip, false)?;
+    let principal = inner.authenticate_api(header_credential(req.headers()), ip)?;
     if !principal.scopes.publish {
         return Err(ApiError::forbidden(
             "publish_forbidden",

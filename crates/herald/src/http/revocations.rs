@@ -87,7 +87,7 @@ fn parse(f: &Fields<'_>, key: &SessionKey, forwarded: bool) -> Result<Option<Rev
 pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
     let hub = hub.inner.clone();
     let ip = client_ip(&req, &hub.config);
-    let by = hub.authenticate(header_credential(req.headers()), ip, false)?;
+    let by = hub.authenticate_api(header_credential(req.headers()), ip)?;
     if !(by.scopes.revoke || by.is_admin()) {
         return Err(ApiError::forbidden(
             "revoke_forbidden",

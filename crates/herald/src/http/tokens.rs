@@ -48,7 +48,7 @@ fn narrow(field: &str, own: &[String], asked: Option<Vec<String>>) -> Result<Vec
 pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
     let hub = hub.inner.clone();
     let ip = client_ip(&req, &hub.config);
-    let minter = hub.authenticate(header_credential(req.headers()), ip, false)?;
+    let minter = hub.authenticate_api(header_credential(req.headers()), ip)?;
     let body = json_body(req, 64 * 1024).await?;
     let r: MintRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request("invalid_request", format!("token request: {e}")))?;
