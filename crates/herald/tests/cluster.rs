@@ -13,7 +13,18 @@ const T: Duration = Duration::from_secs(10);
 struct Nats {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    port: u16,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Nats {
+    /// Kills the server and starts it again on the same port and store.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self.dir.take().expect("store dir");
+        *self = nats_at(self.port, dir);
+    }
 }
 
 impl Drop for Nats {
@@ -24,11 +35,15 @@ impl Drop for Nats {
 }
 
 fn nats() -> Nats {
-    let dir = tempfile::tempdir().expect("tempdir");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
         l.local_addr().expect("addr").port()
     };
+    nats_at(port, tempfile::tempdir().expect("tempdir"))
+}
+
+/// A nats-server on `port` keeping JetStream data in `dir` (restartable).
+fn nats_at(port: u16, dir: tempfile::TempDir) -> Nats {
     let child = Command::new("nats-server")
         .args([
             "-js",
@@ -51,7 +66,8 @@ fn nats() -> Nats {
     Nats {
         child,
         url: format!("nats://127.0.0.1:{port}"),
-        _dir: dir,
+        port,
+        dir: Some(dir),
     }
 }
 
@@ -166,4 +182,70 @@ async fn a_client_resumes_on_another_node_after_its_node_dies() {
         .map(|e| e.data.parse().expect("n"))
         .collect();
     assert_eq!(all, (0..200).collect::<Vec<_>>(), "every event exactly once, in order");
+}
+
+#[tokio::test]
+async fn a_broker_restart_loses_no_answered_publish_and_streams_catch_up() {
+    let mut n = nats();
+    let a = node(&n, "T4");
+    let reader = user("r", json!({}));
+    let mut s = a.stream("/v1/events?topic=b", &reader).await;
+    let key = a.admin_key.clone();
+    let base = a.base.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let publisher = tokio::spawn(async move {
+        let c = client();
+        let (mut answered, mut i) = (Vec::new(), 0u32);
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = c
+                .post(format!("{base}/v1/publish"))
+                .bearer_auth(&key)
+                .json(&json!({"topics": ["b"], "data": i.to_string(), "audience": "public"}))
+                .send()
+                .await
+                .expect("publish");
+            match r.status().as_u16() {
+                200 => answered.push(i),
+                503 => {}
+                other => panic!("unexpected status {other}"),
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        answered
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Restart the broker on the same port and store.
+    n.restart();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = publisher.await.expect("publisher");
+    assert!(!answered.is_empty());
+    // Fence, then everything answered must have reached the open stream.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let (st, _) = a
+            .publish(
+                &a.admin_key,
+                json!({"topics": ["b"], "data": "fence", "audience": "public"}),
+            )
+            .await;
+        if st == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "publishing never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut got = Vec::new();
+    loop {
+        let e = s.next_event(T).await.expect("events until the fence");
+        if e.data == "fence" {
+            break;
+        }
+        got.push(e.data.parse::<u32>().expect("n"));
+    }
+    for i in &answered {
+        assert!(got.contains(i), "answered publish {i} was lost");
+    }
 }
