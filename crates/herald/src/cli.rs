@@ -241,14 +241,8 @@ async fn serve(config: Config) -> i32 {
         _ => None,
     };
     let mut builder = Hub::builder(config.clone());
-    let node: Arc<std::sync::OnceLock<std::sync::Weak<crate::hub::HubInner>>> = Arc::default();
+    let mut cluster_node = None;
     if let Some(urls) = &config.cluster {
-        let target = node.clone();
-        let on_rule = Arc::new(move |rule: herald_core::DenyRule| {
-            if let Some(hub) = target.get().and_then(std::sync::Weak::upgrade) {
-                hub.apply_rule(rule, None);
-            }
-        });
         let cluster = crate::cluster::ClusterConfig {
             urls: urls.clone(),
             stream: config.cluster_stream.clone(),
@@ -259,11 +253,14 @@ async fn serve(config: Config) -> i32 {
         };
         match tokio::time::timeout(
             std::time::Duration::from_secs(30),
-            crate::cluster::Cluster::join(cluster, on_rule),
+            crate::cluster::Cluster::join(cluster),
         )
         .await
         {
-            Ok(Ok(c)) => builder = builder.cluster(c),
+            Ok(Ok(c)) => {
+                cluster_node = Some(c.clone());
+                builder = builder.cluster(c);
+            }
             Ok(Err(e)) => {
                 eprintln!("herald: {e}");
                 return 1;
@@ -284,7 +281,16 @@ async fn serve(config: Config) -> i32 {
             };
         }
     };
-    let _ = node.set(Arc::downgrade(hub.inner()));
+    if let Some(c) = cluster_node {
+        // Revocations from other nodes (including every one kept from
+        // before this node started) are applied to this hub.
+        let target = Arc::downgrade(hub.inner());
+        c.on_rule(Arc::new(move |rule| {
+            if let Some(hub) = target.upgrade() {
+                hub.apply_rule(rule, None);
+            }
+        }));
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

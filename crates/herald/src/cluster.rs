@@ -49,7 +49,14 @@ pub struct Cluster {
     events_subject: String,
     control_subject: String,
     node: String,
+    /// Told about revocations from other nodes; until it is set (the hub
+    /// is built after joining), they wait in `pending`.
+    rule_handler: parking_lot::Mutex<Option<RuleHandler>>,
+    pending: parking_lot::Mutex<Vec<DenyRule>>,
 }
+
+/// What applies a revocation that came from another node.
+pub type RuleHandler = Arc<dyn Fn(DenyRule) + Send + Sync>;
 
 /// Why the cluster could not be joined.
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +70,7 @@ fn err(e: impl std::fmt::Display) -> ClusterError {
 impl Cluster {
     /// Connects, creates the streams if missing, and starts consuming events.
     /// `on_rule` is told about every revocation posted on another node.
-    pub async fn join(
-        config: ClusterConfig,
-        on_rule: Arc<dyn Fn(DenyRule) + Send + Sync>,
-    ) -> Result<Arc<Cluster>, ClusterError> {
+    pub async fn join(config: ClusterConfig) -> Result<Arc<Cluster>, ClusterError> {
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
@@ -109,6 +113,8 @@ impl Cluster {
             events_subject,
             control_subject,
             node: node.clone(),
+            rule_handler: parking_lot::Mutex::new(None),
+            pending: parking_lot::Mutex::new(Vec::new()),
         });
         // Events: every node reads the whole stream in order.
         let weak = Arc::downgrade(&cluster);
@@ -161,6 +167,7 @@ impl Cluster {
             .await
             .map_err(err)?;
         let mut control_messages = control_consumer.messages().await.map_err(err)?;
+        let weak = Arc::downgrade(&cluster);
         tokio::spawn(async move {
             while let Some(msg) = control_messages.next().await {
                 let Ok(msg) = msg else {
@@ -176,13 +183,32 @@ impl Cluster {
                 {
                     continue;
                 }
+                let Some(c) = weak.upgrade() else { return };
                 match serde_json::from_slice::<DenyRecord>(&msg.payload).map(DenyRecord::into_rule) {
-                    Ok(Ok(rule)) => on_rule(rule),
+                    Ok(Ok(rule)) => c.deliver_rule(rule),
                     _ => tracing::error!("undecodable revocation in the cluster stream"),
                 }
             }
         });
         Ok(cluster)
+    }
+
+    /// Sets what applies revocations from other nodes, and applies those
+    /// that arrived before (a node replays every kept revocation at start).
+    pub fn on_rule(&self, handler: RuleHandler) {
+        let mut slot = self.rule_handler.lock();
+        for rule in self.pending.lock().drain(..) {
+            handler(rule);
+        }
+        *slot = Some(handler);
+    }
+
+    fn deliver_rule(&self, rule: DenyRule) {
+        let slot = self.rule_handler.lock();
+        match &*slot {
+            Some(handler) => handler(rule),
+            None => self.pending.lock().push(rule),
+        }
     }
 
     /// Whether the node can reach NATS now.
