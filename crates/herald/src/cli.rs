@@ -252,7 +252,7 @@ async fn serve(config: Config) -> i32 {
             control_max_age: std::time::Duration::from_secs(config.max_token_lifetime_secs + config.jwt_leeway_secs),
         };
         match tokio::time::timeout(
-            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(60),
             crate::cluster::Cluster::join(cluster),
         )
         .await
@@ -266,7 +266,7 @@ async fn serve(config: Config) -> i32 {
                 return 1;
             }
             Err(_) => {
-                eprintln!("herald: cluster: could not reach NATS at {urls} within 30 s");
+                eprintln!("herald: cluster: could not reach NATS at {urls} within 60 s");
                 return 1;
             }
         }

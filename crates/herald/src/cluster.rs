@@ -40,6 +40,22 @@ pub struct ClusterConfig {
     pub control_max_age: Duration,
 }
 
+/// Creates (or finds) a stream, retrying while a JetStream cluster is still
+/// forming (electing its leaders takes a few seconds after it starts).
+async fn create_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, ClusterError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, stream = %config.name, "waiting for JetStream");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+}
+
 /// A node's connection to the cluster and its view of the event stream.
 pub struct Cluster {
     client: async_nats::Client,
@@ -71,38 +87,42 @@ impl Cluster {
     /// Connects, creates the streams if missing, and starts consuming events.
     /// `on_rule` is told about every revocation posted on another node.
     pub async fn join(config: ClusterConfig) -> Result<Arc<Cluster>, ClusterError> {
+        // `nats://a:4222,nats://b:4222`: every server is a seed; the client
+        // fails over between them.
+        let addrs = config
+            .urls
+            .split(',')
+            .map(|u| u.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ClusterError(format!("`cluster`: {e}")))?;
         let client = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .connect(config.urls.as_str())
+            .connect(addrs)
             .await
             .map_err(err)?;
         let js = jetstream::new(client.clone());
         let prefix = config.stream.to_lowercase();
         let events_subject = format!("{prefix}.events");
         let control_subject = format!("{prefix}.control");
-        let events = js
-            .get_or_create_stream(stream::Config {
-                name: format!("{}_EVENTS", config.stream),
-                subjects: vec![events_subject.clone()],
-                max_messages: config.max_events as i64,
-                max_age: config.max_age,
-                num_replicas: config.replicas,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(err)?;
-        let control = js
-            .get_or_create_stream(stream::Config {
-                name: format!("{}_CONTROL", config.stream),
-                subjects: vec![control_subject.clone()],
-                max_age: config.control_max_age,
-                num_replicas: config.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(err)?;
+        let events_config = stream::Config {
+            name: format!("{}_EVENTS", config.stream),
+            subjects: vec![events_subject.clone()],
+            max_messages: config.max_events as i64,
+            max_age: config.max_age,
+            num_replicas: config.replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let control_config = stream::Config {
+            name: format!("{}_CONTROL", config.stream),
+            subjects: vec![control_subject.clone()],
+            max_age: config.control_max_age,
+            num_replicas: config.replicas,
+            ..Default::default()
+        };
+        let events = create_stream(&js, events_config).await?;
+        let control = create_stream(&js, control_config).await?;
         let (tx, rx) = watch::channel(0u64);
         let node = format!("node-{}", hex::encode(rand::random::<[u8; 6]>()));
         let cluster = Arc::new(Cluster {

@@ -249,3 +249,103 @@ async fn a_broker_restart_loses_no_answered_publish_and_streams_catch_up() {
         assert!(got.contains(i), "answered publish {i} was lost");
     }
 }
+
+/// A three-process NATS cluster with JetStream.
+fn nats_cluster() -> (Vec<Nats>, String) {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port()
+    };
+    let client: Vec<u16> = (0..3).map(|_| free()).collect();
+    let routes: Vec<u16> = (0..3).map(|_| free()).collect();
+    let all_routes = routes
+        .iter()
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &client[i].to_string(),
+                "-sd",
+                dir.path().to_str().expect("utf8"),
+                "-n",
+                &format!("n{i}"),
+                "--cluster_name",
+                "herald-test",
+                "--cluster",
+                &format!("nats://127.0.0.1:{}", routes[i]),
+                "--routes",
+                &all_routes,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server");
+        nodes.push(Nats {
+            child,
+            url: format!("nats://127.0.0.1:{}", client[i]),
+            port: client[i],
+            dir: Some(dir),
+        });
+    }
+    let urls = nodes.iter().map(|n| n.url.clone()).collect::<Vec<_>>().join(",");
+    (nodes, urls)
+}
+
+#[tokio::test]
+async fn herald_keeps_serving_when_one_of_three_nats_servers_dies() {
+    let (mut nats, urls) = nats_cluster();
+    // JetStream needs its cluster formed and a meta leader before Herald can
+    // create a replicated stream: the node retries joining for up to 30 s.
+    let hub = start_with(&format!(
+        "cluster = \"{urls}\"\ncluster_stream = \"R3\"\ncluster_replicas = 3"
+    ));
+    let reader = user("r", json!({}));
+    let mut s = hub.stream("/v1/events?topic=q", &reader).await;
+    let (st, v) = hub
+        .publish(
+            &hub.admin_key,
+            json!({"topics": ["q"], "data": "before", "audience": "public"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(s.next_event(T).await.expect("before").data, "before");
+    // Kill one NATS server (not necessarily the one Herald is connected to).
+    let victim = nats.remove(0);
+    drop(victim);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, _) = hub
+            .publish(
+                &hub.admin_key,
+                json!({"topics": ["q"], "data": "after", "audience": "public"}),
+            )
+            .await;
+        if st == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "publishing did not recover after losing one NATS server"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let e = loop {
+        let e = s.next_event(Duration::from_secs(30)).await.expect("after");
+        if e.data == "after" {
+            break e;
+        }
+    };
+    assert_eq!(e.data, "after");
+    drop(nats);
+}
