@@ -73,7 +73,9 @@ impl AuditEntry {
     }
 }
 
-type Listener = Box<dyn Fn(&Arc<AuditRecord>) + Send + Sync>;
+/// Told about a record: `true` when it was recorded on this node, `false`
+/// when it came from another node of a cluster.
+type Listener = Box<dyn Fn(&Arc<AuditRecord>, bool) + Send + Sync>;
 
 /// The in-memory audit log, bounded by count.
 pub struct AuditLog {
@@ -97,6 +99,25 @@ impl AuditLog {
     /// through another).
     pub fn add_listener(&self, f: Listener) {
         self.listeners.lock().push(f);
+    }
+
+    /// Adds a record recorded on another node of the cluster, in id order.
+    pub fn ingest(&self, rec: AuditRecord) {
+        let rec = Arc::new(rec);
+        {
+            let mut g = self.records.lock();
+            let at = g.1.partition_point(|r| r.id < rec.id);
+            if g.1.get(at).is_some_and(|r| r.id == rec.id) {
+                return;
+            }
+            g.1.insert(at, rec.clone());
+            while g.1.len() > self.capacity {
+                g.1.pop_front();
+            }
+        }
+        for f in self.listeners.lock().iter() {
+            f(&rec, false);
+        }
     }
 
     /// Loads records kept from a previous run; ids continue after them.
@@ -141,7 +162,7 @@ impl AuditLog {
         };
         tracing::info!(target: "herald::audit", kind = %rec.kind, id = rec.id, tenant = ?rec.tenant, account = ?rec.account, session = ?rec.session, ip = ?rec.ip, stream = ?rec.stream, detail = %rec.detail);
         for f in self.listeners.lock().iter() {
-            f(&rec);
+            f(&rec, true);
         }
         rec
     }

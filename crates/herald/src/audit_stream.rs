@@ -27,18 +27,23 @@ pub fn frame(record: &AuditRecord) -> Bytes {
 /// Connects the hub's audit log to its audit streams.
 pub fn attach(hub: &Arc<HubInner>) {
     let registry = hub.registry.clone();
-    hub.audit.add_listener(Box::new(move |record: &Arc<AuditRecord>| {
-        let streams = registry.find(Lookup::Audit, |s| visible_to(&s.principal, record));
-        if streams.is_empty() {
-            return;
-        }
-        let f = frame(record);
-        for s in streams {
-            // An audit stream that cannot keep up is cut like any other; its
-            // admin resumes from the log.
-            if s.queue.push(record.id, f.clone()) == crate::queue::Push::Overflow {
-                registry.close(s.id, crate::queue::CloseReason::Overflow);
+    hub.audit
+        .add_listener(Box::new(move |record: &Arc<AuditRecord>, local: bool| {
+            let streams = registry.find(Lookup::Audit, |s| visible_to(&s.principal, record));
+            if streams.is_empty() {
+                return;
             }
-        }
-    }));
+            let f = frame(record);
+            // A record from another node may carry an id below what a stream
+            // already sent (ids are clocks of different nodes): it is delivered
+            // anyway rather than taken for a duplicate.
+            let seq = if local { record.id } else { 0 };
+            for s in streams {
+                // An audit stream that cannot keep up is cut like any other; its
+                // admin resumes from the log.
+                if s.queue.push(seq, f.clone()) == crate::queue::Push::Overflow {
+                    registry.close(s.id, crate::queue::CloseReason::Overflow);
+                }
+            }
+        }));
 }

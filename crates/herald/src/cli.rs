@@ -290,6 +290,12 @@ async fn serve(config: Config) -> i32 {
                 hub.apply_rule(rule, None);
             }
         }));
+        let target = Arc::downgrade(hub.inner());
+        c.on_audit(Arc::new(move |record| {
+            if let Some(hub) = target.upgrade() {
+                hub.audit.ingest(record);
+            }
+        }));
     }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,

@@ -64,11 +64,81 @@ pub struct Cluster {
     dispatched: watch::Receiver<u64>,
     events_subject: String,
     control_subject: String,
+    audit_subject: String,
     node: String,
     /// Told about revocations from other nodes; until it is set (the hub
     /// is built after joining), they wait in `pending`.
     rule_handler: parking_lot::Mutex<Option<RuleHandler>>,
     pending: parking_lot::Mutex<Vec<DenyRule>>,
+    audit_handler: parking_lot::Mutex<Option<AuditHandler>>,
+    pending_audit: parking_lot::Mutex<Vec<crate::audit::AuditRecord>>,
+}
+
+/// What records an audit record that came from another node.
+pub type AuditHandler = Arc<dyn Fn(crate::audit::AuditRecord) + Send + Sync>;
+
+/// Reads `stream` in order, from its first message, for as long as
+/// `handle` returns `true`. The ordered consumer is recreated after the
+/// last sequence seen whenever it fails (a NATS server restarts or the
+/// client fails over to another one), so a node never stops following.
+fn follow(stream: stream::Stream, mut handle: impl FnMut(&jetstream::Message, u64) -> bool + Send + 'static) {
+    tokio::spawn(async move {
+        let mut last = 0u64;
+        loop {
+            let deliver_policy = if last == 0 {
+                consumer::DeliverPolicy::All
+            } else {
+                consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: last + 1,
+                }
+            };
+            let consumer = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    deliver_policy,
+                    ..Default::default()
+                })
+                .await;
+            let messages = match consumer {
+                Ok(c) => c.messages().await.ok(),
+                Err(_) => None,
+            };
+            if let Some(mut messages) = messages {
+                let mut errors = 0;
+                loop {
+                    // A consumer can go quiet without failing when its
+                    // server dies; if the stream has moved past what we
+                    // saw, start a fresh consumer.
+                    let msg = match tokio::time::timeout(Duration::from_secs(2), messages.next()).await {
+                        Ok(Some(msg)) => msg,
+                        Ok(None) => break,
+                        Err(_) => match stream.get_info().await {
+                            Ok(info) if info.state.last_sequence > last => break,
+                            _ => continue,
+                        },
+                    };
+                    let Ok(msg) = msg else {
+                        errors += 1;
+                        if errors > 3 {
+                            break;
+                        }
+                        continue;
+                    };
+                    errors = 0;
+                    let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+                        continue;
+                    };
+                    if seq <= last {
+                        continue;
+                    }
+                    last = seq;
+                    if !handle(&msg, seq) {
+                        return;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
 }
 
 /// What applies a revocation that came from another node.
@@ -105,6 +175,7 @@ impl Cluster {
         let prefix = config.stream.to_lowercase();
         let events_subject = format!("{prefix}.events");
         let control_subject = format!("{prefix}.control");
+        let audit_subject = format!("{prefix}.audit");
         let events_config = stream::Config {
             name: format!("{}_EVENTS", config.stream),
             subjects: vec![events_subject.clone()],
@@ -121,6 +192,14 @@ impl Cluster {
             num_replicas: config.replicas,
             ..Default::default()
         };
+        let audit_config = stream::Config {
+            name: format!("{}_AUDIT", config.stream),
+            subjects: vec![audit_subject.clone()],
+            max_messages: 100_000,
+            num_replicas: config.replicas,
+            ..Default::default()
+        };
+        let audit = create_stream(&js, audit_config).await?;
         let events = create_stream(&js, events_config).await?;
         let control = create_stream(&js, control_config).await?;
         let (tx, rx) = watch::channel(0u64);
@@ -132,85 +211,112 @@ impl Cluster {
             dispatched: rx,
             events_subject,
             control_subject,
+            audit_subject,
             node: node.clone(),
             rule_handler: parking_lot::Mutex::new(None),
             pending: parking_lot::Mutex::new(Vec::new()),
+            audit_handler: parking_lot::Mutex::new(None),
+            pending_audit: parking_lot::Mutex::new(Vec::new()),
         });
         // Events: every node reads the whole stream in order.
         let weak = Arc::downgrade(&cluster);
-        let consumer = events
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(err)?;
-        let mut messages = consumer.messages().await.map_err(err)?;
-        tokio::spawn(async move {
-            while let Some(msg) = messages.next().await {
-                let Ok(msg) = msg else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let Some(c) = weak.upgrade() else { return };
-                let Ok(info) = msg.info() else { continue };
-                let seq = info.stream_sequence;
-                match decode_event(&msg.payload) {
-                    Ok(mut e) => {
-                        // The stored record does not know its sequence: JetStream assigned it.
-                        if e.id.is_empty() {
-                            e.id = seq.to_string();
-                        }
-                        let draft = EventDraft {
-                            topics: e.topics,
-                            event_type: e.event_type,
-                            data: e.data,
-                            id: Some(e.id),
-                            audience: e.audience,
-                            retain: e.retain,
-                            retry: e.retry,
-                            unique_id: false,
-                        };
-                        c.window.ingest(Arc::new(draft.into_event(seq, e.published_at_ms)));
+        follow(events, move |msg, seq| {
+            let Some(c) = weak.upgrade() else { return false };
+            match decode_event(&msg.payload) {
+                Ok(mut e) => {
+                    // The stored record does not know its sequence: JetStream assigned it.
+                    if e.id.is_empty() {
+                        e.id = seq.to_string();
                     }
-                    Err(e) => tracing::error!(error = %e, seq, "undecodable event in the cluster stream"),
+                    let draft = EventDraft {
+                        topics: e.topics,
+                        event_type: e.event_type,
+                        data: e.data,
+                        id: Some(e.id),
+                        audience: e.audience,
+                        retain: e.retain,
+                        retry: e.retry,
+                        unique_id: false,
+                    };
+                    c.window.ingest(Arc::new(draft.into_event(seq, e.published_at_ms)));
                 }
-                let _ = tx.send(seq);
+                Err(e) => tracing::error!(error = %e, seq, "undecodable event in the cluster stream"),
             }
+            let _ = tx.send(seq);
+            true
         });
         // Revocations from other nodes.
-        let control_consumer = control
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(err)?;
-        let mut control_messages = control_consumer.messages().await.map_err(err)?;
         let weak = Arc::downgrade(&cluster);
-        tokio::spawn(async move {
-            while let Some(msg) = control_messages.next().await {
-                let Ok(msg) = msg else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                if msg
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get("Herald-Node"))
-                    .map(|v| v.as_str())
-                    == Some(node.as_str())
-                {
-                    continue;
-                }
-                let Some(c) = weak.upgrade() else { return };
+        follow(control, move |msg, _| {
+            let Some(c) = weak.upgrade() else { return false };
+            if !c.sent_by_this_node(msg) {
                 match serde_json::from_slice::<DenyRecord>(&msg.payload).map(DenyRecord::into_rule) {
                     Ok(Ok(rule)) => c.deliver_rule(rule),
                     _ => tracing::error!("undecodable revocation in the cluster stream"),
                 }
             }
+            true
+        });
+        // Audit records from other nodes (the hub is attached later).
+        let weak = Arc::downgrade(&cluster);
+        follow(audit, move |msg, _| {
+            let Some(c) = weak.upgrade() else { return false };
+            if !c.sent_by_this_node(msg) {
+                if let Ok(record) = serde_json::from_slice::<crate::audit::AuditRecord>(&msg.payload) {
+                    c.deliver_audit(record);
+                }
+            }
+            true
         });
         Ok(cluster)
+    }
+
+    /// Shares an audit record with the other nodes (in the background: the
+    /// audit log must never slow the path that recorded it).
+    pub fn publish_audit(&self, record: &crate::audit::AuditRecord) {
+        let Ok(payload) = serde_json::to_vec(record) else {
+            return;
+        };
+        let js = self.js.clone();
+        let subject = self.audit_subject.clone();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Herald-Node", self.node.as_str());
+        tokio::spawn(async move {
+            if let Ok(ack) = js.publish_with_headers(subject, headers, payload.into()).await {
+                let _ = ack.await;
+            }
+        });
+    }
+
+    fn sent_by_this_node(&self, msg: &jetstream::Message) -> bool {
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get("Herald-Node"))
+            .map(|v| v.as_str())
+            == Some(self.node.as_str())
+    }
+
+    /// Sets where audit records from other nodes go, and hands over those
+    /// that arrived before.
+    pub fn on_audit(&self, handler: AuditHandler) {
+        let mut slot = self.audit_handler.lock();
+        for record in self.pending_audit.lock().drain(..) {
+            handler(record);
+        }
+        *slot = Some(handler);
+    }
+
+    fn deliver_audit(&self, record: crate::audit::AuditRecord) {
+        let slot = self.audit_handler.lock();
+        match &*slot {
+            Some(handler) => handler(record),
+            None => {
+                let mut pending = self.pending_audit.lock();
+                if pending.len() < 100_000 {
+                    pending.push(record);
+                }
+            }
+        }
     }
 
     /// Sets what applies revocations from other nodes, and applies those

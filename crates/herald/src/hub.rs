@@ -220,9 +220,18 @@ impl HubBuilder {
                 .attach_store(store.clone())
                 .map_err(|e| BuildError::Store(e.0))?;
             let persist = store.clone();
-            inner.audit.add_listener(Box::new(move |r| persist.persist_audit(r)));
+            inner.audit.add_listener(Box::new(move |r, _| persist.persist_audit(r)));
         }
         crate::audit_stream::attach(&inner);
+        if let Some(cluster) = &inner.cluster {
+            // Every node's audit records are visible on every node.
+            let c = cluster.clone();
+            inner.audit.add_listener(Box::new(move |r, local| {
+                if local {
+                    c.publish_audit(r);
+                }
+            }));
+        }
         let registry = inner.registry.clone();
         inner.history.set_sink(Arc::new(move |events: &[Arc<Event>]| {
             let mut delivered = 0;
