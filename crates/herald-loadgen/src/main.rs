@@ -117,6 +117,10 @@ struct RunArgs {
     /// Streams opened concurrently.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
+    /// Post revocations to this node instead of `--url` (cluster runs:
+    /// streams on one node, revocations on another).
+    #[arg(long)]
+    revoke_url: Option<String>,
     /// Label for the report.
     #[arg(long, default_value = "")]
     label: String,
