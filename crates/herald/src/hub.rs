@@ -9,7 +9,7 @@ use crate::history::{History, HistoryError, MemoryHistory};
 use crate::http::error::ApiError;
 use crate::queue::CloseReason;
 use crate::ratelimit::FailureLimiter;
-use crate::registry::{Caps, Lookup, Registry, StreamKind};
+use crate::registry::{Caps, Lookup, Registry};
 use crate::revocations::DenyList;
 use crate::secrets::{self, Secrets};
 use crate::store::{FsyncPolicy, Store, StoreConfig};
@@ -588,10 +588,5 @@ impl HubInner {
         e.stream = Some(s.id);
         e.detail = detail;
         self.audit.record(e, now_ms());
-    }
-
-    /// Whether the stream kind is events (helper for the admin API).
-    pub fn is_event_stream(s: &crate::registry::Subscriber) -> bool {
-        s.kind == StreamKind::Events
     }
 }

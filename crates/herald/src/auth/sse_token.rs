@@ -238,9 +238,4 @@ impl SseTokens {
             .filter(|r| r.outstanding(now_ms))
             .count()
     }
-
-    /// The minter key of a token (for audit), if known.
-    pub fn minter_of(&self, raw: &str) -> Option<String> {
-        self.state.lock().by_hash.get(&hash(raw)).map(|r| r.minter.clone())
-    }
 }

@@ -61,6 +61,8 @@ pub async fn metrics(State(hub): State<Hub>) -> Response {
         metrics::gauge!("herald_store_event_bytes").set(store.event_bytes() as f64);
     }
     metrics::gauge!("herald_deny_rules").set(hub.inner.deny.len() as f64);
+    metrics::gauge!("herald_sse_tokens_outstanding")
+        .set(hub.inner.auth.sse_tokens.outstanding(crate::hub::now_ms()) as f64);
     handle.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
 }
