@@ -31,6 +31,11 @@ pub fn router(hub: Hub) -> Router {
         .max(8 << 20);
     let mut app = Router::new()
         .route("/", get(ops::landing))
+        .route("/admin/", get(ops::admin_page))
+        .route(
+            "/admin",
+            get(|| async { axum::response::Redirect::permanent("/admin/") }),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -67,6 +67,24 @@ pub async fn metrics(State(hub): State<Hub>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
 }
 
+/// `GET /admin/`: the admin page (static; it talks to the admin API with
+/// the credential the operator types in, which never leaves the page).
+pub async fn admin_page() -> axum::response::Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page loads nothing from elsewhere and is never framed.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("../../../../web/admin/index.html"),
+    )
+        .into_response()
+}
+
 /// `GET /`: what this server is and where its endpoints are.
 pub async fn landing() -> Html<&'static str> {
     Html(include_str!("landing.html"))
