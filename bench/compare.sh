@@ -46,6 +46,15 @@ sleep 1
 NCHAN_MASTER=$(cat /tmp/nchan/nginx.pid)
 NCHAN_PIDS="$NCHAN_MASTER,$(pgrep -P "$NCHAN_MASTER" | paste -sd,)"
 
+# Pushpin (GRIP proxy) in front of a tiny nginx backend that holds every
+# request as a stream on channel $arg_id.
+mkdir -p /tmp/gripbe /tmp/pushpin/run /tmp/pushpin/log
+echo '* 127.0.0.1:18090' >/tmp/pushpin/routes
+nginx -c "$ROOT/bench/grip-backend.conf" -p /tmp/gripbe
+setsid pushpin --config="$ROOT/bench/pushpin.conf" >/tmp/pushpin/out.log 2>&1 &
+sleep 4
+PUSHPIN_PIDS=$(pgrep -f "pushpin|condure|zurl|m2adapter" | paste -sd,)
+
 run() { # label target url pids scenario streams events rate [extra...]
   local label=$1 target=$2 url=$3 p=$4 scenario=$5 n=$6 ev=$7 rate=$8; shift 8
   echo "== $label" >&2
@@ -58,6 +67,7 @@ run "floor broadcast ${N}x${RATE}/s"   floor   http://127.0.0.1:18095 "$FLOOR"  
 run "herald broadcast ${N}x${RATE}/s"  herald  http://127.0.0.1:18100 "$HERALD"     broadcast "$N" "$EVENTS" "$RATE"
 run "nchan broadcast ${N}x${RATE}/s"   nchan   http://127.0.0.1:18081 "$NCHAN_PIDS" broadcast "$N" "$EVENTS" "$RATE"
 run "mercure broadcast ${N}x${RATE}/s" mercure http://127.0.0.1:18100 "$HERALD"     broadcast "$N" "$EVENTS" "$RATE"
+run "pushpin broadcast 1000x${RATE}/s" pushpin http://127.0.0.1:18082 "$PUSHPIN_PIDS" broadcast 1000 "$EVENTS" "$RATE"
 run "floor broadcast 1000x1000/s"      floor   http://127.0.0.1:18095 "$FLOOR"      broadcast 1000 2000 1000
 run "herald broadcast 1000x1000/s"     herald  http://127.0.0.1:18100 "$HERALD"     broadcast 1000 2000 1000
 run "nchan broadcast 1000x1000/s"      nchan   http://127.0.0.1:18081 "$NCHAN_PIDS" broadcast 1000 2000 1000
