@@ -3,6 +3,13 @@
 //! browsers), small per-connection buffers, a kill switch per connection
 //! for zombie writers, and a shutdown that ends streams before waiting for
 //! connections to drain.
+//!
+//! Plain HTTP/1.1 stream requests are answered by [`http1_stream`], which
+//! holds no per-connection buffers while a stream idles; everything else is
+//! hyper's.
+
+mod http1_stream;
+mod rewind;
 
 use crate::http::request::ConnInfo;
 use crate::hub::Hub;
@@ -69,6 +76,9 @@ pub async fn serve(hub: Hub, listener: TcpListener, tls: Option<TlsAcceptor>, sh
     let app = hub.router();
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(connection_builder());
+    // Tells connections served outside hyper not to stay open after their
+    // stream ends.
+    let closing = CancellationToken::new();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -90,22 +100,39 @@ pub async fn serve(hub: Hub, listener: TcpListener, tls: Option<TlsAcceptor>, sh
             peer,
             kill: kill.clone(),
         };
-        let service = app.clone().map_request(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(info.clone());
-            req
-        });
-        let service = TowerToHyperService::new(service);
+        let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let closing = closing.clone();
         tokio::spawn(async move {
+            let service = TowerToHyperService::new(app.clone().map_request({
+                let info = info.clone();
+                move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(info.clone());
+                    req
+                }
+            }));
             match tls {
                 None => {
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                        .into_owned();
+                    let mut tcp = tcp;
+                    let head = tokio::time::timeout(http1_stream::HEAD_TIMEOUT, http1_stream::read_head(&mut tcp));
+                    let prefix = match head.await {
+                        Err(_) | Ok(http1_stream::Head::Gone) => return,
+                        Ok(http1_stream::Head::Other(bytes)) => bytes,
+                        Ok(http1_stream::Head::Stream(req, rest)) => {
+                            match http1_stream::serve(app, &mut tcp, req, info, rest, &closing).await {
+                                Some(rest) => rest,
+                                None => return,
+                            }
+                        }
+                    };
+                    // Boxed: hyper's connection state is large, and a task
+                    // that only streams should not carry room for it.
+                    let io = TokioIo::new(rewind::Rewind::new(prefix, tcp));
+                    let conn = Box::pin(watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()));
                     tokio::select! {
-                        _ = watcher.watch(conn) => {}
+                        _ = conn => {}
                         _ = kill.cancelled() => {}
                     }
                 }
@@ -126,6 +153,7 @@ pub async fn serve(hub: Hub, listener: TcpListener, tls: Option<TlsAcceptor>, sh
         });
     }
     drop(listener);
+    closing.cancel();
     tracing::info!("shutting down: closing streams");
     hub.shutdown().await;
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())

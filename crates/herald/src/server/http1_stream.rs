@@ -1,0 +1,325 @@
+//! HTTP/1.1 requests for event streams, written without hyper's
+//! per-connection buffers.
+//!
+//! Why this exists: a hyper HTTP/1 connection keeps an 8 KiB read buffer
+//! and an 8 KiB head-writing buffer for its whole life. An event stream
+//! reads nothing after its request head and writes whole batches, so for
+//! the tens of thousands of mostly idle streams a hub holds, those buffers
+//! would be most of its memory. Here the head is read into a small buffer
+//! that is freed once parsed, the router answers exactly as it does for
+//! hyper, and the response goes out with `Transfer-Encoding: chunked`
+//! straight from the body's frames, one write per batch.
+//!
+//! Only the plain case takes this path: one complete `GET` head, HTTP/1.1,
+//! to a streaming endpoint, without a body or an upgrade. Everything else
+//! (other requests, HTTP/1.0, HTTP/2 prior knowledge, heads that do not
+//! parse) and whatever the client sends after the response goes to hyper
+//! with the bytes already read put back in front, so hyper's own answers —
+//! 400, 431, keep-alive — apply unchanged.
+
+use crate::http::request::ConnInfo;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use axum::Router;
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use std::io::Write as _;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// Paths whose `GET` answers an event stream.
+const STREAM_PATHS: [&str; 3] = ["/v1/events", "/.well-known/mercure", "/v1/audit/events"];
+
+/// First allocation for a request head; a bearer JWT and a few headers fit.
+const HEAD_INITIAL: usize = 2048;
+/// Past this the head goes to hyper, which answers 431 by its own limits.
+const HEAD_MAX: usize = 64 * 1024;
+/// Header lines parsed here; more goes to hyper.
+const MAX_HEADERS: usize = 64;
+/// How long a client may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes a client may pipeline behind a stream request while it runs; past
+/// this Herald stops reading until the stream ends.
+const PIPELINED_MAX: usize = 16 * 1024;
+
+/// What the first bytes of a connection turned out to be.
+pub enum Head {
+    /// A stream request this module serves, and the bytes read after it.
+    Stream(Request<Body>, BytesMut),
+    /// Anything else: every byte read so far, for hyper.
+    Other(Bytes),
+    /// The client closed, failed or sent no complete head in time.
+    Gone,
+}
+
+/// Reads the connection's first request head.
+pub async fn read_head(tcp: &mut TcpStream) -> Head {
+    let mut buf = BytesMut::with_capacity(HEAD_INITIAL);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        match tcp.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return if buf.is_empty() { Head::Gone } else { Head::Other(buf.freeze()) },
+            Ok(_) => {}
+        }
+        match classify(&buf) {
+            Parsed::Partial if buf.len() < HEAD_MAX => continue,
+            Parsed::Partial | Parsed::Other => return Head::Other(buf.freeze()),
+            Parsed::Stream(req, head_len) => {
+                let rest = buf.split_off(head_len);
+                // The head's bytes are no longer needed: only what follows
+                // (rarely anything) is kept, in its own small allocation.
+                drop(buf);
+                let rest = if rest.is_empty() {
+                    BytesMut::new()
+                } else {
+                    BytesMut::from(&rest[..])
+                };
+                return Head::Stream(req, rest);
+            }
+        }
+    }
+}
+
+enum Parsed {
+    Partial,
+    Other,
+    Stream(Request<Body>, usize),
+}
+
+/// Parses `buf` as a request head and decides whether this module serves
+/// it. Kept synchronous so the header array never lives in a future.
+fn classify(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let (Some("GET"), Some(1), Some(path)) = (parsed.method, parsed.version, parsed.path) else {
+        return Parsed::Other;
+    };
+    let route = path.split('?').next().unwrap_or("");
+    if !STREAM_PATHS.contains(&route) {
+        return Parsed::Other;
+    }
+    let Ok(uri) = Uri::try_from(path) else {
+        return Parsed::Other;
+    };
+    let mut map = HeaderMap::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+        else {
+            return Parsed::Other;
+        };
+        // A body, an upgrade or `Expect` are hyper's to handle.
+        let has_body = (name == header::CONTENT_LENGTH && value.as_bytes() != b"0")
+            || name == header::TRANSFER_ENCODING;
+        if has_body || name == header::UPGRADE || name == header::EXPECT {
+            return Parsed::Other;
+        }
+        map.append(name, value);
+    }
+    let mut req = Request::new(Body::empty());
+    *req.method_mut() = Method::GET;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = map;
+    Parsed::Stream(req, head_len)
+}
+
+/// Whether the client asked to close the connection after this response.
+fn wants_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"))
+}
+
+/// Answers `req` on `tcp`. Returns the bytes to put in front of the
+/// connection when it stays open for hyper, or `None` when it is done.
+pub async fn serve(
+    app: Router,
+    tcp: &mut TcpStream,
+    mut req: Request<Body>,
+    info: ConnInfo,
+    mut pipelined: BytesMut,
+    closing: &CancellationToken,
+) -> Option<Bytes> {
+    let close = wants_close(req.headers());
+    let kill = info.kill.clone();
+    req.extensions_mut().insert(info);
+    // Boxed so the router's future does not stay part of this connection's
+    // state for the stream's whole life.
+    let resp = match Box::pin(app.oneshot(req)).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let (parts, mut body) = resp.into_parts();
+    let length = body.size_hint().exact();
+
+    let mut head = Vec::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::CONNECTION {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        let _ = write!(head, "date: {}\r\n", httpdate::fmt_http_date(std::time::SystemTime::now()));
+    }
+    match length {
+        Some(n) => {
+            let _ = write!(head, "content-length: {n}\r\n");
+        }
+        None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    if close {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    if !write_all(tcp, &mut &head[..], &kill).await {
+        return None;
+    }
+    drop(head);
+
+    if length.is_some() {
+        // A whole answer (an error, mostly): its frames are its bytes.
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return None };
+            if let Ok(mut data) = frame.into_data() {
+                if !write_all(tcp, &mut data, &kill).await {
+                    return None;
+                }
+            }
+        }
+    } else {
+        // A stream: one chunk per batch, until the body ends, the client
+        // leaves or the connection is cut.
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                frame = body.frame() => match frame {
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else { continue };
+                        if data.is_empty() {
+                            continue;
+                        }
+                        let mut size = [0u8; 20];
+                        let mut cursor = std::io::Cursor::new(&mut size[..]);
+                        let _ = write!(cursor, "{:x}\r\n", data.len());
+                        let n = cursor.position() as usize;
+                        let mut chunk = Buf::chain(Buf::chain(&size[..n], data), &b"\r\n"[..]);
+                        if !write_all(tcp, &mut chunk, &kill).await {
+                            return None;
+                        }
+                    }
+                    // An aborted body must not look complete: no last chunk.
+                    Some(Err(_)) => return None,
+                    None => break,
+                },
+                ready = tcp.readable(), if reading => {
+                    if ready.is_err() {
+                        return None;
+                    }
+                    // Noticing the client's close promptly is what releases
+                    // its stream slot; anything it sends meanwhile is its
+                    // next request.
+                    let mut scratch = [0u8; 512];
+                    match tcp.try_read(&mut scratch) {
+                        Ok(0) => return None,
+                        Ok(n) => {
+                            pipelined.extend_from_slice(&scratch[..n]);
+                            reading = pipelined.len() < PIPELINED_MAX;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return None,
+                    }
+                }
+                _ = kill.cancelled() => return None,
+            }
+        }
+        if !write_all(tcp, &mut &b"0\r\n\r\n"[..], &kill).await {
+            return None;
+        }
+    }
+    if close || closing.is_cancelled() {
+        let _ = tcp.shutdown().await;
+        return None;
+    }
+    Some(pipelined.freeze())
+}
+
+/// Writes all of `buf` (vectored when it is a chain), unless the connection
+/// is cut first. Returns whether it was written.
+async fn write_all(tcp: &mut TcpStream, buf: &mut impl Buf, kill: &CancellationToken) -> bool {
+    tokio::select! {
+        r = tcp.write_all_buf(buf) => r.is_ok(),
+        _ = kill.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Parsed {
+        classify(s.as_bytes())
+    }
+
+    #[test]
+    fn stream_gets_are_served_here() {
+        let head = "GET /v1/events?topic=a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n";
+        let Parsed::Stream(req, n) = parse(&format!("{head}GET /")) else {
+            panic!("expected a stream request");
+        };
+        assert_eq!(n, head.len());
+        assert_eq!(req.uri().query(), Some("topic=a"));
+        assert_eq!(req.headers()["authorization"], "Bearer t");
+    }
+
+    #[test]
+    fn everything_else_goes_to_hyper() {
+        for head in [
+            "POST /v1/events HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /v1/events HTTP/1.0\r\nHost: x\r\n\r\n",
+            "GET /v1/publish HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /v1/events HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            "GET /v1/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /v1/events HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET /v1/events\x01 HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(matches!(parse(head), Parsed::Other), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn incomplete_heads_wait_for_more() {
+        assert!(matches!(parse("GET /v1/events HTTP/1.1\r\nHost"), Parsed::Partial));
+    }
+
+    #[test]
+    fn connection_close_is_honoured() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Close"));
+        assert!(wants_close(&h));
+    }
+}
