@@ -107,6 +107,9 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
         if sub.queue.closed().is_none() && !out.is_empty() {
             yield Ok(out.split().freeze());
         }
+        // `split` leaves the spare capacity behind, sharing the replay's
+        // allocation; an idle stream must not keep it.
+        drop(out);
 
         loop {
             match sub.queue.drain(now_ms).await {

@@ -41,7 +41,7 @@ const HEAD_MAX: usize = 64 * 1024;
 /// Header lines parsed here; more goes to hyper.
 const MAX_HEADERS: usize = 64;
 /// How long a client may take to send its request head.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes a client may pipeline behind a stream request while it runs; past
 /// this Herald stops reading until the stream ends.
 const PIPELINED_MAX: usize = 16 * 1024;
@@ -56,6 +56,29 @@ pub enum Head {
     Gone,
 }
 
+/// How a plain connection's first request went.
+pub enum First {
+    /// A stream request, routed, its head written.
+    Answered(Answer),
+    /// Anything else: every byte read so far, for hyper.
+    Other(Bytes),
+    /// The client left, or the answer could not be written.
+    Gone,
+}
+
+/// Reads the first request head (within [`HEAD_TIMEOUT`]) and, when it asks
+/// for a stream, routes it and writes the response head.
+pub async fn first_request(app: Router, tcp: &mut TcpStream, info: ConnInfo) -> First {
+    match tokio::time::timeout(HEAD_TIMEOUT, read_head(tcp)).await {
+        Err(_) | Ok(Head::Gone) => First::Gone,
+        Ok(Head::Other(bytes)) => First::Other(bytes),
+        Ok(Head::Stream(req, rest)) => match answer_head(app, tcp, req, info, rest).await {
+            Some(answer) => First::Answered(answer),
+            None => First::Gone,
+        },
+    }
+}
+
 /// Reads the connection's first request head.
 pub async fn read_head(tcp: &mut TcpStream) -> Head {
     let mut buf = BytesMut::with_capacity(HEAD_INITIAL);
@@ -64,7 +87,13 @@ pub async fn read_head(tcp: &mut TcpStream) -> Head {
             buf.reserve(buf.capacity());
         }
         match tcp.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return if buf.is_empty() { Head::Gone } else { Head::Other(buf.freeze()) },
+            Ok(0) | Err(_) => {
+                return if buf.is_empty() {
+                    Head::Gone
+                } else {
+                    Head::Other(buf.freeze())
+                }
+            }
             Ok(_) => {}
         }
         match classify(&buf) {
@@ -114,13 +143,15 @@ fn classify(buf: &[u8]) -> Parsed {
     };
     let mut map = HeaderMap::with_capacity(parsed.headers.len());
     for h in parsed.headers.iter() {
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
-        else {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
             return Parsed::Other;
         };
         // A body, an upgrade or `Expect` are hyper's to handle.
-        let has_body = (name == header::CONTENT_LENGTH && value.as_bytes() != b"0")
-            || name == header::TRANSFER_ENCODING;
+        let has_body =
+            (name == header::CONTENT_LENGTH && value.as_bytes() != b"0") || name == header::TRANSFER_ENCODING;
         if has_body || name == header::UPGRADE || name == header::EXPECT {
             return Parsed::Other;
         }
@@ -144,28 +175,128 @@ fn wants_close(headers: &HeaderMap) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
-/// Answers `req` on `tcp`. Returns the bytes to put in front of the
-/// connection when it stays open for hyper, or `None` when it is done.
-pub async fn serve(
+/// Writes the response body after [`answer_head`]. Returns the bytes to
+/// put in front of the connection when it stays open for hyper, or `None`
+/// when it is done.
+///
+/// This future lives as long as the stream, so it is kept small: small
+/// arguments (an async fn keeps its arguments for its whole life), readiness
+/// polled in place, no buffers of its own.
+pub async fn pump(
+    tcp: &mut TcpStream,
+    mut answer: Answer,
+    kill: CancellationToken,
+    closing: &CancellationToken,
+) -> Option<Bytes> {
+    // One cancellation future for every wait below.
+    let cut = kill.cancelled();
+    tokio::pin!(cut);
+    if answer.length.is_some() {
+        // A whole answer (an error, mostly): its frames are its bytes.
+        while let Some(frame) = answer.body.frame().await {
+            let Ok(frame) = frame else { return None };
+            if let Ok(mut data) = frame.into_data() {
+                if !write_all(tcp, &mut data, cut.as_mut()).await {
+                    return None;
+                }
+            }
+        }
+    } else {
+        // A stream: one chunk per batch, until the body ends, the client
+        // leaves or the connection is cut.
+        let mut reading = true;
+        loop {
+            let data = tokio::select! {
+                frame = answer.body.frame() => match frame {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) if !data.is_empty() => data,
+                        _ => continue,
+                    },
+                    // An aborted body must not look complete: no last chunk.
+                    Some(Err(_)) => return None,
+                    None => break,
+                },
+                ready = std::future::poll_fn(|cx| tcp.poll_read_ready(cx)), if reading => {
+                    if ready.is_err() {
+                        return None;
+                    }
+                    // Noticing the client's close promptly is what releases
+                    // its stream slot; anything it sends meanwhile is its
+                    // next request.
+                    match read_pipelined(tcp, &mut answer.pipelined) {
+                        Ok(0) => return None,
+                        Ok(_) => reading = answer.pipelined.len() < PIPELINED_MAX,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return None,
+                    }
+                    continue;
+                }
+                _ = cut.as_mut() => return None,
+            };
+            let (size, n) = chunk_size(data.len());
+            let mut chunk = Buf::chain(Buf::chain(&size[..n], data), &b"\r\n"[..]);
+            if !write_all(tcp, &mut chunk, cut.as_mut()).await {
+                return None;
+            }
+        }
+        if !write_all(tcp, &mut &b"0\r\n\r\n"[..], cut.as_mut()).await {
+            return None;
+        }
+    }
+    if answer.close || closing.is_cancelled() {
+        let _ = tcp.shutdown().await;
+        return None;
+    }
+    Some(answer.pipelined.freeze())
+}
+
+/// The `{hex length}\r\n` line that opens a chunk, and its length.
+fn chunk_size(len: usize) -> ([u8; 18], usize) {
+    let mut line = [0u8; 18];
+    let mut cursor = std::io::Cursor::new(&mut line[..]);
+    let _ = write!(cursor, "{len:x}\r\n");
+    let n = cursor.position() as usize;
+    (line, n)
+}
+
+/// Reads what the client sent during its stream, without waiting. The
+/// scratch buffer lives on this function's stack, not in the stream's
+/// future, and nothing is allocated unless the client actually sent bytes.
+fn read_pipelined(tcp: &TcpStream, pipelined: &mut BytesMut) -> std::io::Result<usize> {
+    let mut scratch = [0u8; 512];
+    let n = tcp.try_read(&mut scratch)?;
+    pipelined.extend_from_slice(&scratch[..n]);
+    Ok(n)
+}
+
+/// A response whose head is written.
+pub struct Answer {
+    body: Body,
+    /// `None` for a stream (chunked).
+    length: Option<u64>,
+    /// Close the connection after the body.
+    close: bool,
+    /// Bytes the client sent after its request.
+    pipelined: BytesMut,
+}
+
+/// Routes `req` and writes the response head.
+pub async fn answer_head(
     app: Router,
     tcp: &mut TcpStream,
     mut req: Request<Body>,
     info: ConnInfo,
-    mut pipelined: BytesMut,
-    closing: &CancellationToken,
-) -> Option<Bytes> {
+    pipelined: BytesMut,
+) -> Option<Answer> {
     let close = wants_close(req.headers());
     let kill = info.kill.clone();
     req.extensions_mut().insert(info);
-    // Boxed so the router's future does not stay part of this connection's
-    // state for the stream's whole life.
-    let resp = match Box::pin(app.oneshot(req)).await {
+    let resp = match app.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
-    let (parts, mut body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let length = body.size_hint().exact();
-
     let mut head = Vec::with_capacity(256);
     let _ = write!(
         head,
@@ -183,7 +314,11 @@ pub async fn serve(
         head.extend_from_slice(b"\r\n");
     }
     if !parts.headers.contains_key(header::DATE) {
-        let _ = write!(head, "date: {}\r\n", httpdate::fmt_http_date(std::time::SystemTime::now()));
+        let _ = write!(
+            head,
+            "date: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now())
+        );
     }
     match length {
         Some(n) => {
@@ -195,84 +330,26 @@ pub async fn serve(
         head.extend_from_slice(b"connection: close\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    if !write_all(tcp, &mut &head[..], &kill).await {
-        return None;
-    }
-    drop(head);
-
-    if length.is_some() {
-        // A whole answer (an error, mostly): its frames are its bytes.
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { return None };
-            if let Ok(mut data) = frame.into_data() {
-                if !write_all(tcp, &mut data, &kill).await {
-                    return None;
-                }
-            }
-        }
-    } else {
-        // A stream: one chunk per batch, until the body ends, the client
-        // leaves or the connection is cut.
-        let mut reading = true;
-        loop {
-            tokio::select! {
-                frame = body.frame() => match frame {
-                    Some(Ok(frame)) => {
-                        let Ok(data) = frame.into_data() else { continue };
-                        if data.is_empty() {
-                            continue;
-                        }
-                        let mut size = [0u8; 20];
-                        let mut cursor = std::io::Cursor::new(&mut size[..]);
-                        let _ = write!(cursor, "{:x}\r\n", data.len());
-                        let n = cursor.position() as usize;
-                        let mut chunk = Buf::chain(Buf::chain(&size[..n], data), &b"\r\n"[..]);
-                        if !write_all(tcp, &mut chunk, &kill).await {
-                            return None;
-                        }
-                    }
-                    // An aborted body must not look complete: no last chunk.
-                    Some(Err(_)) => return None,
-                    None => break,
-                },
-                ready = tcp.readable(), if reading => {
-                    if ready.is_err() {
-                        return None;
-                    }
-                    // Noticing the client's close promptly is what releases
-                    // its stream slot; anything it sends meanwhile is its
-                    // next request.
-                    let mut scratch = [0u8; 512];
-                    match tcp.try_read(&mut scratch) {
-                        Ok(0) => return None,
-                        Ok(n) => {
-                            pipelined.extend_from_slice(&scratch[..n]);
-                            reading = pipelined.len() < PIPELINED_MAX;
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return None,
-                    }
-                }
-                _ = kill.cancelled() => return None,
-            }
-        }
-        if !write_all(tcp, &mut &b"0\r\n\r\n"[..], &kill).await {
-            return None;
-        }
-    }
-    if close || closing.is_cancelled() {
-        let _ = tcp.shutdown().await;
-        return None;
-    }
-    Some(pipelined.freeze())
+    let cut = kill.cancelled();
+    tokio::pin!(cut);
+    write_all(tcp, &mut &head[..], cut).await.then_some(Answer {
+        body,
+        length,
+        close,
+        pipelined,
+    })
 }
 
 /// Writes all of `buf` (vectored when it is a chain), unless the connection
 /// is cut first. Returns whether it was written.
-async fn write_all(tcp: &mut TcpStream, buf: &mut impl Buf, kill: &CancellationToken) -> bool {
+pub(super) async fn write_all(
+    tcp: &mut TcpStream,
+    buf: &mut impl Buf,
+    cut: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+) -> bool {
     tokio::select! {
         r = tcp.write_all_buf(buf) => r.is_ok(),
-        _ = kill.cancelled() => false,
+        _ = cut => false,
     }
 }
 
@@ -314,6 +391,14 @@ mod tests {
     #[test]
     fn incomplete_heads_wait_for_more() {
         assert!(matches!(parse("GET /v1/events HTTP/1.1\r\nHost"), Parsed::Partial));
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_lines() {
+        let (line, n) = chunk_size(0x1f40);
+        assert_eq!(&line[..n], b"1f40\r\n");
+        let (line, n) = chunk_size(usize::MAX);
+        assert_eq!(&line[..n], b"ffffffffffffffff\r\n");
     }
 
     #[test]

@@ -21,11 +21,10 @@ use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 /// Loads a certificate chain and key into a TLS acceptor offering h2 and
 /// http/1.1.
@@ -70,6 +69,99 @@ fn connection_builder() -> Builder<TokioExecutor> {
     b
 }
 
+/// What one accepted connection is served with.
+struct Connection {
+    app: axum::Router,
+    builder: Arc<Builder<TokioExecutor>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    info: ConnInfo,
+}
+
+impl Connection {
+    /// The router as a hyper service for this connection.
+    fn hyper_service(&self) -> TowerToHyperService<Tagged> {
+        TowerToHyperService::new(Tagged {
+            app: self.app.clone(),
+            info: self.info.clone(),
+        })
+    }
+
+    /// Plain TCP: a stream request is answered by [`http1_stream`]; anything
+    /// else, and whatever follows a finished stream, by hyper.
+    async fn serve_plain(self, mut tcp: TcpStream, closing: CancellationToken) {
+        // Boxed: reading and routing the first request needs far more room
+        // than streaming, and this task lives as long as the stream.
+        let first = Box::pin(http1_stream::first_request(
+            self.app.clone(),
+            &mut tcp,
+            self.info.clone(),
+        ))
+        .await;
+        let prefix = match first {
+            http1_stream::First::Gone => return,
+            http1_stream::First::Other(bytes) => bytes,
+            http1_stream::First::Answered(answer) => {
+                match http1_stream::pump(&mut tcp, answer, self.info.kill.clone(), &closing).await {
+                    Some(rest) => rest,
+                    None => return,
+                }
+            }
+        };
+        let service = self.hyper_service();
+        let io = TokioIo::new(rewind::Rewind::new(prefix, tcp));
+        // Boxed: hyper's connection state is large, and a task that only
+        // streams should not carry room for it.
+        let conn = Box::pin(
+            self.watcher
+                .watch(self.builder.serve_connection_with_upgrades(io, service).into_owned()),
+        );
+        tokio::select! {
+            _ = conn => {}
+            _ = self.info.kill.cancelled() => {}
+        }
+    }
+
+    /// TLS: the handshake, then hyper (HTTP/2 or HTTP/1.1 by ALPN).
+    async fn serve_tls(self, tcp: TcpStream, acceptor: TlsAcceptor) {
+        let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+            return;
+        };
+        let service = self.hyper_service();
+        let conn = self.watcher.watch(
+            self.builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        tokio::select! {
+            _ = conn => {}
+            _ = self.info.kill.cancelled() => {}
+        }
+    }
+}
+
+/// The router, tagging each request with its connection's address and kill
+/// switch (a named type so hyper's bounds can see its future is `Send`).
+#[derive(Clone)]
+struct Tagged {
+    app: axum::Router,
+    info: ConnInfo,
+}
+
+impl tower::Service<hyper::Request<Incoming>> for Tagged {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        tower::Service::<hyper::Request<Incoming>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, mut req: hyper::Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(self.info.clone());
+        self.app.call(req)
+    }
+}
+
 /// Serves `hub` on `listener` until `shutdown` resolves, then closes every
 /// stream with `event: shutdown` and waits (bounded) for connections.
 pub async fn serve(hub: Hub, listener: TcpListener, tls: Option<TlsAcceptor>, shutdown: impl Future<Output = ()>) {
@@ -100,57 +192,18 @@ pub async fn serve(hub: Hub, listener: TcpListener, tls: Option<TlsAcceptor>, sh
             peer,
             kill: kill.clone(),
         };
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        let closing = closing.clone();
-        tokio::spawn(async move {
-            let service = TowerToHyperService::new(app.clone().map_request({
-                let info = info.clone();
-                move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(info.clone());
-                    req
-                }
-            }));
-            match tls {
-                None => {
-                    let mut tcp = tcp;
-                    let head = tokio::time::timeout(http1_stream::HEAD_TIMEOUT, http1_stream::read_head(&mut tcp));
-                    let prefix = match head.await {
-                        Err(_) | Ok(http1_stream::Head::Gone) => return,
-                        Ok(http1_stream::Head::Other(bytes)) => bytes,
-                        Ok(http1_stream::Head::Stream(req, rest)) => {
-                            match http1_stream::serve(app, &mut tcp, req, info, rest, &closing).await {
-                                Some(rest) => rest,
-                                None => return,
-                            }
-                        }
-                    };
-                    // Boxed: hyper's connection state is large, and a task
-                    // that only streams should not carry room for it.
-                    let io = TokioIo::new(rewind::Rewind::new(prefix, tcp));
-                    let conn = Box::pin(watcher.watch(builder.serve_connection_with_upgrades(io, service).into_owned()));
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = kill.cancelled() => {}
-                    }
-                }
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-                    else {
-                        return;
-                    };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    tokio::select! {
-                        _ = watcher.watch(conn) => {}
-                        _ = kill.cancelled() => {}
-                    }
-                }
-            }
-        });
+        let conn = Connection {
+            app: app.clone(),
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            info,
+        };
+        match tls.clone() {
+            None => tokio::spawn(conn.serve_plain(tcp, closing.clone())),
+            // Boxed so that plain connections, the many, do not carry room
+            // for a TLS session in their task.
+            Some(acceptor) => tokio::spawn(Box::pin(conn.serve_tls(tcp, acceptor))),
+        };
     }
     drop(listener);
     closing.cancel();
@@ -183,5 +236,42 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    use super::*;
+    #[tokio::test]
+    async fn probe() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = l.local_addr().unwrap();
+        let c = TcpStream::connect(a).await.unwrap();
+        let (mut s, peer) = l.accept().await.unwrap();
+        let info = ConnInfo {
+            peer,
+            kill: CancellationToken::new(),
+        };
+        let app = axum::Router::new();
+        let closing = CancellationToken::new();
+        let g = GracefulShutdown::new();
+        let conn = Connection {
+            app: app.clone(),
+            builder: Arc::new(connection_builder()),
+            watcher: g.watcher(),
+            info: info.clone(),
+        };
+        let req = axum::http::Request::new(axum::body::Body::empty());
+        {
+            let k = CancellationToken::new();
+            let answer = http1_stream::answer_head(app.clone(), &mut s, req, info.clone(), bytes::BytesMut::new())
+                .await
+                .unwrap();
+            let f = http1_stream::pump(&mut s, answer, k, &closing);
+            eprintln!("pump: {}", std::mem::size_of_val(&f));
+        }
+        let f = conn.serve_plain(s, closing.clone());
+        eprintln!("serve_plain: {}", std::mem::size_of_val(&f));
+        drop(c);
     }
 }
