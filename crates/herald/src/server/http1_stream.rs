@@ -46,8 +46,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// this Herald stops reading until the stream ends.
 const PIPELINED_MAX: usize = 16 * 1024;
 
-/// What the first bytes of a connection turned out to be.
-pub enum Head {
+/// What the first bytes of a connection turned out to be. Short-lived (it
+/// exists between reading and routing), so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Head {
     /// A stream request this module serves, and the bytes read after it.
     Stream(Request<Body>, BytesMut),
     /// Anything else: every byte read so far, for hyper.
@@ -80,7 +82,7 @@ pub async fn first_request(app: Router, tcp: &mut TcpStream, info: ConnInfo) -> 
 }
 
 /// Reads the connection's first request head.
-pub async fn read_head(tcp: &mut TcpStream) -> Head {
+async fn read_head(tcp: &mut TcpStream) -> Head {
     let mut buf = BytesMut::with_capacity(HEAD_INITIAL);
     loop {
         if buf.len() == buf.capacity() {
@@ -115,6 +117,8 @@ pub async fn read_head(tcp: &mut TcpStream) -> Head {
     }
 }
 
+/// The verdict on a buffer that may hold a request head.
+#[allow(clippy::large_enum_variant)] // short-lived, like `Head`
 enum Parsed {
     Partial,
     Other,
@@ -175,79 +179,88 @@ fn wants_close(headers: &HeaderMap) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
-/// Writes the response body after [`answer_head`]. Returns the bytes to
-/// put in front of the connection when it stays open for hyper, or `None`
-/// when it is done.
+/// Writes a stream's body after [`answer_head`], then, when the connection
+/// stays open, hands it to `then` with the bytes the client sent meanwhile.
 ///
-/// This future lives as long as the stream, so it is kept small: small
-/// arguments (an async fn keeps its arguments for its whole life), readiness
-/// polled in place, no buffers of its own.
-pub async fn pump(
-    tcp: &mut TcpStream,
+/// This future is a stream's whole task and lives as long as the stream, so
+/// it is kept small: it owns the connection (an async fn keeps its
+/// arguments for its whole life, so nothing is passed in twice), readiness
+/// is polled in place, and it has no buffers of its own.
+pub async fn pump<F: std::future::Future<Output = ()>>(
+    mut tcp: TcpStream,
     mut answer: Answer,
     kill: CancellationToken,
-    closing: &CancellationToken,
-) -> Option<Bytes> {
+    closing: CancellationToken,
+    then: impl FnOnce(TcpStream, Bytes) -> F,
+) {
     // One cancellation future for every wait below.
     let cut = kill.cancelled();
     tokio::pin!(cut);
-    if answer.length.is_some() {
-        // A whole answer (an error, mostly): its frames are its bytes.
-        while let Some(frame) = answer.body.frame().await {
-            let Ok(frame) = frame else { return None };
-            if let Ok(mut data) = frame.into_data() {
-                if !write_all(tcp, &mut data, cut.as_mut()).await {
-                    return None;
-                }
-            }
-        }
-    } else {
+    if answer.length.is_none() {
         // A stream: one chunk per batch, until the body ends, the client
         // leaves or the connection is cut.
         let mut reading = true;
         loop {
             let data = tokio::select! {
-                frame = answer.body.frame() => match frame {
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) if !data.is_empty() => data,
-                        _ => continue,
-                    },
+                next = std::future::poll_fn(|cx| poll_data(&mut answer.body, cx)) => match next {
+                    Next::Data(data) => data,
+                    Next::Skip => continue,
                     // An aborted body must not look complete: no last chunk.
-                    Some(Err(_)) => return None,
-                    None => break,
+                    Next::Failed => return,
+                    Next::End => break,
                 },
                 ready = std::future::poll_fn(|cx| tcp.poll_read_ready(cx)), if reading => {
                     if ready.is_err() {
-                        return None;
+                        return;
                     }
                     // Noticing the client's close promptly is what releases
                     // its stream slot; anything it sends meanwhile is its
                     // next request.
-                    match read_pipelined(tcp, &mut answer.pipelined) {
-                        Ok(0) => return None,
+                    match read_pipelined(&tcp, &mut answer.pipelined) {
+                        Ok(0) => return,
                         Ok(_) => reading = answer.pipelined.len() < PIPELINED_MAX,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return None,
+                        Err(_) => return,
                     }
                     continue;
                 }
-                _ = cut.as_mut() => return None,
+                _ = cut.as_mut() => return,
             };
             let (size, n) = chunk_size(data.len());
             let mut chunk = Buf::chain(Buf::chain(&size[..n], data), &b"\r\n"[..]);
-            if !write_all(tcp, &mut chunk, cut.as_mut()).await {
-                return None;
+            if !write_all(&mut tcp, &mut chunk, cut.as_mut()).await {
+                return;
             }
         }
-        if !write_all(tcp, &mut &b"0\r\n\r\n"[..], cut.as_mut()).await {
-            return None;
+        if !write_all(&mut tcp, &mut &b"0\r\n\r\n"[..], cut.as_mut()).await {
+            return;
         }
     }
     if answer.close || closing.is_cancelled() {
         let _ = tcp.shutdown().await;
-        return None;
+        return;
     }
-    Some(answer.pipelined.freeze())
+    then(tcp, answer.pipelined.freeze()).await;
+}
+
+/// What the body gave next, reduced to what the writer needs (a full
+/// `Frame` could hold trailers and would make the stream's state larger).
+enum Next {
+    Data(Bytes),
+    Skip,
+    Failed,
+    End,
+}
+
+fn poll_data(body: &mut Body, cx: &mut std::task::Context<'_>) -> std::task::Poll<Next> {
+    std::pin::Pin::new(body).poll_frame(cx).map(|frame| match frame {
+        Some(Ok(frame)) => match frame.into_data() {
+            Ok(data) if !data.is_empty() => Next::Data(data),
+            _ => Next::Skip,
+        },
+        Some(Err(_)) => Next::Failed,
+        None => Next::End,
+    })
 }
 
 /// The `{hex length}\r\n` line that opens a chunk, and its length.
@@ -269,7 +282,7 @@ fn read_pipelined(tcp: &TcpStream, pipelined: &mut BytesMut) -> std::io::Result<
     Ok(n)
 }
 
-/// A response whose head is written.
+/// A response whose head is written (and, when it has a length, its body).
 pub struct Answer {
     body: Body,
     /// `None` for a stream (chunked).
@@ -332,7 +345,23 @@ pub async fn answer_head(
     head.extend_from_slice(b"\r\n");
     let cut = kill.cancelled();
     tokio::pin!(cut);
-    write_all(tcp, &mut &head[..], cut).await.then_some(Answer {
+    if !write_all(tcp, &mut &head[..], cut.as_mut()).await {
+        return None;
+    }
+    let mut body = body;
+    if length.is_some() {
+        // A whole answer (an error, mostly) is written here, so that the
+        // long-lived stream writer only ever handles streams.
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return None };
+            if let Ok(mut data) = frame.into_data() {
+                if !write_all(tcp, &mut data, cut.as_mut()).await {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(Answer {
         body,
         length,
         close,

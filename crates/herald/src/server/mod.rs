@@ -13,6 +13,7 @@ mod rewind;
 
 use crate::http::request::ConnInfo;
 use crate::hub::Hub;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -97,24 +98,27 @@ impl Connection {
             self.info.clone(),
         ))
         .await;
-        let prefix = match first {
-            http1_stream::First::Gone => return,
-            http1_stream::First::Other(bytes) => bytes,
+        match first {
+            http1_stream::First::Gone => {}
+            http1_stream::First::Other(prefix) => self.serve_hyper(tcp, prefix).await,
             http1_stream::First::Answered(answer) => {
-                match http1_stream::pump(&mut tcp, answer, self.info.kill.clone(), &closing).await {
-                    Some(rest) => rest,
-                    None => return,
-                }
+                // The stream gets a task of its own that carries nothing of
+                // this one's first-request state; hyper takes over (boxed,
+                // for the same reason) if the connection outlives it.
+                let kill = self.info.kill.clone();
+                let then = move |tcp, prefix| Box::pin(self.serve_hyper(tcp, prefix));
+                tokio::spawn(http1_stream::pump(tcp, answer, kill, closing, then));
             }
-        };
+        }
+    }
+
+    /// Hands the connection to hyper, `prefix` first.
+    async fn serve_hyper(self, tcp: TcpStream, prefix: Bytes) {
         let service = self.hyper_service();
         let io = TokioIo::new(rewind::Rewind::new(prefix, tcp));
-        // Boxed: hyper's connection state is large, and a task that only
-        // streams should not carry room for it.
-        let conn = Box::pin(
-            self.watcher
-                .watch(self.builder.serve_connection_with_upgrades(io, service).into_owned()),
-        );
+        let conn = self
+            .watcher
+            .watch(self.builder.serve_connection_with_upgrades(io, service).into_owned());
         tokio::select! {
             _ = conn => {}
             _ = self.info.kill.cancelled() => {}
@@ -236,42 +240,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
-    }
-}
-
-#[cfg(test)]
-mod size_probe {
-    use super::*;
-    #[tokio::test]
-    async fn probe() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let a = l.local_addr().unwrap();
-        let c = TcpStream::connect(a).await.unwrap();
-        let (mut s, peer) = l.accept().await.unwrap();
-        let info = ConnInfo {
-            peer,
-            kill: CancellationToken::new(),
-        };
-        let app = axum::Router::new();
-        let closing = CancellationToken::new();
-        let g = GracefulShutdown::new();
-        let conn = Connection {
-            app: app.clone(),
-            builder: Arc::new(connection_builder()),
-            watcher: g.watcher(),
-            info: info.clone(),
-        };
-        let req = axum::http::Request::new(axum::body::Body::empty());
-        {
-            let k = CancellationToken::new();
-            let answer = http1_stream::answer_head(app.clone(), &mut s, req, info.clone(), bytes::BytesMut::new())
-                .await
-                .unwrap();
-            let f = http1_stream::pump(&mut s, answer, k, &closing);
-            eprintln!("pump: {}", std::mem::size_of_val(&f));
-        }
-        let f = conn.serve_plain(s, closing.clone());
-        eprintln!("serve_plain: {}", std::mem::size_of_val(&f));
-        drop(c);
     }
 }
