@@ -15,7 +15,7 @@ mod procstat;
 mod target;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use client::{split_url, Conn};
+use client::Conn;
 use hdrhistogram::Histogram;
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
@@ -121,6 +121,13 @@ struct RunArgs {
     /// streams on one node, revocations on another).
     #[arg(long)]
     revoke_url: Option<String>,
+    /// Open streams over HTTP/2 (an `https://` URL), this many per
+    /// connection; 0 opens one HTTP/1.1 connection per stream.
+    #[arg(long, default_value_t = 0)]
+    h2: usize,
+    /// PEM certificate(s) to trust for `https://` URLs.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
     /// Label for the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -134,6 +141,8 @@ struct Stats {
     latency: Vec<Mutex<Histogram<u64>>>,
     revoked_at: Vec<AtomicU64>,
     stop: AtomicBool,
+    /// Shared HTTP/2 connections (with `--h2`), one per group of streams.
+    h2_pool: Vec<tokio::sync::OnceCell<Result<Conn, String>>>,
 }
 
 fn now_ns() -> u64 {
@@ -147,8 +156,11 @@ fn histogram() -> Histogram<u64> {
 }
 
 impl Stats {
-    fn new(n: usize) -> Stats {
+    fn new(n: usize, h2: usize) -> Stats {
         Stats {
+            h2_pool: (0..if h2 > 0 { n.div_ceil(h2) } else { 0 })
+                .map(|_| tokio::sync::OnceCell::new())
+                .collect(),
             opened: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             delivered: AtomicU64::new(0),
@@ -204,13 +216,20 @@ async fn stream(i: usize, target: Arc<Target>, args: Arc<RunArgs>, stats: Arc<St
     };
     let req = target.subscribe(i, "bench", tenants);
     loop {
-        let Ok((addr, _, _)) = split_url(&req.url) else {
-            return;
-        };
         let opened = async {
-            let mut c = Conn::open(addr, source(i, args.sources))
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut c = if args.h2 > 0 {
+                // Streams i*K .. i*K+K-1 share one HTTP/2 connection.
+                let cell = &stats.h2_pool[i / args.h2];
+                let shared = cell
+                    .get_or_init(|| Conn::open(&req.url, source(i / args.h2, args.sources), true))
+                    .await;
+                match shared {
+                    Ok(c) => c.share().ok_or("the server did not agree to HTTP/2")?,
+                    Err(e) => return Err(e.clone()),
+                }
+            } else {
+                Conn::open(&req.url, source(i, args.sources), false).await?
+            };
             let resp = c.send(&req).await?;
             if resp.status() != 200 {
                 return Err(format!("status {}", resp.status()));
@@ -299,7 +318,10 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
     });
     let args = Arc::new(args);
     let n = args.streams;
-    let stats = Arc::new(Stats::new(n));
+    if let Some(ca) = &args.ca {
+        client::trust(ca)?;
+    }
+    let stats = Arc::new(Stats::new(n, args.h2));
     let rss_before = procstat::rss_bytes(&args.pids);
 
     // Open the streams.
@@ -350,6 +372,8 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
         "streams": n, "opened": opened, "failed": stats.failed.load(Ordering::Relaxed),
         "connect_secs": connect_secs,
+        "h2_streams_per_connection": args.h2,
+        "connections": if args.h2 > 0 { n.div_ceil(args.h2) } else { n },
         "rss_per_stream_bytes": if opened > 0 { rss_after.saturating_sub(rss_before) / opened as u64 } else { 0 },
     });
 
@@ -363,8 +387,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
                 return Err("revocation needs --target herald".into());
             };
             if conn.is_none() {
-                let (addr, _, _) = split_url(&req.url)?;
-                conn = Some(Conn::open(addr, None).await.map_err(|e| e.to_string())?);
+                conn = Some(Conn::open(&req.url, None, false).await?);
             }
             let c = conn.as_mut().ok_or("no connection")?;
             let sent = now_ns();
@@ -413,9 +436,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
                     let sent = now_ns();
                     let req = t.publish("bench", &format!("{seq} {sent} {pad}"), &to);
                     if conn.is_none() {
-                        if let Ok((addr, _, _)) = split_url(&req.url) {
-                            conn = Conn::open(addr, None).await.ok();
-                        }
+                        conn = Conn::open(&req.url, None, false).await.ok();
                     }
                     let ok = match conn.as_mut() {
                         Some(c) => match c.send(&req).await {
