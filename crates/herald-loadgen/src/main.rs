@@ -217,18 +217,18 @@ async fn stream(i: usize, target: Arc<Target>, args: Arc<RunArgs>, stats: Arc<St
     let req = target.subscribe(i, "bench", tenants);
     loop {
         let opened = async {
-            let mut c = if args.h2 > 0 {
-                // Streams i*K .. i*K+K-1 share one HTTP/2 connection.
-                let cell = &stats.h2_pool[i / args.h2];
-                let shared = cell
-                    .get_or_init(|| Conn::open(&req.url, source(i / args.h2, args.sources), true))
-                    .await;
-                match shared {
-                    Ok(c) => c.share().ok_or("the server did not agree to HTTP/2")?,
-                    Err(e) => return Err(e.clone()),
+            let mut c = match i.checked_div(args.h2) {
+                // Streams K*g .. K*g+K-1 share HTTP/2 connection g.
+                Some(group) => {
+                    let shared = stats.h2_pool[group]
+                        .get_or_init(|| Conn::open(&req.url, source(group, args.sources), true))
+                        .await;
+                    match shared {
+                        Ok(c) => c.share().ok_or("the server did not agree to HTTP/2")?,
+                        Err(e) => return Err(e.clone()),
+                    }
                 }
-            } else {
-                Conn::open(&req.url, source(i, args.sources), false).await?
+                None => Conn::open(&req.url, source(i, args.sources), false).await?,
             };
             let resp = c.send(&req).await?;
             if resp.status() != 200 {
@@ -363,6 +363,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
     let connect_secs = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = procstat::rss_bytes(&args.pids);
+    let server_fds = procstat::open_fds(&args.pids);
     let opened = stats.opened.load(Ordering::Relaxed);
 
     let cpu0 = procstat::cpu_seconds(&args.pids);
@@ -373,6 +374,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         "streams": n, "opened": opened, "failed": stats.failed.load(Ordering::Relaxed),
         "connect_secs": connect_secs,
         "h2_streams_per_connection": args.h2,
+        "server_fds": server_fds,
         "connections": if args.h2 > 0 { n.div_ceil(args.h2) } else { n },
         "rss_per_stream_bytes": if opened > 0 { rss_after.saturating_sub(rss_before) / opened as u64 } else { 0 },
     });

@@ -29,3 +29,12 @@ pub fn rss_bytes(pids: &[u32]) -> u64 {
         })
         .sum()
 }
+
+/// Open file descriptors of `pids` (what bounds HTTP/1.1 streams per
+/// process).
+pub fn open_fds(pids: &[u32]) -> usize {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .map(|d| d.count())
+        .sum()
+}
