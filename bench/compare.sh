@@ -55,6 +55,13 @@ setsid pushpin --config="$ROOT/bench/pushpin.conf" >/tmp/pushpin/out.log 2>&1 &
 sleep 4
 PUSHPIN_PIDS=$(pgrep -f "pushpin|condure|zurl|m2adapter" | paste -sd,)
 
+# Herald over TLS for the HTTP/2 run, with a throwaway self-signed
+# certificate for 127.0.0.1.
+mkdir -p /tmp/herald-h2-tls && rm -rf /tmp/herald-h2 && mkdir -p /tmp/herald-h2
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=herald-bench \
+  -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+  -keyout /tmp/herald-h2-tls/key.pem -out /tmp/herald-h2-tls/cert.pem 2>/dev/null
+
 run() { # label target url pids scenario streams events rate [extra...]
   local label=$1 target=$2 url=$3 p=$4 scenario=$5 n=$6 ev=$7 rate=$8; shift 8
   echo "== $label" >&2
@@ -78,6 +85,15 @@ run "herald slow 10% of ${N}"          herald  http://127.0.0.1:18100 "$HERALD" 
 run "herald churn 1000"                herald  http://127.0.0.1:18100 "$HERALD"     churn 1000 "$EVENTS" "$RATE"
 run "herald publish 64 publishers"    herald  http://127.0.0.1:18100 "$HERALD"     broadcast 1 50000 0 --publishers 64
 run "herald revocation at ${N}"        herald  http://127.0.0.1:18100 "$HERALD"     revocation "$N" 0 1 --revocations 200
+kill "$HERALD" 2>/dev/null || true
+
+# HTTP/2: a fresh Herald over TLS, streams multiplexed 250 per connection.
+H2N=$(( N * 5 ))
+HERALD_LOG=warn "$ROOT/target/release/herald" serve --config "$ROOT/bench/herald-h2.toml" >/tmp/herald-h2/out.log 2>&1 &
+HERALD_H2=$!; pids+=("$HERALD_H2")
+sleep 2
+run "herald h2 ${H2N} streams"          herald  https://127.0.0.1:18110 "$HERALD_H2" broadcast "$H2N" 20 10 \
+  --h2 250 --ca /tmp/herald-h2-tls/cert.pem
 
 python3 "$ROOT/bench/report.py" "$RAW" >"$OUT"
 echo "wrote $OUT" >&2

@@ -92,6 +92,25 @@ if rev:
         c = r.get("revoke_to_close", {})
         print(f"| {r['label']} | {r['opened']} | {fmt(c.get('p50_ms'))} | {fmt(c.get('p90_ms'))} | {fmt(c.get('p99_ms'))} | "
               f"{fmt(c.get('max_ms'))} | {fmt(get(r,'revoke_answered','p99_ms'))} |")
+h2 = [r for r in rows if r.get("h2_streams_per_connection")]
+if h2:
+    print("\n## Past one process's file descriptors: HTTP/2\n")
+    print("An HTTP/1.1 stream costs the hub one file descriptor, and one process may hold 20,000 here. Browsers "
+          "multiplex EventSource streams over one HTTP/2 connection (h2 over TLS), so one process holds many more. "
+          "Herald over TLS (`bench/herald-h2.toml`), every stream with its own credential; RSS is measured once "
+          "all streams are open, before the first event, in a fresh process.\n")
+    print("| run | streams open | connections | streams per connection | server fds | RSS B/stream | delivered/expected | CPU µs/delivery | p99 ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in h2:
+        print(f"| {r['label']} | {r['opened']} | {r.get('connections')} | {r['h2_streams_per_connection']} | "
+              f"{r.get('server_fds')} | {r.get('rss_per_stream_bytes')} | {r.get('delivered')}/{r.get('expected')} | "
+              f"{fmt(r.get('cpu_us_per_delivery'))} | {fmt(get(r,'latency','p99_ms'))} |")
+
+extra = os.path.join(os.path.dirname(os.path.abspath(__file__)), "separate.md")
+if os.path.exists(extra):
+    print()
+    print(open(extra).read().rstrip())
+
 failed = [r for r in rows if r.get("error")]
 if failed:
     print("\nRuns that did not complete: " + ", ".join(r["label"] for r in failed))
