@@ -44,7 +44,10 @@ print(f"Measured {datetime.date.today().isoformat()} on {os.cpu_count()} cores (
 print("Server CPU is user+system time of the server's processes (for Nchan: the nginx master and both workers) "
       "from the first publish until deliveries settle, divided by deliveries. Latency is publish-to-receive, "
       "measured by the client from a timestamp inside each payload. Herald runs with its defaults: JWT "
-      "authentication per stream, audience checks on every delivery, the durable store with `fsync = \"always\"`.\n")
+      "authentication per stream, audience checks on every delivery, the durable store with `fsync = \"always\"`. "
+      "RSS per stream is the growth of the server's resident memory while the streams open, before the first "
+      "event: for each server's first run (a fresh process) it is the cost of an idle stream; later runs reuse "
+      "memory the process already holds and show less.\n")
 
 print("## Ratios\n")
 print("| measure | Herald | floor | Nchan | Herald / floor | Herald / Nchan |")
