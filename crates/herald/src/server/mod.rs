@@ -90,8 +90,8 @@ impl Connection {
     /// Plain TCP: a stream request is answered by [`http1_stream`]; anything
     /// else, and whatever follows a finished stream, by hyper.
     async fn serve_plain(self, mut tcp: TcpStream, closing: CancellationToken) {
-        // Boxed: reading and routing the first request needs far more room
-        // than streaming, and this task lives as long as the stream.
+        // Boxed: reading and routing the first request takes far more room
+        // than anything after it, and only for a moment.
         let first = Box::pin(http1_stream::first_request(
             self.app.clone(),
             &mut tcp,
