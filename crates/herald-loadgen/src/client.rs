@@ -22,10 +22,10 @@ static TLS: OnceLock<TlsConnector> = OnceLock::new();
 /// Trusts the certificates in `pem` (the hub's own, self-signed, in a
 /// benchmark) for every `https://` connection.
 pub fn trust(pem: &std::path::Path) -> Result<(), String> {
+    let bad = |e: &dyn std::fmt::Display| format!("--ca {}: {e}", pem.display());
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(pem).map_err(|e| format!("--ca {}: {e}", pem.display()))? {
-        let cert = cert.map_err(|e| format!("--ca {}: {e}", pem.display()))?;
-        roots.add(cert).map_err(|e| format!("--ca {}: {e}", pem.display()))?;
+    for cert in CertificateDer::pem_file_iter(pem).map_err(|e| bad(&e))? {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)

@@ -196,13 +196,13 @@ pub async fn pump<F: std::future::Future<Output = ()>>(
     // One cancellation future for every wait below.
     let cut = kill.cancelled();
     tokio::pin!(cut);
-    if answer.length.is_none() {
+    if let Some(body) = answer.stream.as_mut() {
         // A stream: one chunk per batch, until the body ends, the client
         // leaves or the connection is cut.
         let mut reading = true;
         loop {
             let data = tokio::select! {
-                next = std::future::poll_fn(|cx| poll_data(&mut answer.body, cx)) => match next {
+                next = std::future::poll_fn(|cx| poll_data(body, cx)) => match next {
                     Next::Data(data) => data,
                     Next::Skip => continue,
                     // An aborted body must not look complete: no last chunk.
@@ -284,9 +284,9 @@ fn read_pipelined(tcp: &TcpStream, pipelined: &mut BytesMut) -> std::io::Result<
 
 /// A response whose head is written (and, when it has a length, its body).
 pub struct Answer {
-    body: Body,
-    /// `None` for a stream (chunked).
-    length: Option<u64>,
+    /// The stream still to be written (chunked); `None` once a whole answer
+    /// has been written with its head.
+    stream: Option<Body>,
     /// Close the connection after the body.
     close: bool,
     /// Bytes the client sent after its request.
@@ -308,7 +308,7 @@ pub async fn answer_head(
         Ok(r) => r,
         Err(never) => match never {},
     };
-    let (parts, body) = resp.into_parts();
+    let (parts, mut body) = resp.into_parts();
     let length = body.size_hint().exact();
     let mut head = Vec::with_capacity(256);
     let _ = write!(
@@ -348,22 +348,25 @@ pub async fn answer_head(
     if !write_all(tcp, &mut &head[..], cut.as_mut()).await {
         return None;
     }
-    let mut body = body;
-    if length.is_some() {
-        // A whole answer (an error, mostly) is written here, so that the
-        // long-lived stream writer only ever handles streams.
-        while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { return None };
-            if let Ok(mut data) = frame.into_data() {
-                if !write_all(tcp, &mut data, cut.as_mut()).await {
-                    return None;
-                }
+    if length.is_none() {
+        return Some(Answer {
+            stream: Some(body),
+            close,
+            pipelined,
+        });
+    }
+    // A whole answer (an error, mostly) is written here, so that the
+    // long-lived stream writer only ever handles streams.
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return None };
+        if let Ok(mut data) = frame.into_data() {
+            if !write_all(tcp, &mut data, cut.as_mut()).await {
+                return None;
             }
         }
     }
     Some(Answer {
-        body,
-        length,
+        stream: None,
         close,
         pipelined,
     })
@@ -371,7 +374,7 @@ pub async fn answer_head(
 
 /// Writes all of `buf` (vectored when it is a chain), unless the connection
 /// is cut first. Returns whether it was written.
-pub(super) async fn write_all(
+async fn write_all(
     tcp: &mut TcpStream,
     buf: &mut impl Buf,
     cut: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,

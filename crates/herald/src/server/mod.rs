@@ -114,15 +114,7 @@ impl Connection {
 
     /// Hands the connection to hyper, `prefix` first.
     async fn serve_hyper(self, tcp: TcpStream, prefix: Bytes) {
-        let service = self.hyper_service();
-        let io = TokioIo::new(rewind::Rewind::new(prefix, tcp));
-        let conn = self
-            .watcher
-            .watch(self.builder.serve_connection_with_upgrades(io, service).into_owned());
-        tokio::select! {
-            _ = conn => {}
-            _ = self.info.kill.cancelled() => {}
-        }
+        self.hyper(rewind::Rewind::new(prefix, tcp)).await;
     }
 
     /// TLS: the handshake, then hyper (HTTP/2 or HTTP/1.1 by ALPN).
@@ -130,10 +122,19 @@ impl Connection {
         let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
             return;
         };
+        self.hyper(stream).await;
+    }
+
+    /// Serves `io` with hyper until it ends, the server shuts down
+    /// gracefully, or the connection is cut.
+    async fn hyper<IO>(self, io: IO)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let service = self.hyper_service();
         let conn = self.watcher.watch(
             self.builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
                 .into_owned(),
         );
         tokio::select! {
