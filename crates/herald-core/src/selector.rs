@@ -242,11 +242,15 @@ impl SelectorSet {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        items
+        let mut set = items
             .into_iter()
             .map(|s| Selector::parse(s.as_ref()))
-            .collect::<Result<Vec<_>, _>>()
-            .map(SelectorSet)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Collecting through `Result` cannot know the length up front and
+        // reserves four slots; a stream keeps its sets for its whole life,
+        // so the spare ones are given back.
+        set.shrink_to_fit();
+        Ok(SelectorSet(set))
     }
 
     /// The set matching every topic.

@@ -139,7 +139,7 @@ pub struct StreamRequest {
     /// A single-use SSE token to spend once the stream is admitted.
     pub spend_token: Option<String>,
     /// Mercure subscription details, for Mercure subscribers.
-    pub mercure: Option<crate::registry::MercureSubscription>,
+    pub mercure: Option<Box<crate::registry::MercureSubscription>>,
 }
 
 /// The raw SSE token in a credential source, if it is one.

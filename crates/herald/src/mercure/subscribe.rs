@@ -105,7 +105,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             start,
             connection,
             spend_token: None,
-            mercure: Some(MercureSubscription { subscriber, payload }),
+            mercure: Some(Box::new(MercureSubscription { subscriber, payload })),
         },
     )
     .await?;

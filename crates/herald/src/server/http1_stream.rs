@@ -183,64 +183,68 @@ fn wants_close(headers: &HeaderMap) -> bool {
 /// stays open, hands it to `then` with the bytes the client sent meanwhile.
 ///
 /// This future is a stream's whole task and lives as long as the stream, so
-/// it is kept small: it owns the connection (an async fn keeps its
-/// arguments for its whole life, so nothing is passed in twice), readiness
-/// is polled in place, and it has no buffers of its own.
-pub async fn pump<F: std::future::Future<Output = ()>>(
+/// it is kept small: it owns the connection, readiness is polled in place,
+/// and it has no buffers of its own. It is an `async move` block rather
+/// than an `async fn` because an `async fn` keeps a second copy of every
+/// argument it moves into a local, which made each stream's task 640 bytes
+/// instead of 456.
+pub fn pump<F: std::future::Future<Output = ()>>(
     mut tcp: TcpStream,
     mut answer: Answer,
     kill: CancellationToken,
     closing: CancellationToken,
     then: impl FnOnce(TcpStream, Bytes) -> F,
-) {
-    // One cancellation future for every wait below.
-    let cut = kill.cancelled();
-    tokio::pin!(cut);
-    if let Some(body) = answer.stream.as_mut() {
-        // A stream: one chunk per batch, until the body ends, the client
-        // leaves or the connection is cut.
-        let mut reading = true;
-        loop {
-            let data = tokio::select! {
-                next = std::future::poll_fn(|cx| poll_data(body, cx)) => match next {
-                    Next::Data(data) => data,
-                    Next::Skip => continue,
-                    // An aborted body must not look complete: no last chunk.
-                    Next::Failed => return,
-                    Next::End => break,
-                },
-                ready = std::future::poll_fn(|cx| tcp.poll_read_ready(cx)), if reading => {
-                    if ready.is_err() {
-                        return;
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        // One cancellation future for every wait below.
+        let cut = kill.cancelled();
+        tokio::pin!(cut);
+        if let Some(body) = answer.stream.as_mut() {
+            // A stream: one chunk per batch, until the body ends, the client
+            // leaves or the connection is cut.
+            let mut reading = true;
+            loop {
+                let data = tokio::select! {
+                    next = std::future::poll_fn(|cx| poll_data(body, cx)) => match next {
+                        Next::Data(data) => data,
+                        Next::Skip => continue,
+                        // An aborted body must not look complete: no last chunk.
+                        Next::Failed => return,
+                        Next::End => break,
+                    },
+                    ready = std::future::poll_fn(|cx| tcp.poll_read_ready(cx)), if reading => {
+                        if ready.is_err() {
+                            return;
+                        }
+                        // Noticing the client's close promptly is what releases
+                        // its stream slot; anything it sends meanwhile is its
+                        // next request.
+                        match read_pipelined(&tcp, &mut answer.pipelined) {
+                            Ok(0) => return,
+                            Ok(_) => reading = answer.pipelined.len() < PIPELINED_MAX,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(_) => return,
+                        }
+                        continue;
                     }
-                    // Noticing the client's close promptly is what releases
-                    // its stream slot; anything it sends meanwhile is its
-                    // next request.
-                    match read_pipelined(&tcp, &mut answer.pipelined) {
-                        Ok(0) => return,
-                        Ok(_) => reading = answer.pipelined.len() < PIPELINED_MAX,
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(_) => return,
-                    }
-                    continue;
+                    _ = cut.as_mut() => return,
+                };
+                let (size, n) = chunk_size(data.len());
+                let mut chunk = Buf::chain(Buf::chain(&size[..n], data), &b"\r\n"[..]);
+                if !write_all(&mut tcp, &mut chunk, cut.as_mut()).await {
+                    return;
                 }
-                _ = cut.as_mut() => return,
-            };
-            let (size, n) = chunk_size(data.len());
-            let mut chunk = Buf::chain(Buf::chain(&size[..n], data), &b"\r\n"[..]);
-            if !write_all(&mut tcp, &mut chunk, cut.as_mut()).await {
+            }
+            if !write_all(&mut tcp, &mut &b"0\r\n\r\n"[..], cut.as_mut()).await {
                 return;
             }
         }
-        if !write_all(&mut tcp, &mut &b"0\r\n\r\n"[..], cut.as_mut()).await {
+        if answer.close || closing.is_cancelled() {
+            let _ = tcp.shutdown().await;
             return;
         }
+        then(tcp, answer.pipelined.freeze()).await;
     }
-    if answer.close || closing.is_cancelled() {
-        let _ = tcp.shutdown().await;
-        return;
-    }
-    then(tcp, answer.pipelined.freeze()).await;
 }
 
 /// What the body gave next, reduced to what the writer needs (a full

@@ -10,8 +10,11 @@
 //! gone, revoked, expired, evicted, kicked, overflow, zombie, shutdown — its
 //! slot comes back exactly once.
 
+mod id_set;
+
 use crate::queue::{CloseReason, Push, SubscriberQueue};
 use herald_core::{is_visible, Event, Principal, Selector, SelectorSet, SessionHash};
+use id_set::IdSet;
 use parking_lot::RwLock;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -46,8 +49,9 @@ pub struct Subscriber {
     pub kind: StreamKind,
     /// Cuts the whole connection when the writer is stuck (zombie).
     pub connection: Option<CancellationToken>,
-    /// Set for streams opened through the Mercure protocol.
-    pub mercure: Option<MercureSubscription>,
+    /// Set for streams opened through the Mercure protocol (boxed: most
+    /// streams are not, and every stream carries this field).
+    pub mercure: Option<Box<MercureSubscription>>,
 }
 
 /// What the Mercure subscriptions API shows about a stream.
@@ -114,26 +118,34 @@ impl CapExceeded {
 #[derive(Default)]
 struct Index {
     streams: HashMap<u64, Arc<Subscriber>>,
-    by_account: HashMap<String, HashSet<u64>>,
-    /// Per session, in opening order (eviction takes the oldest).
-    by_session: HashMap<SessionHash, Vec<u64>>,
-    by_tenant: HashMap<String, HashSet<u64>>,
-    by_jti: HashMap<String, HashSet<u64>>,
+    by_account: HashMap<String, IdSet>,
+    /// Per session; ids grow with opening order, so the oldest stream (the
+    /// one eviction takes) has the smallest id.
+    by_session: HashMap<SessionHash, IdSet>,
+    by_tenant: HashMap<String, IdSet>,
+    by_jti: HashMap<String, IdSet>,
     by_ip: HashMap<IpAddr, usize>,
     /// Streams whose selectors are all exact, by topic.
-    by_topic: HashMap<String, HashSet<u64>>,
+    by_topic: HashMap<String, IdSet>,
     /// Streams with a wildcard, template or `*` selector: checked for every
     /// event that is not addressed to users or sessions.
     broad: HashSet<u64>,
     audit: HashSet<u64>,
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(map: &mut HashMap<K, HashSet<u64>>, key: &K, id: u64) {
-    if let Some(set) = map.get_mut(key) {
-        set.remove(&id);
-        if set.is_empty() {
-            map.remove(key);
-        }
+fn add_to<K: std::hash::Hash + Eq>(map: &mut HashMap<K, IdSet>, key: K, id: u64) {
+    map.entry(key)
+        .and_modify(|set| set.insert(id))
+        .or_insert_with(|| IdSet::new(id));
+}
+
+fn remove_from<K, Q>(map: &mut HashMap<K, IdSet>, key: &Q, id: u64)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if map.get_mut(key).is_some_and(|set| set.remove(id)) {
+        map.remove(key);
     }
 }
 
@@ -141,15 +153,15 @@ impl Index {
     fn insert(&mut self, s: Arc<Subscriber>) {
         let id = s.id;
         let p = &s.principal;
-        self.by_account.entry(p.sub.clone()).or_default().insert(id);
+        add_to(&mut self.by_account, p.sub.clone(), id);
         if let Some(h) = p.session {
-            self.by_session.entry(h).or_default().push(id);
+            add_to(&mut self.by_session, h, id);
         }
         if let Some(t) = &p.tenant {
-            self.by_tenant.entry(t.clone()).or_default().insert(id);
+            add_to(&mut self.by_tenant, t.clone(), id);
         }
         if let Some(j) = &p.jti {
-            self.by_jti.entry(j.clone()).or_default().insert(id);
+            add_to(&mut self.by_jti, j.clone(), id);
         }
         *self.by_ip.entry(s.ip).or_default() += 1;
         match s.kind {
@@ -159,7 +171,7 @@ impl Index {
             StreamKind::Events => {
                 if s.selectors.0.iter().all(|sel| matches!(sel, Selector::Exact(_))) {
                     for sel in &s.selectors.0 {
-                        self.by_topic.entry(sel.as_str().to_string()).or_default().insert(id);
+                        add_to(&mut self.by_topic, sel.as_str().to_string(), id);
                     }
                 } else {
                     self.broad.insert(id);
@@ -172,20 +184,15 @@ impl Index {
     fn remove(&mut self, id: u64) -> Option<Arc<Subscriber>> {
         let s = self.streams.remove(&id)?;
         let p = &s.principal;
-        remove_from(&mut self.by_account, &p.sub, id);
+        remove_from(&mut self.by_account, p.sub.as_str(), id);
         if let Some(h) = p.session {
-            if let Some(list) = self.by_session.get_mut(&h) {
-                list.retain(|x| *x != id);
-                if list.is_empty() {
-                    self.by_session.remove(&h);
-                }
-            }
+            remove_from(&mut self.by_session, &h, id);
         }
         if let Some(t) = &p.tenant {
-            remove_from(&mut self.by_tenant, t, id);
+            remove_from(&mut self.by_tenant, t.as_str(), id);
         }
         if let Some(j) = &p.jti {
-            remove_from(&mut self.by_jti, j, id);
+            remove_from(&mut self.by_jti, j.as_str(), id);
         }
         if let Some(n) = self.by_ip.get_mut(&s.ip) {
             *n -= 1;
@@ -196,12 +203,12 @@ impl Index {
         self.audit.remove(&id);
         self.broad.remove(&id);
         for sel in &s.selectors.0 {
-            remove_from(&mut self.by_topic, &sel.as_str().to_string(), id);
+            remove_from(&mut self.by_topic, sel.as_str(), id);
         }
         Some(s)
     }
 
-    fn count_kind(&self, ids: Option<&HashSet<u64>>, kind: StreamKind) -> usize {
+    fn count_kind(&self, ids: Option<&IdSet>, kind: StreamKind) -> usize {
         ids.map_or(0, |ids| {
             ids.iter()
                 .filter(|id| self.streams.get(id).is_some_and(|s| s.kind == kind))
@@ -289,7 +296,8 @@ impl Registry {
                     Some(h) => idx.by_session.get(&h).map_or(0, |ids| {
                         ids.iter()
                             .filter(|id| {
-                                idx.audit.contains(id) && idx.streams.get(id).is_some_and(|x| x.principal.sub == p.sub)
+                                idx.audit.contains(*id)
+                                    && idx.streams.get(*id).is_some_and(|x| x.principal.sub == p.sub)
                             })
                             .count()
                     }),
@@ -301,7 +309,7 @@ impl Registry {
             }
             StreamKind::Events => {
                 let account = idx.count_kind(idx.by_account.get(&p.sub), StreamKind::Events);
-                let in_session: Vec<u64> = p.session.map_or_else(Vec::new, |h| {
+                let mut in_session: Vec<u64> = p.session.map_or_else(Vec::new, |h| {
                     idx.by_session.get(&h).map_or_else(Vec::new, |ids| {
                         ids.iter()
                             .copied()
@@ -316,6 +324,8 @@ impl Registry {
                             .collect()
                     })
                 });
+                // Oldest first: ids grow with opening order.
+                in_session.sort_unstable();
                 let session_full = in_session.len() >= self.caps.per_session;
                 if session_full && !self.caps.evict_oldest_in_session {
                     return Err(CapExceeded::Session);
