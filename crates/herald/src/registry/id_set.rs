@@ -23,6 +23,7 @@ pub enum IdSet {
     /// Up to [`FEW`] ids, unordered.
     Few(Vec<u64>),
     /// Many ids (boxed, so the common cases stay three words).
+    #[allow(clippy::box_collection, reason = "an unboxed set would double every key's size")]
     Many(Box<HashSet<u64>>),
 }
 

@@ -188,6 +188,7 @@ fn wants_close(headers: &HeaderMap) -> bool {
 /// than an `async fn` because an `async fn` keeps a second copy of every
 /// argument it moves into a local, which made each stream's task 640 bytes
 /// instead of 456.
+#[allow(clippy::manual_async_fn, reason = "an async fn doubles the arguments in the task")]
 pub fn pump<F: std::future::Future<Output = ()>>(
     mut tcp: TcpStream,
     mut answer: Answer,
