@@ -141,6 +141,9 @@ struct Stats {
     latency: Vec<Mutex<Histogram<u64>>>,
     revoked_at: Vec<AtomicU64>,
     stop: AtomicBool,
+    /// Wakes every reading stream when the run ends, so readers need no
+    /// timer of their own while they wait for frames.
+    stopped: tokio::sync::Notify,
     /// Shared HTTP/2 connections (with `--h2`), one per group of streams.
     h2_pool: Vec<tokio::sync::OnceCell<Result<Conn, String>>>,
 }
@@ -167,19 +170,35 @@ impl Stats {
             latency: (0..16).map(|_| Mutex::new(histogram())).collect(),
             revoked_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
             stop: AtomicBool::new(false),
+            stopped: tokio::sync::Notify::new(),
         }
     }
 
     /// Scans SSE bytes for `data:` lines carrying `<seq> <send_ns>` and for
     /// `event: revoked`. `carry` holds an incomplete last line.
     fn scan(&self, i: usize, carry: &mut Vec<u8>, chunk: &[u8]) {
-        carry.extend_from_slice(chunk);
-        let Some(last_nl) = carry.iter().rposition(|b| *b == b'\n') else {
+        // Chunks almost always end on a line boundary; only a torn line is
+        // copied, so the common case scans the received bytes in place.
+        let Some(last_nl) = chunk.iter().rposition(|b| *b == b'\n') else {
+            carry.extend_from_slice(chunk);
             return;
         };
+        let (complete, rest) = chunk.split_at(last_nl + 1);
+        if carry.is_empty() {
+            self.scan_lines(i, complete);
+        } else {
+            carry.extend_from_slice(complete);
+            self.scan_lines(i, carry);
+            carry.clear();
+        }
+        carry.extend_from_slice(rest);
+    }
+
+    /// Scans whole lines.
+    fn scan_lines(&self, i: usize, lines: &[u8]) {
         let now = now_ns();
         let mut shard = None;
-        for line in carry[..last_nl].split(|b| *b == b'\n') {
+        for line in lines.split(|b| *b == b'\n') {
             if let Some(rest) = line.strip_prefix(b"data: ") {
                 let mut parts = rest.split(|b| *b == b' ');
                 let _seq = parts.next();
@@ -198,7 +217,6 @@ impl Stats {
             }
         }
         drop(shard);
-        carry.drain(..=last_nl);
     }
 }
 
@@ -259,27 +277,28 @@ async fn stream(i: usize, target: Arc<Target>, args: Arc<RunArgs>, stats: Arc<St
             return;
         }
         let mut carry = Vec::new();
-        let deadline = if once {
-            None
-        } else {
-            Some(tokio::time::Instant::now() + Duration::from_millis(500 + rand::random::<u64>() % 1500))
-        };
+        // One timer per connection (churn), none per frame: a timer per
+        // read would cost the load generator more than it measures.
+        let churn_after = (!once).then(|| Duration::from_millis(500 + rand::random::<u64>() % 1500));
+        let reconnect = tokio::time::sleep(churn_after.unwrap_or(Duration::from_secs(86_400)));
+        tokio::pin!(reconnect);
+        let stopped = stats.stopped.notified();
+        tokio::pin!(stopped);
+        if stats.stop.load(Ordering::Relaxed) {
+            return;
+        }
         loop {
-            if stats.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let next = tokio::time::timeout(Duration::from_millis(250), body.frame()).await;
-            match next {
-                Err(_) => {}
-                Ok(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        stats.scan(i, &mut carry, data);
+            tokio::select! {
+                _ = stopped.as_mut() => return,
+                _ = reconnect.as_mut(), if churn_after.is_some() => break,
+                next = body.frame() => match next {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            stats.scan(i, &mut carry, data);
+                        }
                     }
-                }
-                Ok(_) => break,
-            }
-            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                break;
+                    _ => break,
+                },
             }
         }
         if once {
@@ -521,6 +540,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         report["cpu_us_per_event"] = json!(cpu * 1e6 / args.events.max(1) as f64);
     }
     stats.stop.store(true, Ordering::Relaxed);
+    stats.stopped.notify_waiters();
     for t in tasks {
         t.abort();
     }
