@@ -81,7 +81,9 @@ run "nchan broadcast 1000x1000/s"      nchan   http://127.0.0.1:18081 "$NCHAN_PI
 run "herald per-user 100 streams"      herald  http://127.0.0.1:18100 "$HERALD"     per-user 100 "$EVENTS" "$RATE"
 run "herald per-user ${N} streams"     herald  http://127.0.0.1:18100 "$HERALD"     per-user "$N" "$EVENTS" "$RATE"
 run "herald tenants ${N}"              herald  http://127.0.0.1:18100 "$HERALD"     tenants "$N" "$EVENTS" "$RATE"
-run "herald slow 10% of ${N}"          herald  http://127.0.0.1:18100 "$HERALD"     slow "$N" "$EVENTS" "$RATE" --payload 16000
+# Slow: enough events, large enough, that the hub cuts the streams that stop
+# reading (past `queue_events`), which then resume from history.
+run "herald slow 10% of 500"           herald  http://127.0.0.1:18100 "$HERALD"     slow 500 2000 500 --payload 8000
 run "herald churn 1000"                herald  http://127.0.0.1:18100 "$HERALD"     churn 1000 "$EVENTS" "$RATE"
 run "herald publish 64 publishers"    herald  http://127.0.0.1:18100 "$HERALD"     broadcast 1 50000 0 --publishers 64
 run "herald revocation at ${N}"        herald  http://127.0.0.1:18100 "$HERALD"     revocation "$N" 0 1 --revocations 200

@@ -62,9 +62,13 @@ enum Scenario {
     PerUser,
     /// Streams spread over tenants; each event to one tenant.
     Tenants,
-    /// 10% of streams never read; the rest must get everything.
+    /// 10% of streams stop reading while events flow; the rest must get
+    /// everything live. Once publishing ends the slow ones read again, and
+    /// those the hub cut for falling behind resume with `Last-Event-ID`:
+    /// every stream must end up with every event, in order.
     Slow,
-    /// Streams reconnect continuously while events flow.
+    /// Streams reconnect continuously while events flow, each time with
+    /// `Last-Event-ID`: every stream must still get every event, in order.
     Churn,
     /// Revoke accounts one by one; time from request to `event: revoked`.
     Revocation,
@@ -141,6 +145,15 @@ struct Stats {
     latency: Vec<Mutex<Histogram<u64>>>,
     revoked_at: Vec<AtomicU64>,
     stop: AtomicBool,
+    /// Events that arrived twice.
+    duplicates: AtomicU64,
+    /// Streams whose first connection attempt is over (opened or failed).
+    settled: AtomicUsize,
+    /// Reconnections that sent `Last-Event-ID`.
+    resumed: AtomicUsize,
+    /// Set when publishing ends (slow streams read again).
+    published: AtomicBool,
+    published_signal: tokio::sync::Notify,
     /// Wakes every reading stream when the run ends, so readers need no
     /// timer of their own while they wait for frames.
     stopped: tokio::sync::Notify,
@@ -170,13 +183,18 @@ impl Stats {
             latency: (0..16).map(|_| Mutex::new(histogram())).collect(),
             revoked_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
             stop: AtomicBool::new(false),
+            duplicates: AtomicU64::new(0),
+            resumed: AtomicUsize::new(0),
+            settled: AtomicUsize::new(0),
+            published: AtomicBool::new(false),
+            published_signal: tokio::sync::Notify::new(),
             stopped: tokio::sync::Notify::new(),
         }
     }
 
-    /// Scans SSE bytes for `data:` lines carrying `<seq> <send_ns>` and for
-    /// `event: revoked`. `carry` holds an incomplete last line.
-    fn scan(&self, i: usize, carry: &mut Vec<u8>, chunk: &[u8]) {
+    /// Scans SSE bytes for `data:` lines carrying `<seq> <send_ns>`, `id:`
+    /// lines and `event: revoked`. `carry` holds an incomplete last line.
+    fn scan(&self, i: usize, seen: &mut Seen, carry: &mut Vec<u8>, chunk: &[u8]) {
         // Chunks almost always end on a line boundary; only a torn line is
         // copied, so the common case scans the received bytes in place.
         let Some(last_nl) = chunk.iter().rposition(|b| *b == b'\n') else {
@@ -185,33 +203,53 @@ impl Stats {
         };
         let (complete, rest) = chunk.split_at(last_nl + 1);
         if carry.is_empty() {
-            self.scan_lines(i, complete);
+            self.scan_lines(i, seen, complete);
         } else {
             carry.extend_from_slice(complete);
-            self.scan_lines(i, carry);
+            self.scan_lines(i, seen, carry);
             carry.clear();
         }
         carry.extend_from_slice(rest);
     }
 
     /// Scans whole lines.
-    fn scan_lines(&self, i: usize, lines: &[u8]) {
+    fn scan_lines(&self, i: usize, seen: &mut Seen, lines: &[u8]) {
         let now = now_ns();
         let mut shard = None;
+        let number = |s: Option<&[u8]>| {
+            s.and_then(|s| std::str::from_utf8(s).ok())
+                .and_then(|s| s.parse::<u64>().ok())
+        };
         for line in lines.split(|b| *b == b'\n') {
             if let Some(rest) = line.strip_prefix(b"data: ") {
                 let mut parts = rest.split(|b| *b == b' ');
-                let _seq = parts.next();
-                let sent = parts
-                    .next()
-                    .and_then(|s| std::str::from_utf8(s).ok())
-                    .and_then(|s| s.parse::<u64>().ok());
-                if let Some(sent) = sent {
-                    self.delivered.fetch_add(1, Ordering::Relaxed);
+                let seq = number(parts.next());
+                let (Some(seq), Some(sent)) = (seq, number(parts.next())) else {
+                    continue;
+                };
+                if let Some(got) = &mut seen.got {
+                    // Concurrent publishers may be sequenced in another
+                    // order than they were numbered, so each event is
+                    // checked off rather than expected in turn.
+                    let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+                    match got.get_mut(word) {
+                        Some(w) if *w & bit != 0 => {
+                            self.duplicates.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Some(w) => *w |= bit,
+                        None => continue,
+                    }
+                    seen.count += 1;
+                }
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                if seen.timed {
                     let us = now.saturating_sub(sent) / 1000;
                     let h = shard.get_or_insert_with(|| self.latency[i % 16].lock());
                     let _ = h.record(us.max(1));
                 }
+            } else if let Some(id) = line.strip_prefix(b"id: ") {
+                seen.last_id = Some(String::from_utf8_lossy(id).into_owned());
             } else if line == b"event: revoked" {
                 self.revoked_at[i].store(now, Ordering::Release);
             }
@@ -220,20 +258,59 @@ impl Stats {
     }
 }
 
+/// What one stream has received, across its reconnections.
+struct Seen {
+    /// The last `id:` line, sent back as `Last-Event-ID`.
+    last_id: Option<String>,
+    /// When every event is owed to this stream: one bit per event, set
+    /// when it arrives (a second arrival is a duplicate).
+    got: Option<Vec<u64>>,
+    /// Distinct events received.
+    count: u64,
+    /// Whether its deliveries count toward the latency figures (not for a
+    /// consumer that stopped reading on purpose).
+    timed: bool,
+}
+
 fn source(i: usize, sources: u8) -> Option<IpAddr> {
     (sources > 1).then(|| IpAddr::from([127, 0, 0, 1 + (i % sources as usize) as u8]))
 }
 
-/// One stream: connect, subscribe, read until told to stop (or never read,
-/// for a slow consumer).
-async fn stream(i: usize, target: Arc<Target>, args: Arc<RunArgs>, stats: Arc<Stats>, read: bool, once: bool) {
+/// One stream: connect, subscribe, read until told to stop. A `slow`
+/// stream reads nothing until publishing ends; a `churn` stream reconnects
+/// every 0.5–2 s. Both come back with `Last-Event-ID` when their stream
+/// ends early, so they are owed every event.
+/// `permit` (one of `--connect-concurrency`) is released once the first
+/// connection attempt is over.
+async fn stream(
+    i: usize,
+    target: Arc<Target>,
+    args: Arc<RunArgs>,
+    stats: Arc<Stats>,
+    mut permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    slow: bool,
+    churn: bool,
+) {
     let tenants = if args.scenario == Scenario::Tenants {
         args.tenants
     } else {
         0
     };
-    let req = target.subscribe(i, "bench", tenants);
+    let resumes = slow || churn;
+    let owes_all = matches!(args.scenario, Scenario::Broadcast | Scenario::Slow | Scenario::Churn);
+    let mut seen = Seen {
+        last_id: None,
+        got: owes_all.then(|| vec![0u64; args.events.div_ceil(64)]),
+        count: 0,
+        timed: !slow,
+    };
+    let subscribe = target.subscribe(i, "bench", tenants);
     loop {
+        let mut req = subscribe.clone();
+        if let Some(id) = &seen.last_id {
+            req.headers.push(("last-event-id", id.clone()));
+            stats.resumed.fetch_add(1, Ordering::Relaxed);
+        }
         let opened = async {
             let mut c = match i.checked_div(args.h2) {
                 // Streams K*g .. K*g+K-1 share HTTP/2 connection g.
@@ -255,6 +332,9 @@ async fn stream(i: usize, target: Arc<Target>, args: Arc<RunArgs>, stats: Arc<St
             Ok::<_, String>(resp)
         }
         .await;
+        if permit.take().is_some() {
+            stats.settled.fetch_add(1, Ordering::Relaxed);
+        }
         let resp = match opened {
             Ok(r) => {
                 stats.opened.fetch_add(1, Ordering::Relaxed);
@@ -262,7 +342,7 @@ async fn stream(i: usize, target: Arc<Target>, args: Arc<RunArgs>, stats: Arc<St
             }
             Err(_) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
-                if once {
+                if !resumes {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -270,38 +350,51 @@ async fn stream(i: usize, target: Arc<Target>, args: Arc<RunArgs>, stats: Arc<St
             }
         };
         let mut body = resp.into_body();
-        if !read {
-            while !stats.stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            return;
-        }
-        let mut carry = Vec::new();
-        // One timer per connection (churn), none per frame: a timer per
-        // read would cost the load generator more than it measures.
-        let churn_after = (!once).then(|| Duration::from_millis(500 + rand::random::<u64>() % 1500));
-        let reconnect = tokio::time::sleep(churn_after.unwrap_or(Duration::from_secs(86_400)));
-        tokio::pin!(reconnect);
         let stopped = stats.stopped.notified();
         tokio::pin!(stopped);
         if stats.stop.load(Ordering::Relaxed) {
             return;
         }
+        if slow {
+            // Created before the flag is read, so the signal cannot slip
+            // between the two.
+            let published = stats.published_signal.notified();
+            if !stats.published.load(Ordering::Acquire) {
+                // Not reading: the hub's queue for this stream fills up.
+                tokio::select! {
+                    _ = stopped.as_mut() => return,
+                    _ = published => {}
+                }
+            }
+        }
+        let mut carry = Vec::new();
+        // One timer per connection (churn), none per frame: a timer per
+        // read would cost the load generator more than it measures.
+        let churn_after = churn.then(|| Duration::from_millis(500 + rand::random::<u64>() % 1500));
+        let reconnect = tokio::time::sleep(churn_after.unwrap_or(Duration::from_secs(86_400)));
+        tokio::pin!(reconnect);
         loop {
             tokio::select! {
                 _ = stopped.as_mut() => return,
-                _ = reconnect.as_mut(), if churn_after.is_some() => break,
+                // Not before the first event: a client that has seen no id
+                // has nothing to resume from.
+                _ = reconnect.as_mut(), if churn && seen.last_id.is_some() => break,
                 next = body.frame() => match next {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
-                            stats.scan(i, &mut carry, data);
+                            stats.scan(i, &mut seen, &mut carry, data);
                         }
                     }
                     _ => break,
                 },
             }
         }
-        if once {
+        // The stream ended: a churn stream always comes back; a slow one
+        // comes back if the hub cut it before it had everything.
+        let owed = args.events as u64;
+        if !(churn || (slow && seen.count < owed)) {
+            // Stay until the run ends, so nothing here reconnects blindly.
+            stopped.await;
             return;
         }
     }
@@ -342,41 +435,22 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
     }
     let stats = Arc::new(Stats::new(n, args.h2));
     let rss_before = procstat::rss_bytes(&args.pids);
+    let drops_before = procstat::listen_drops();
 
     // Open the streams.
     let gate = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
     let churn = args.scenario == Scenario::Churn;
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
-        let read = !(args.scenario == Scenario::Slow && i % 10 == 0);
+        let slow = args.scenario == Scenario::Slow && i % 10 == 0;
         let (t, a, s, g) = (target.clone(), args.clone(), stats.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
-            let permit = g.acquire_owned().await;
-            if churn {
-                drop(permit);
-                stream(i, t, a, s, true, false).await;
-            } else {
-                // The permit is released once the stream is open (or failed).
-                let s2 = s.clone();
-                let waiter = tokio::spawn(async move {
-                    let start = Instant::now();
-                    while s2.opened.load(Ordering::Relaxed) + s2.failed.load(Ordering::Relaxed) <= i
-                        && start.elapsed() < Duration::from_secs(5)
-                    {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    drop(permit);
-                });
-                stream(i, t, a, s, read, true).await;
-                waiter.abort();
-            }
+            let permit = g.acquire_owned().await.ok();
+            stream(i, t, a, s, permit, slow, churn).await;
         }));
     }
     let start = Instant::now();
-    while stats.opened.load(Ordering::Relaxed) + stats.failed.load(Ordering::Relaxed) < n
-        && start.elapsed() < Duration::from_secs(120)
-        && !churn
-    {
+    while stats.settled.load(Ordering::Relaxed) < n && start.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let connect_secs = start.elapsed().as_secs_f64();
@@ -494,14 +568,15 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
             let _ = w.await;
         }
         let publish_secs = t0.elapsed().as_secs_f64();
-        let fast = match args.scenario {
-            Scenario::Slow => opened - opened.div_ceil(10),
-            _ => opened,
-        };
+        // Slow consumers read again now; those cut meanwhile resume.
+        stats.published.store(true, Ordering::Release);
+        stats.published_signal.notify_waiters();
         let expected = match args.scenario {
             Scenario::PerUser => args.events as u64,
-            Scenario::Tenants => (args.events * fast / args.tenants.max(1)) as u64,
-            _ => (args.events * fast) as u64,
+            Scenario::Tenants => (args.events * opened / args.tenants.max(1)) as u64,
+            // Every stream is owed every event, across its reconnections.
+            Scenario::Slow | Scenario::Churn => (args.events * n) as u64,
+            _ => (args.events * opened) as u64,
         };
         // Wait for deliveries to settle.
         let mut last = stats.delivered.load(Ordering::Relaxed);
@@ -529,6 +604,12 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         report["publish_latency"] = percentiles(&publish_lat.lock());
         report["expected"] = json!(expected);
         report["delivered"] = json!(delivered);
+        // Every event owed and not received (scenarios where each stream
+        // is owed every event; deliveries count each event once).
+        report["missing"] = json!(expected.saturating_sub(delivered));
+        report["duplicates"] = json!(stats.duplicates.load(Ordering::Relaxed));
+        report["resumed"] = json!(stats.resumed.load(Ordering::Relaxed));
+        report["listen_drops"] = json!(procstat::listen_drops().saturating_sub(drops_before));
         report["latency"] = percentiles(&merged);
         report["deliveries_per_sec"] = json!(delivered as f64 / elapsed);
         report["server_cpu_secs"] = json!(cpu);

@@ -38,3 +38,23 @@ pub fn open_fds(pids: &[u32]) -> usize {
         .map(|d| d.count())
         .sum()
 }
+
+/// Connections the kernel refused because a listener's accept queue was
+/// full (`TcpExt: ListenDrops`, machine-wide). A refused client retries its
+/// SYN after a second, which shows up as a second of latency.
+pub fn listen_drops() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/net/netstat") else {
+        return 0;
+    };
+    // Pairs of lines: "TcpExt: Name1 Name2 ..." then "TcpExt: v1 v2 ...".
+    let mut lines = s.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "ListenDrops")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}

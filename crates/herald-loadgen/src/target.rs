@@ -52,6 +52,7 @@ pub enum Address {
 }
 
 /// A request to make: method, URL, headers, body.
+#[derive(Clone)]
 pub struct Req {
     /// `GET`/`POST`.
     pub method: &'static str,

@@ -297,7 +297,7 @@ async fn serve(config: Config) -> i32 {
             }
         }));
     }
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match crate::server::listen(config.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("herald: cannot listen on {}: {e}", config.listen);

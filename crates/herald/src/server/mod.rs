@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -165,6 +166,25 @@ impl tower::Service<hyper::Request<Incoming>> for Tagged {
         req.extensions_mut().insert(self.info.clone());
         self.app.call(req)
     }
+}
+
+/// Connections the kernel may hold for the accept loop; it caps this at
+/// `net.core.somaxconn`.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Binds the hub's listening socket. After a deploy or a network blip every
+/// client reconnects at once; with the usual backlog of 1,024 the kernel
+/// drops the SYNs of the rest, and each of those clients waits a full
+/// second for its retransmission before it can resume.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Serves `hub` on `listener` until `shutdown` resolves, then closes every
