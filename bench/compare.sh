@@ -74,6 +74,10 @@ run "floor broadcast ${N}x${RATE}/s"   floor   http://127.0.0.1:18095 "$FLOOR"  
 run "herald broadcast ${N}x${RATE}/s"  herald  http://127.0.0.1:18100 "$HERALD"     broadcast "$N" "$EVENTS" "$RATE"
 run "nchan broadcast ${N}x${RATE}/s"   nchan   http://127.0.0.1:18081 "$NCHAN_PIDS" broadcast "$N" "$EVENTS" "$RATE"
 run "mercure broadcast ${N}x${RATE}/s" mercure http://127.0.0.1:18100 "$HERALD"     broadcast "$N" "$EVENTS" "$RATE"
+# A smaller scale, to show where each keeps its latency low on this machine.
+run "floor broadcast 2000x${RATE}/s"   floor   http://127.0.0.1:18095 "$FLOOR"      broadcast 2000 "$EVENTS" "$RATE"
+run "herald broadcast 2000x${RATE}/s"  herald  http://127.0.0.1:18100 "$HERALD"     broadcast 2000 "$EVENTS" "$RATE"
+run "nchan broadcast 2000x${RATE}/s"   nchan   http://127.0.0.1:18081 "$NCHAN_PIDS" broadcast 2000 "$EVENTS" "$RATE"
 run "pushpin broadcast 1000x${RATE}/s" pushpin http://127.0.0.1:18082 "$PUSHPIN_PIDS" broadcast 1000 "$EVENTS" "$RATE"
 run "floor broadcast 1000x1000/s"      floor   http://127.0.0.1:18095 "$FLOOR"      broadcast 1000 2000 1000
 run "herald broadcast 1000x1000/s"     herald  http://127.0.0.1:18100 "$HERALD"     broadcast 1000 2000 1000

@@ -65,6 +65,8 @@ pub struct Config {
     pub retention_max_age_secs: u64,
     /// Event bytes kept by the embedded store; 0 = no size limit.
     pub retention_max_bytes: u64,
+    /// Memory the embedded store may use to cache its file's pages, bytes.
+    pub store_cache_bytes: u64,
     /// Limits and back-pressure.
     pub limits: LimitsConfig,
     /// The Mercure protocol endpoint (`/.well-known/mercure`).
@@ -252,6 +254,7 @@ impl Default for Config {
             history_size: 100_000,
             retention_max_age_secs: 7 * 24 * 3600,
             retention_max_bytes: 1 << 30,
+            store_cache_bytes: 64 << 20,
             limits: LimitsConfig::default(),
             mercure: MercureConfig::default(),
             cluster: None,
@@ -375,6 +378,9 @@ impl Config {
             if v == 0 {
                 return err(key, "must be greater than 0");
             }
+        }
+        if self.store_cache_bytes < 1 << 20 {
+            return err("store_cache_bytes", "must be at least 1048576 (1 MiB)");
         }
         if l.sse_token_ttl_secs > l.sse_token_max_ttl_secs {
             return err(

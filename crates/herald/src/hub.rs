@@ -158,6 +158,7 @@ impl HubBuilder {
                         max_age_ms: config.retention_max_age_secs.saturating_mul(1000),
                         max_bytes: config.retention_max_bytes,
                         max_audit: AUDIT_KEPT as u64,
+                        cache_bytes: config.store_cache_bytes,
                     })
                     .map_err(|e| BuildError::Store(e.0))?,
                 )

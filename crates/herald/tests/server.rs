@@ -91,6 +91,11 @@ fn invalid_configuration_is_one_line_naming_the_key_and_exit_2() {
         ),
         (vec!["serve"], vec![("HERALD_JWT_SECRET", "short")], "jwt_secret"),
         (vec!["serve"], vec![("HERALD_BOGUS_KEY", "1")], "bogus_key"),
+        (
+            vec!["serve"],
+            vec![("HERALD_STORE_CACHE_BYTES", "4096")],
+            "store_cache_bytes",
+        ),
     ];
     for (args, env, key) in cases {
         let out = herald()

@@ -91,6 +91,10 @@ pub struct StoreConfig {
     pub max_bytes: u64,
     /// Most audit records kept.
     pub max_audit: u64,
+    /// Page cache, bytes. redb's own default is 1 GiB, which lets the
+    /// process's memory grow toward the size of a large history file; a
+    /// hub's hot pages (the recent end of history) fit in far less.
+    pub cache_bytes: u64,
 }
 
 /// Why the store could not be opened.
@@ -164,8 +168,13 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .map_err(|e| OpenError(format!("`data_dir`: cannot create {}: {e}", dir.display())))?;
         }
-        let mut db = guarded_quietly(|| Database::builder().create(&path).map_err(redb::Error::from))
-            .map_err(|e| storage_error(&path, e))?;
+        let mut db = guarded_quietly(|| {
+            Database::builder()
+                .set_cache_size(usize::try_from(config.cache_bytes).unwrap_or(usize::MAX))
+                .create(&path)
+                .map_err(redb::Error::from)
+        })
+        .map_err(|e| storage_error(&path, e))?;
         // Every page is checked against its checksum before anything is
         // served: a damaged file is refused with advice, never read from
         // (a damaged page would otherwise fail later, mid-request).
