@@ -56,7 +56,7 @@ fn one_user_among(bencher: divan::Bencher, n: usize) {
     bencher.bench(|| r.dispatch(divan::black_box(&e)));
 }
 
-#[divan::bench(args = [100, 1000])]
+#[divan::bench(args = [100, 1000, 15000])]
 fn broadcast_to(bencher: divan::Bencher, n: usize) {
     let (r, _slots) = registry(n);
     let e = event(json!("public"));

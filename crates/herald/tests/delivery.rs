@@ -1,5 +1,6 @@
 //! Delivery guarantees over real HTTP: the audience matrix, resume without
-//! gap or duplicate (also while a publisher runs flat out), retained
+//! gap or duplicate (also while a publisher runs flat out), one delivery
+//! of an event on several topics, retained
 //! snapshots, `reset`, slow subscribers, and graceful shutdown.
 mod support;
 
@@ -249,6 +250,46 @@ async fn resume_has_no_gap_and_no_duplicate_even_while_publishing_flat_out() {
         seen, expected,
         "every event exactly once, in order, across 7 reconnects"
     );
+}
+
+#[tokio::test]
+async fn an_event_on_several_topics_reaches_each_matching_stream_exactly_once() {
+    let hub = start();
+    // Indexed under both topics, under one, through the wildcard list, and
+    // not at all.
+    let paths = [
+        "/v1/events?topic=multi.a&topic=multi.b",
+        "/v1/events?topic=multi.a",
+        "/v1/events?topic=multi.*",
+        "/v1/events?topic=multi.c",
+    ];
+    let mut streams = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        streams.push(hub.stream(path, &user(&format!("multi{i}"), json!({}))).await);
+    }
+    for (topics, data) in [
+        (json!(["multi.a", "multi.b"]), "both"),
+        (json!(["multi.a", "multi.b", "multi.c"]), "all"),
+    ] {
+        let (status, _) = hub
+            .publish(
+                &hub.admin_key,
+                json!({"topics": topics, "data": data, "audience": "public"}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    // A duplicate of the first event would arrive before the second.
+    for (path, s) in paths.iter().take(3).zip(&mut streams) {
+        let got = s.take(2, T).await;
+        assert_eq!(
+            got.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+            ["both", "all"],
+            "{path}"
+        );
+    }
+    let got = streams[3].take(1, T).await;
+    assert_eq!(got.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["all"]);
 }
 
 #[tokio::test]
