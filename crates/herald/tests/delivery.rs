@@ -1,7 +1,7 @@
 //! Delivery guarantees over real HTTP: the audience matrix, resume without
 //! gap or duplicate (also while a publisher runs flat out), one delivery
 //! of an event on several topics, retained
-//! snapshots, `reset`, slow subscribers, and graceful shutdown.
+//! snapshots, `reset`, slow and stalled subscribers, and graceful shutdown.
 mod support;
 
 use serde_json::{json, Value};
@@ -376,6 +376,64 @@ async fn a_slow_subscriber_is_cut_while_a_fast_one_gets_everything() {
         .unwrap_or(0.0);
     assert!(overflowed >= 1.0, "the slow subscriber was cut:\n{metrics}");
     drop(slow);
+}
+
+#[tokio::test]
+async fn a_stream_whose_writes_stall_is_cut_as_a_zombie() {
+    // A queue too large to overflow first: only the stalled socket can
+    // end this stream.
+    let hub = start_with("[limits]\nqueue_events = 100000\nqueue_bytes = 268435456\nwrite_stall_secs = 1");
+    let token = user("zombie", json!({}));
+    let addr = hub.base.trim_start_matches("http://").to_string();
+    let mut stuck = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stuck
+        .write_all(
+            format!("GET /v1/events?topic=z HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("request");
+    // Far more than the socket buffers hold, so the writer blocks.
+    let big = "z".repeat(256 * 1024);
+    for _ in 0..200 {
+        let (status, _) = hub
+            .publish(
+                &hub.admin_key,
+                json!({"topics": ["z"], "data": big, "audience": "public"}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let zombies = || async {
+        let metrics = hub.get("/metrics", None).await.text().await.expect("metrics");
+        metrics
+            .lines()
+            .find(|l| l.starts_with("herald_streams_closed_total") && l.contains("zombie"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while zombies().await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the stalled stream was never cut");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The connection itself was cut: reading what the kernel still holds
+    // ends, instead of the hub writing on.
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    let drained = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stuck.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection stayed open after the cut");
+    assert!(total < 200 * 256 * 1024, "not every event was written: {total} bytes");
 }
 
 #[tokio::test]
