@@ -566,7 +566,7 @@ async fn heartbeat(hub: std::sync::Weak<HubInner>) {
                 // The writer is stuck in the socket and will not see the
                 // close: cut the connection itself.
                 if let Some(c) = &s.connection {
-                    c.cancel();
+                    c.kill();
                 }
             } else if keepalive_due && s.queue.take_idle() {
                 s.queue.push(0, keepalive.clone());

@@ -32,6 +32,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod invalidation;
+pub mod kill;
 pub mod mercure;
 pub mod queue;
 pub mod ratelimit;

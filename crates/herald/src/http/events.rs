@@ -135,7 +135,7 @@ pub struct StreamRequest {
     /// Where the replay starts.
     pub start: Start,
     /// The connection's kill switch, when served by Herald's own server.
-    pub connection: Option<tokio_util::sync::CancellationToken>,
+    pub connection: Option<crate::kill::KillSwitch>,
     /// A single-use SSE token to spend once the stream is admitted.
     pub spend_token: Option<String>,
     /// Mercure subscription details, for Mercure subscribers.

@@ -3,9 +3,9 @@
 
 use crate::auth::Source;
 use crate::config::Config;
+use crate::kill::KillSwitch;
 use axum::http::{header, HeaderMap, Request};
 use std::net::{IpAddr, SocketAddr};
-use tokio_util::sync::CancellationToken;
 
 /// Set by the server's accept loop on every request of a connection.
 #[derive(Clone, Debug)]
@@ -13,7 +13,7 @@ pub struct ConnInfo {
     /// Peer address of the TCP connection.
     pub peer: SocketAddr,
     /// Cancels the whole connection (used against zombie writers).
-    pub kill: CancellationToken,
+    pub kill: KillSwitch,
 }
 
 /// The client address: the TCP peer, or — only when the peer is a

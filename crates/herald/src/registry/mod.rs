@@ -12,6 +12,7 @@
 
 mod id_set;
 
+use crate::kill::KillSwitch;
 use crate::queue::{CloseReason, Push, SubscriberQueue};
 use herald_core::{is_visible, Event, Principal, Selector, SelectorSet, SessionHash};
 use id_set::IdSet;
@@ -20,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 /// What a stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub struct Subscriber {
     /// What it carries.
     pub kind: StreamKind,
     /// Cuts the whole connection when the writer is stuck (zombie).
-    pub connection: Option<CancellationToken>,
+    pub connection: Option<KillSwitch>,
     /// Set for streams opened through the Mercure protocol (boxed: most
     /// streams are not, and every stream carries this field).
     pub mercure: Option<Box<MercureSubscription>>,

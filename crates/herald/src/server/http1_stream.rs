@@ -18,6 +18,7 @@
 //! 400, 431, keep-alive — apply unchanged.
 
 use crate::http::request::ConnInfo;
+use crate::kill::KillSwitch;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use axum::Router;
@@ -192,13 +193,13 @@ fn wants_close(headers: &HeaderMap) -> bool {
 pub fn pump<F: std::future::Future<Output = ()>>(
     mut tcp: TcpStream,
     mut answer: Answer,
-    kill: CancellationToken,
+    kill: KillSwitch,
     closing: CancellationToken,
     then: impl FnOnce(TcpStream, Bytes) -> F,
 ) -> impl std::future::Future<Output = ()> {
     async move {
         // One cancellation future for every wait below.
-        let cut = kill.cancelled();
+        let cut = kill.killed();
         tokio::pin!(cut);
         if let Some(body) = answer.stream.as_mut() {
             // A stream: one chunk per batch, until the body ends, the client
@@ -348,7 +349,7 @@ pub async fn answer_head(
         head.extend_from_slice(b"connection: close\r\n");
     }
     head.extend_from_slice(b"\r\n");
-    let cut = kill.cancelled();
+    let cut = kill.killed();
     tokio::pin!(cut);
     if !write_all(tcp, &mut &head[..], cut.as_mut()).await {
         return None;
@@ -379,11 +380,7 @@ pub async fn answer_head(
 
 /// Writes all of `buf` (vectored when it is a chain), unless the connection
 /// is cut first. Returns whether it was written.
-async fn write_all(
-    tcp: &mut TcpStream,
-    buf: &mut impl Buf,
-    cut: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
-) -> bool {
+async fn write_all(tcp: &mut TcpStream, buf: &mut impl Buf, cut: std::pin::Pin<&mut crate::kill::Killed<'_>>) -> bool {
     tokio::select! {
         r = tcp.write_all_buf(buf) => r.is_ok(),
         _ = cut => false,

@@ -13,6 +13,7 @@ mod rewind;
 
 use crate::http::request::ConnInfo;
 use crate::hub::Hub;
+use crate::kill::KillSwitch;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -140,7 +141,7 @@ impl Connection {
         );
         tokio::select! {
             _ = conn => {}
-            _ = self.info.kill.cancelled() => {}
+            _ = self.info.kill.killed() => {}
         }
     }
 }
@@ -212,7 +213,7 @@ pub async fn serve(hub: Hub, listener: TcpListener, tls: Option<TlsAcceptor>, sh
             },
         };
         let _ = tcp.set_nodelay(true);
-        let kill = CancellationToken::new();
+        let kill = KillSwitch::new();
         let info = ConnInfo {
             peer,
             kill: kill.clone(),
