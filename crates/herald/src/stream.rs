@@ -114,15 +114,28 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
         loop {
             match sub.queue.drain(now_ms).await {
                 Drained::Frames(frames) => {
+                    // A lone frame goes out as the shared frame itself; only
+                    // a backlog is copied into one buffer for one write.
+                    let mut single: Option<Bytes> = None;
                     let mut batch = BytesMut::new();
                     for (seq, frame) in frames {
                         // seq 0 marks comments (keepalives).
                         if seq == 0 || seq > cursor {
                             cursor = cursor.max(seq);
-                            batch.put_slice(&frame);
+                            match single.take() {
+                                None if batch.is_empty() => single = Some(frame),
+                                first => {
+                                    if let Some(first) = first {
+                                        batch.put_slice(&first);
+                                    }
+                                    batch.put_slice(&frame);
+                                }
+                            }
                         }
                     }
-                    if !batch.is_empty() {
+                    if let Some(frame) = single {
+                        yield Ok(frame);
+                    } else if !batch.is_empty() {
                         yield Ok(batch.freeze());
                     }
                 }
