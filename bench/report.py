@@ -49,6 +49,57 @@ print("Server CPU is user+system time of the server's processes (for Nchan: the 
       "event: for each server's first run (a fresh process) it is the cost of an idle stream; later runs reuse "
       "memory the process already holds and show less.\n")
 
+def goals():
+    """The design's goals, each checked against this run's figures."""
+    h, f, n = (by.get(f"{t} broadcast 10000x100/s") for t in ("herald", "floor", "nchan"))
+    h1k, f1k = by.get("herald broadcast 1000x1000/s"), by.get("floor broadcast 1000x1000/s")
+    u100, u10k = by.get("herald per-user 100 streams"), by.get("herald per-user 10000 streams")
+    out = []
+
+    def check(name, value, ok):
+        out.append((name, value, "met" if ok else "**not met**"))
+
+    if h and f and n:
+        c, cf, cn = h["cpu_us_per_delivery"], f["cpu_us_per_delivery"], n["cpu_us_per_delivery"]
+        check("CPU per delivery, 10,000 × 100/s: ≤ 1.25× floor, ≤ 0.65× Nchan",
+              f"{c / cf:.2f}× floor, {c / cn:.2f}× Nchan", c <= 1.25 * cf and c <= 0.65 * cn)
+        p, pf, pn = get(h, "latency", "p99_ms"), get(f, "latency", "p99_ms"), get(n, "latency", "p99_ms")
+        check("p99, 10,000 × 100/s: under 50 ms", f"{p:.0f} ms", p < 50)
+        check("p99, 10,000 × 100/s: ≤ 1/3 of Nchan's, ≤ the floor's",
+              f"{p / pn:.2f}× Nchan, {p / pf:.2f}× floor", p <= pn / 3 and p <= pf)
+        rss = h["rss_per_stream_bytes"]
+        check("RSS per idle stream ≤ 4 KiB", f"{rss} B", rss <= 4096)
+    if h1k and f1k:
+        c, cf = h1k["cpu_us_per_delivery"], f1k["cpu_us_per_delivery"]
+        check("CPU per delivery, 1,000 × 1,000/s: below the floor's", f"{c / cf:.2f}× floor", c < cf)
+    if u100 and u10k:
+        a, b = get(u100, "latency", "p99_ms"), get(u10k, "latency", "p99_ms")
+        check("Per-user event, 100 → 10,000 open streams: cost flat (p99)",
+              f"{a:.2f} ms → {b:.2f} ms", b <= 2 * max(a, 1.0))
+    owed = [r for r in rows if r.get("target") == "herald" and r.get("scenario") in ("broadcast", "slow", "churn")
+            and r.get("missing") is not None and not r.get("error")]
+    if owed:
+        lost = sum(r["missing"] + r["duplicates"] for r in owed)
+        check("No Herald event lost or duplicated (broadcast, slow with resume, churn with resume)",
+              f"{lost} in {len(owed)} runs", lost == 0)
+    return out
+
+
+met = goals()
+if met:
+    print("## Goals\n")
+    print("| goal | this run | |")
+    print("|---|---|---|")
+    for name, value, verdict in met:
+        print(f"| {name} | {value} | {verdict} |")
+    small = {t: by.get(f"{t} broadcast 2000x100/s") for t in ("herald", "floor", "nchan")}
+    if all(small.values()):
+        p = {t: get(r, "latency", "p99_ms") for t, r in small.items()}
+        print(f"\nAt 2,000 streams × 100/s Herald's p99 is {p['herald']:.0f} ms (floor {p['floor']:.0f} ms, "
+              f"Nchan {p['nchan']:.0f} ms). At 10,000 × 100/s every server here is limited by the machine itself: "
+              "see \"How busy the machine was\" below.")
+    print()
+
 print("## Ratios\n")
 print("| measure | Herald | floor | Nchan | Herald / floor | Herald / Nchan |")
 print("|---|---|---|---|---|---|")
@@ -61,6 +112,21 @@ for scale in [k for k in by if k.startswith("herald broadcast")]:
                        ("RSS bytes per stream", ("rss_per_stream_bytes",))]:
         hv, fv, nv = get(h, *path), get(f, *path), get(n, *path)
         print(f"| {name},{suffix} | {fmt(hv)} | {fmt(fv)} | {fmt(nv)} | {ratio(hv, fv)} | {ratio(hv, nv)} |")
+
+loaded = [r for r in rows if r.get("scenario") == "broadcast" and r.get("client_cpu_secs") is not None
+          and r.get("window_secs") and not r.get("h2_streams_per_connection")]
+if loaded:
+    cores = os.cpu_count() or 1
+    print("\n## How busy the machine was\n")
+    print(f"The server and the load generator share {cores} cores. CPU seconds each used over the measured "
+          "window (first publish until deliveries settle), and how many cores that kept busy. Where the two "
+          f"together approach {cores}, events wait for a core and latency reflects the machine, not the server.\n")
+    print("| run | server CPU s | load generator CPU s | window s | cores busy |")
+    print("|---|---|---|---|---|")
+    for r in loaded:
+        busy = (r["server_cpu_secs"] + r["client_cpu_secs"]) / r["window_secs"]
+        print(f"| {r['label']} | {fmt(r['server_cpu_secs'])} | {fmt(r['client_cpu_secs'])} | {fmt(r['window_secs'])} | "
+              f"{busy:.2f} of {cores} |")
 
 print("\n## Every run\n")
 print("| run | opened/failed | delivered/expected | lost/duplicated | resumed | p50 ms | p90 ms | p99 ms | max ms | deliveries/s | publish p99 ms | CPU µs/delivery | CPU µs/event | RSS B/stream |")

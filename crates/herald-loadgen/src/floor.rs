@@ -14,7 +14,16 @@ type Subscribers = Arc<Mutex<Vec<TcpStream>>>;
 
 /// Serves `/sub` (stream) and `/pub` (publish) on `addr` until killed.
 pub fn serve(addr: &str) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
+    // The same accept backlog as Herald's, so a burst of connects is not
+    // dropped (std's `bind` asks for 128).
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    let listener: TcpListener = socket.into();
     println!("floor listening on http://{}", listener.local_addr()?);
     let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
     for conn in listener.incoming() {

@@ -460,6 +460,10 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
     let opened = stats.opened.load(Ordering::Relaxed);
 
     let cpu0 = procstat::cpu_seconds(&args.pids);
+    // The load generator's own CPU, to show how much of the machine the
+    // measured server had.
+    let me = [std::process::id()];
+    let client_cpu0 = procstat::cpu_seconds(&me);
     let t0 = Instant::now();
     let mut report = json!({
         "label": args.label, "target": format!("{:?}", args.target).to_lowercase(),
@@ -591,6 +595,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         }
         let elapsed = t0.elapsed().as_secs_f64();
         let cpu = procstat::cpu_seconds(&args.pids) - cpu0;
+        let client_cpu = procstat::cpu_seconds(&me) - client_cpu0;
         let delivered = stats.delivered.load(Ordering::Relaxed);
         let mut merged = histogram();
         for h in &stats.latency {
@@ -613,6 +618,8 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         report["latency"] = percentiles(&merged);
         report["deliveries_per_sec"] = json!(delivered as f64 / elapsed);
         report["server_cpu_secs"] = json!(cpu);
+        report["client_cpu_secs"] = json!(client_cpu);
+        report["window_secs"] = json!(elapsed);
         report["cpu_us_per_delivery"] = json!(if delivered > 0 {
             cpu * 1e6 / delivered as f64
         } else {

@@ -3,10 +3,11 @@
 //! N. `cargo bench -p herald --bench dispatch`.
 
 use herald::queue::SubscriberQueue;
-use herald::registry::{Caps, Registry, StreamKind, Subscriber};
+use herald::registry::{Caps, Lookup, Registry, StreamKind, Subscriber};
 use herald_core::{EventDraft, Principal, SelectorSet, SessionKey};
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn main() {
     divan::main();
@@ -60,5 +61,22 @@ fn one_user_among(bencher: divan::Bencher, n: usize) {
 fn broadcast_to(bencher: divan::Bencher, n: usize) {
     let (r, _slots) = registry(n);
     let e = event(json!("public"));
-    bencher.bench(|| r.dispatch(divan::black_box(&e)));
+    // Every queue is emptied before each dispatch (untimed), as the
+    // stream writers would: otherwise the queues grow for the whole run and
+    // the figure measures their reallocation.
+    let subscribers = r.find(Lookup::All, |_| true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let empty = || {
+        rt.block_on(async {
+            for s in &subscribers {
+                let _ = tokio::time::timeout(Duration::ZERO, s.queue.drain(|| 0)).await;
+            }
+        })
+    };
+    bencher
+        .with_inputs(empty)
+        .bench_local_values(|()| r.dispatch(divan::black_box(&e)));
 }
