@@ -83,7 +83,7 @@ run "floor broadcast 1000x1000/s"      floor   http://127.0.0.1:18095 "$FLOOR"  
 run "herald broadcast 1000x1000/s"     herald  http://127.0.0.1:18100 "$HERALD"     broadcast 1000 2000 1000
 run "nchan broadcast 1000x1000/s"      nchan   http://127.0.0.1:18081 "$NCHAN_PIDS" broadcast 1000 2000 1000
 run "herald per-user 100 streams"      herald  http://127.0.0.1:18100 "$HERALD"     per-user 100 "$EVENTS" "$RATE"
-run "herald per-user ${N} streams"     herald  http://127.0.0.1:18100 "$HERALD"     per-user "$N" "$EVENTS" "$RATE"
+run "herald per-user 15000 streams"   herald  http://127.0.0.1:18100 "$HERALD"     per-user 15000 "$EVENTS" "$RATE"
 run "herald tenants ${N}"              herald  http://127.0.0.1:18100 "$HERALD"     tenants "$N" "$EVENTS" "$RATE"
 # Slow: enough events, large enough, that the hub cuts the streams that stop
 # reading (past `queue_events`), which then resume from history.
