@@ -533,12 +533,15 @@ fn describe(r: &Revocation) -> serde_json::Value {
     }
 }
 
+/// The heartbeat's period.
+const TICK_MS: u64 = 250;
+
 /// The one shared timer: keepalives, expiry, zombie detection and
 /// housekeeping, instead of a timer per stream.
 async fn heartbeat(hub: std::sync::Weak<HubInner>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_keepalive = now_ms();
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
         let Some(hub) = hub.upgrade() else { return };
@@ -552,10 +555,13 @@ async fn heartbeat(hub: std::sync::Weak<HubInner>) {
             .heartbeat
             .unwrap_or(hub.config.limits.keepalive_secs)
             .max(1);
-        let keepalive_due = now.saturating_sub(last_keepalive) >= keepalive_secs * 1000;
-        if keepalive_due {
-            last_keepalive = now;
-        }
+        // Each stream's keepalive falls on its own tick of the interval
+        // (by id), so a hub with 15,000 idle streams writes 250 keepalives
+        // every tick instead of 15,000 at once every 15 s, a burst that
+        // would delay every event published during it.
+        let slots = (keepalive_secs * 1000 / TICK_MS).max(1);
+        let phase = ticks % slots;
+        ticks += 1;
         let stall_deadline = now.saturating_sub(hub.config.limits.write_stall_secs * 1000);
         let keepalive = herald_core::frame::encode_comment("keepalive");
         for s in hub.registry.find(Lookup::All, |_| true) {
@@ -568,11 +574,11 @@ async fn heartbeat(hub: std::sync::Weak<HubInner>) {
                 if let Some(c) = &s.connection {
                     c.kill();
                 }
-            } else if keepalive_due && s.queue.take_idle() {
+            } else if s.id % slots == phase && s.queue.take_idle() {
                 s.queue.push(0, keepalive.clone());
             }
         }
-        if keepalive_due {
+        if phase == 0 {
             hub.auth.sse_tokens.purge(now);
             hub.deny.purge(now);
             hub.auth_failures.purge(now);
