@@ -336,20 +336,37 @@ async fn retained_snapshot_first_then_live_and_reset_when_history_is_gone() {
     assert_eq!(e.id, None, "control events carry no id");
 }
 
-#[tokio::test]
-async fn a_slow_subscriber_is_cut_while_a_fast_one_gets_everything() {
-    let hub = start_with("[limits]\nqueue_events = 16");
-    let token = user("slow", json!({}));
-    // A raw socket that asks for a stream and never reads.
-    let addr = hub.base.trim_start_matches("http://").to_string();
-    let mut slow = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+/// A raw socket that asks for a stream on `topic` and then reads nothing.
+async fn unread_stream(hub: &Server, topic: &str, token: &str) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    slow.write_all(
-        format!("GET /v1/events?topic=big HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
+    let addr = hub.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    tcp.write_all(
+        format!("GET /v1/events?topic={topic} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
             .as_bytes(),
     )
     .await
     .expect("request");
+    tcp
+}
+
+/// The value of the first metric line that starts with `name` and contains
+/// `label` (0 when absent), and the whole exposition for messages.
+async fn metric(hub: &Server, name: &str, label: &str) -> (f64, String) {
+    let metrics = hub.get("/metrics", None).await.text().await.expect("metrics");
+    let value = metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l.contains(label))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (value, metrics)
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_is_cut_while_a_fast_one_gets_everything() {
+    let hub = start_with("[limits]\nqueue_events = 16");
+    let slow = unread_stream(&hub, "big", &user("slow", json!({}))).await;
     let mut fast = hub.stream("/v1/events?topic=big", &user("fast", json!({}))).await;
     let big = "x".repeat(64 * 1024);
     let reader = tokio::spawn(async move {
@@ -367,13 +384,7 @@ async fn a_slow_subscriber_is_cut_while_a_fast_one_gets_everything() {
     }
     let sizes = reader.await.expect("reader");
     assert_eq!(sizes.len(), 200, "the fast subscriber got everything");
-    let metrics = hub.get("/metrics", None).await.text().await.expect("metrics");
-    let overflowed = metrics
-        .lines()
-        .find(|l| l.starts_with("herald_streams_overflowed_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let (overflowed, metrics) = metric(&hub, "herald_streams_overflowed_total", "").await;
     assert!(overflowed >= 1.0, "the slow subscriber was cut:\n{metrics}");
     drop(slow);
 }
@@ -383,17 +394,7 @@ async fn a_stream_whose_writes_stall_is_cut_as_a_zombie() {
     // A queue too large to overflow first: only the stalled socket can
     // end this stream.
     let hub = start_with("[limits]\nqueue_events = 100000\nqueue_bytes = 268435456\nwrite_stall_secs = 1");
-    let token = user("zombie", json!({}));
-    let addr = hub.base.trim_start_matches("http://").to_string();
-    let mut stuck = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stuck
-        .write_all(
-            format!("GET /v1/events?topic=z HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .expect("request");
+    let mut stuck = unread_stream(&hub, "z", &user("zombie", json!({}))).await;
     // Far more than the socket buffers hold, so the writer blocks.
     let big = "z".repeat(256 * 1024);
     for _ in 0..200 {
@@ -405,22 +406,14 @@ async fn a_stream_whose_writes_stall_is_cut_as_a_zombie() {
             .await;
         assert_eq!(status, 200);
     }
-    let zombies = || async {
-        let metrics = hub.get("/metrics", None).await.text().await.expect("metrics");
-        metrics
-            .lines()
-            .find(|l| l.starts_with("herald_streams_closed_total") && l.contains("zombie"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while zombies().await < 1.0 {
+    while metric(&hub, "herald_streams_closed_total", "zombie").await.0 < 1.0 {
         assert!(std::time::Instant::now() < deadline, "the stalled stream was never cut");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The connection itself was cut: reading what the kernel still holds
     // ends, instead of the hub writing on.
+    use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0usize;
     let drained = tokio::time::timeout(Duration::from_secs(20), async {
