@@ -33,8 +33,12 @@ impl IdSet {
         IdSet::One(id)
     }
 
-    /// Adds `id` (ids are unique per stream, so it is never already there).
+    /// Adds `id`; adding it again changes nothing (a stream that names
+    /// one topic twice is indexed under it once).
     pub fn insert(&mut self, id: u64) {
+        if self.contains(id) {
+            return;
+        }
         match self {
             IdSet::One(first) => *self = IdSet::Few(vec![*first, id]),
             IdSet::Few(ids) if ids.len() < FEW => ids.push(id),
@@ -140,11 +144,11 @@ mod tests {
             let mut set: Option<IdSet> = None;
             for (add, id) in ops {
                 if add {
-                    if model.insert(id) {
-                        match &mut set {
-                            Some(s) => s.insert(id),
-                            None => set = Some(IdSet::new(id)),
-                        }
+                    // Inserting an id already there must change nothing.
+                    model.insert(id);
+                    match &mut set {
+                        Some(s) => s.insert(id),
+                        None => set = Some(IdSet::new(id)),
                     }
                 } else if model.remove(&id) {
                     let empty = set.as_mut().map(|s| s.remove(id));
