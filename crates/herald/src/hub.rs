@@ -542,6 +542,7 @@ async fn heartbeat(hub: std::sync::Weak<HubInner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
+    let mut last_housekeeping = now_ms();
     loop {
         tick.tick().await;
         let Some(hub) = hub.upgrade() else { return };
@@ -578,7 +579,8 @@ async fn heartbeat(hub: std::sync::Weak<HubInner>) {
                 s.queue.push(0, keepalive.clone());
             }
         }
-        if phase == 0 {
+        if now.saturating_sub(last_housekeeping) >= keepalive_secs * 1000 {
+            last_housekeeping = now;
             hub.auth.sse_tokens.purge(now);
             hub.deny.purge(now);
             hub.auth_failures.purge(now);

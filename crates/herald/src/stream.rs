@@ -68,13 +68,21 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
         yield Ok::<Bytes, Infallible>(encode_comment("connected"));
 
         let mut out = BytesMut::new();
+        // Live frames up to `cursor` were in the replay. A retained snapshot
+        // is not a page of history (events up to its head that were not
+        // retained are not in it), so after one only the very events it
+        // sent are skipped, by number.
+        let mut sent_in_snapshot: Vec<u64> = Vec::new();
         let mut cursor = match start {
             Start::AuditAfter(after) => {
+                // The head is read before the page: a record added between
+                // the two is in the page or, if after it, in the queue.
+                let head = hub.audit.head();
                 let records = hub.audit.page(after, usize::MAX, |r| crate::audit_stream::visible_to(&sub.principal, r));
                 for r in &records {
                     out.put_slice(&crate::audit_stream::frame(r));
                 }
-                records.last().map_or(after, |r| r.id).max(hub.audit.head())
+                records.last().map_or(after, |r| r.id).max(head)
             }
             Start::Retained | Start::Resume(ResumePoint::Reset) => {
                 if matches!(start, Start::Resume(_)) {
@@ -83,8 +91,9 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                 let page = hub.history.retained().await;
                 for e in page.events.iter().filter(|e| is_visible(&sub.principal, &sub.selectors, e)) {
                     out.put_slice(&e.frame);
+                    sent_in_snapshot.push(e.seq);
                 }
-                page.head
+                0
             }
             Start::Resume(ResumePoint::After(mut after)) => loop {
                 let page = hub.history.since(after, PAGE).await;
@@ -119,6 +128,15 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                     let mut single: Option<Bytes> = None;
                     let mut batch = BytesMut::new();
                     for (seq, frame) in frames {
+                        if let Some(&last) = sent_in_snapshot.last() {
+                            if sent_in_snapshot.contains(&seq) {
+                                continue;
+                            }
+                            if seq > last {
+                                // Past the snapshot: nothing more to skip.
+                                sent_in_snapshot = Vec::new();
+                            }
+                        }
                         // seq 0 marks comments (keepalives).
                         if seq == 0 || seq > cursor {
                             cursor = cursor.max(seq);

@@ -293,6 +293,28 @@ async fn an_event_on_several_topics_reaches_each_matching_stream_exactly_once() 
 }
 
 #[tokio::test]
+async fn an_event_published_as_a_stream_opens_is_delivered() {
+    // Each stream reads its retained snapshot just after `: connected`,
+    // while this publish commits: an event committed before that read but
+    // dispatched after the stream registered is in neither the snapshot
+    // nor the past, and must still arrive live.
+    let hub = start();
+    let reader = user("opening", json!({}));
+    for round in 0..60 {
+        let topic = format!("opening.{round}");
+        let mut s = hub.stream(&format!("/v1/events?topic={topic}"), &reader).await;
+        let (status, _) = hub
+            .publish(
+                &hub.admin_key,
+                json!({"topics": [topic], "data": "first", "audience": "public"}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(s.next_event(T).await.expect("live").data, "first", "round {round}");
+    }
+}
+
+#[tokio::test]
 async fn retained_snapshot_first_then_live_and_reset_when_history_is_gone() {
     let hub = start_with("history_size = 5");
     let r = user("r", json!({}));

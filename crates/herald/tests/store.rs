@@ -1149,6 +1149,51 @@ async fn fsync_interval_and_never_serve_and_keep_events_over_a_graceful_restart(
     }
 }
 
+#[tokio::test]
+async fn events_survive_the_sequence_gap_left_by_a_crash_without_fsync() {
+    // After a crash under `fsync = "interval"` the hub goes on after its
+    // durable reservation, 100,000 numbers ahead: a gap as large as the
+    // whole history. Retention must count events, not the span of their
+    // numbers, or its first commit after the restart deletes them all.
+    let node = Node::new("fsync = \"interval\"\nfsync_interval_ms = 20");
+    let hub = node.start();
+    let mut seqs = Vec::new();
+    for n in 0..5 {
+        let data = format!("g{n}");
+        seqs.push(
+            publish_ok(
+                &hub,
+                &node.admin_key,
+                json!({"topic": "gap", "data": data, "audience": "public"}),
+            )
+            .await,
+        );
+    }
+    // Past the fsync interval, so the five are durable; then a crash.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kill_9(hub);
+
+    let hub = node.start();
+    let after = publish_ok(
+        &hub,
+        &node.admin_key,
+        json!({"topic": "gap", "data": "after", "audience": "public"}),
+    )
+    .await;
+    assert!(
+        after > seqs[4] + 1,
+        "a crash leaves a gap in the numbers: {after} after {seqs:?}"
+    );
+    let reader = user("reader", json!({}));
+    let mut s = hub
+        .stream_with("/v1/events?topic=gap", Some(&reader), Some("0"))
+        .await
+        .expect("history");
+    let got = s.take(6, ARRIVE).await;
+    let datas: Vec<&str> = got.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(datas, ["g0", "g1", "g2", "g3", "g4", "after"]);
+}
+
 fn parse_compact(stdout: &str) -> (u64, u64) {
     // `PATH: BEFORE bytes -> AFTER bytes`
     let (_, sizes) = stdout.trim().rsplit_once(": ").expect("compact report");

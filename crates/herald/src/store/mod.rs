@@ -122,6 +122,11 @@ struct Shared {
     head: AtomicU64,
     oldest: AtomicU64,
     bytes: AtomicU64,
+    /// Events stored. Not `head + 1 - oldest`: sequence numbers have gaps
+    /// (a restart after a crash under `fsync = "interval"`/`"never"` goes on
+    /// after the durable reservation), and counting a gap as events made
+    /// retention delete real ones.
+    count: AtomicU64,
     sink: OnceLock<Sink>,
 }
 
@@ -147,6 +152,15 @@ fn meta(db: &Database, key: &str) -> Result<Option<u64>, redb::Error> {
     match r.open_table(META) {
         Ok(t) => Ok(t.get(key)?.map(|v| v.value())),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn event_rows(db: &Database) -> Result<u64, redb::Error> {
+    let r = db.begin_read()?;
+    match r.open_table(EVENTS) {
+        Ok(t) => Ok(t.len()?),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
         Err(e) => Err(e.into()),
     }
 }
@@ -207,11 +221,13 @@ impl Store {
             .max(reserved);
         let bytes = meta(&db, "bytes").map_err(|e| storage_error(&path, e))?.unwrap_or(0);
         let oldest = first_key(&db).map_err(|e| storage_error(&path, e))?.unwrap_or(head + 1);
+        let count = event_rows(&db).map_err(|e| storage_error(&path, e))?;
         let db = Arc::new(db);
         let shared = Arc::new(Shared {
             head: AtomicU64::new(head),
             oldest: AtomicU64::new(oldest),
             bytes: AtomicU64::new(bytes),
+            count: AtomicU64::new(count),
             sink: OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel();
@@ -248,8 +264,7 @@ impl Store {
 
     /// Events currently kept.
     pub fn event_count(&self) -> u64 {
-        let head = self.shared.head.load(Ordering::Acquire);
-        (head + 1).saturating_sub(self.shared.oldest.load(Ordering::Acquire))
+        self.shared.count.load(Ordering::Acquire)
     }
 
     /// Event payload bytes currently kept.
@@ -526,6 +541,7 @@ impl Writer {
         let mut head = self.shared.head.load(Ordering::Acquire);
         let mut oldest = self.shared.oldest.load(Ordering::Acquire);
         let mut bytes = self.shared.bytes.load(Ordering::Acquire);
+        let mut count = self.shared.count.load(Ordering::Acquire);
         let mut durable = force_durable || self.config.fsync == FsyncPolicy::Always;
         let mut closing = false;
         let mut reserved = self.reserved;
@@ -562,6 +578,7 @@ impl Writer {
                                 let event = Arc::new(d.into_event(head, now_ms));
                                 let encoded = codec::encode_event(&event);
                                 events.insert(head, encoded.as_slice())?;
+                                count += 1;
                                 bytes += encoded.len() as u64;
                                 if !event.id.bytes().all(|b| b.is_ascii_digit()) {
                                     ids.insert(event.id.as_str(), head)?;
@@ -602,7 +619,6 @@ impl Writer {
                 let now_ms = crate::hub::now_ms();
                 let age_cut = (self.config.max_age_ms > 0).then(|| now_ms.saturating_sub(self.config.max_age_ms));
                 loop {
-                    let count = (head + 1).saturating_sub(oldest);
                     let over = count > self.config.max_events
                         || (self.config.max_bytes > 0 && bytes > self.config.max_bytes && count > 1);
                     let Some((k, v)) = events.first()? else { break };
@@ -617,6 +633,7 @@ impl Writer {
                         break;
                     }
                     events.remove(seq)?;
+                    count = count.saturating_sub(1);
                     if let Some(e) = decoded {
                         // A repeated (Mercure) id may now point at a newer event.
                         let current = ids.get(e.id.as_str())?.map(|v| v.value());
@@ -678,6 +695,7 @@ impl Writer {
                 self.shared.head.store(head, Ordering::Release);
                 self.shared.oldest.store(oldest, Ordering::Release);
                 self.shared.bytes.store(bytes, Ordering::Release);
+                self.shared.count.store(count, Ordering::Release);
                 if !committed.is_empty() {
                     if let Some(sink) = self.shared.sink.get() {
                         sink(&committed);
