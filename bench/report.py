@@ -74,9 +74,12 @@ def goals():
         c, cf = h1k["cpu_us_per_delivery"], f1k["cpu_us_per_delivery"]
         check("CPU per delivery, 1,000 × 1,000/s: below the floor's", f"{c / cf:.2f}× floor", c < cf)
     if u100 and u10k:
-        a, b = get(u100, "latency", "p99_ms"), get(u10k, "latency", "p99_ms")
-        check(f"Per-user event, 100 → {u10k['streams']:,} open streams: cost flat (p99)",
-              f"{a:.2f} ms → {b:.2f} ms", b <= 2 * max(a, 1.0))
+        # Cost is the server's CPU per event; the median latency shows the
+        # same from the client's side (the tail of 200 events is noise).
+        ca, cb = u100["cpu_us_per_event"], u10k["cpu_us_per_event"]
+        la, lb = get(u100, "latency", "p50_ms"), get(u10k, "latency", "p50_ms")
+        check(f"Per-user event, 100 → {u10k['streams']:,} open streams: cost flat (server CPU per event, p50)",
+              f"{ca:.0f} → {cb:.0f} µs, {la:.2f} → {lb:.2f} ms", cb <= 1.5 * ca and lb <= 1.5 * max(la, 1.0))
     owed = [r for r in rows if r.get("target") == "herald" and r.get("scenario") in ("broadcast", "slow", "churn")
             and r.get("missing") is not None and not r.get("error")]
     if owed:

@@ -7,6 +7,9 @@
 //! in the history page (seq ≤ page head) or dispatched after registration,
 //! so it is in the queue; live frames with `seq ≤ cursor` are the overlap and
 //! are skipped. Dispatch happens in `seq` order, so one number suffices.
+//! A retained snapshot is not such a page (it holds one event per topic, not
+//! every event up to its head), so after one only the events it sent are
+//! skipped.
 
 use crate::history::ResumePoint;
 use crate::hub::{now_ms, HubInner};
