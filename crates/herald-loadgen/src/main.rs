@@ -144,21 +144,45 @@ struct Stats {
     delivered: AtomicU64,
     latency: Vec<Mutex<Histogram<u64>>>,
     revoked_at: Vec<AtomicU64>,
-    stop: AtomicBool,
+    /// Opens when the run ends; every reading stream waits on it, so
+    /// readers need no timer of their own while they wait for frames.
+    stop: Latch,
     /// Events that arrived twice.
     duplicates: AtomicU64,
     /// Streams whose first connection attempt is over (opened or failed).
     settled: AtomicUsize,
     /// Reconnections that sent `Last-Event-ID`.
     resumed: AtomicUsize,
-    /// Set when publishing ends (slow streams read again).
-    published: AtomicBool,
-    published_signal: tokio::sync::Notify,
-    /// Wakes every reading stream when the run ends, so readers need no
-    /// timer of their own while they wait for frames.
-    stopped: tokio::sync::Notify,
+    /// Opens when publishing ends (slow streams read again).
+    published: Latch,
     /// Shared HTTP/2 connections (with `--h2`), one per group of streams.
     h2_pool: Vec<tokio::sync::OnceCell<Result<Conn, String>>>,
+}
+
+/// A flag that opens once and that any number of tasks can wait on.
+#[derive(Default)]
+struct Latch {
+    open: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Latch {
+    /// Opens it, waking every waiter.
+    fn open(&self) {
+        self.open.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once it is open (at once if it already is).
+    async fn opened(&self) {
+        // Registered before the flag is read, so an `open` between the two
+        // still wakes this waiter.
+        let notified = self.notify.notified();
+        if self.open.load(Ordering::Acquire) {
+            return;
+        }
+        notified.await;
+    }
 }
 
 fn now_ns() -> u64 {
@@ -182,13 +206,11 @@ impl Stats {
             delivered: AtomicU64::new(0),
             latency: (0..16).map(|_| Mutex::new(histogram())).collect(),
             revoked_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            stop: AtomicBool::new(false),
+            stop: Latch::default(),
             duplicates: AtomicU64::new(0),
             resumed: AtomicUsize::new(0),
             settled: AtomicUsize::new(0),
-            published: AtomicBool::new(false),
-            published_signal: tokio::sync::Notify::new(),
-            stopped: tokio::sync::Notify::new(),
+            published: Latch::default(),
         }
     }
 
@@ -350,21 +372,15 @@ async fn stream(
             }
         };
         let mut body = resp.into_body();
-        let stopped = stats.stopped.notified();
+        let stopped = stats.stop.opened();
         tokio::pin!(stopped);
-        if stats.stop.load(Ordering::Relaxed) {
-            return;
-        }
         if slow {
-            // Created before the flag is read, so the signal cannot slip
-            // between the two.
-            let published = stats.published_signal.notified();
-            if !stats.published.load(Ordering::Acquire) {
-                // Not reading: the hub's queue for this stream fills up.
-                tokio::select! {
-                    _ = stopped.as_mut() => return,
-                    _ = published => {}
-                }
+            // Not reading until publishing ends: the hub's queue for this
+            // stream fills up.
+            tokio::select! {
+                biased;
+                _ = stopped.as_mut() => return,
+                _ = stats.published.opened() => {}
             }
         }
         let mut carry = Vec::new();
@@ -573,8 +589,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         }
         let publish_secs = t0.elapsed().as_secs_f64();
         // Slow consumers read again now; those cut meanwhile resume.
-        stats.published.store(true, Ordering::Release);
-        stats.published_signal.notify_waiters();
+        stats.published.open();
         let expected = match args.scenario {
             Scenario::PerUser => args.events as u64,
             Scenario::Tenants => (args.events * opened / args.tenants.max(1)) as u64,
@@ -627,8 +642,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         });
         report["cpu_us_per_event"] = json!(cpu * 1e6 / args.events.max(1) as f64);
     }
-    stats.stop.store(true, Ordering::Relaxed);
-    stats.stopped.notify_waiters();
+    stats.stop.open();
     for t in tasks {
         t.abort();
     }
