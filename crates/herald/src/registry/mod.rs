@@ -403,20 +403,24 @@ impl Registry {
             // an event for one user costs the same with 100 or 15,000 other
             // streams open. The visibility check still decides.
             let a = &event.audience;
-            if let Some(keys) = &a.users {
+            // An addressed event: each stream once, however many of the
+            // addressed users or sessions it matches.
+            let mut offer_once = |ids: &mut dyn Iterator<Item = &u64>| {
                 let mut seen = HashSet::new();
-                for id in keys.iter().flat_map(|u| idx.by_account.get(u).into_iter().flatten()) {
+                for id in ids {
                     if seen.insert(*id) {
                         idx.streams.get(id).map(&mut offer);
                     }
                 }
-            } else if let Some(keys) = &a.sessions {
-                let mut seen = HashSet::new();
-                for id in keys.iter().flat_map(|h| idx.by_session.get(h).into_iter().flatten()) {
-                    if seen.insert(*id) {
-                        idx.streams.get(id).map(&mut offer);
-                    }
-                }
+            };
+            if let Some(users) = &a.users {
+                offer_once(&mut users.iter().flat_map(|u| idx.by_account.get(u).into_iter().flatten()));
+            } else if let Some(sessions) = &a.sessions {
+                offer_once(
+                    &mut sessions
+                        .iter()
+                        .flat_map(|h| idx.by_session.get(h).into_iter().flatten()),
+                );
             } else {
                 // A broadcast: many candidates, so they are looked up first
                 // and then checked in warmed runs.

@@ -156,20 +156,12 @@ fn meta(db: &Database, key: &str) -> Result<Option<u64>, redb::Error> {
     }
 }
 
-fn event_rows(db: &Database) -> Result<u64, redb::Error> {
+/// The oldest stored event's `seq` and how many events are stored.
+fn stored_events(db: &Database) -> Result<(Option<u64>, u64), redb::Error> {
     let r = db.begin_read()?;
     match r.open_table(EVENTS) {
-        Ok(t) => Ok(t.len()?),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn first_key(db: &Database) -> Result<Option<u64>, redb::Error> {
-    let r = db.begin_read()?;
-    match r.open_table(EVENTS) {
-        Ok(t) => Ok(t.first()?.map(|(k, _)| k.value())),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Ok(t) => Ok((t.first()?.map(|(k, _)| k.value()), t.len()?)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok((None, 0)),
         Err(e) => Err(e.into()),
     }
 }
@@ -220,8 +212,8 @@ impl Store {
             .unwrap_or(0)
             .max(reserved);
         let bytes = meta(&db, "bytes").map_err(|e| storage_error(&path, e))?.unwrap_or(0);
-        let oldest = first_key(&db).map_err(|e| storage_error(&path, e))?.unwrap_or(head + 1);
-        let count = event_rows(&db).map_err(|e| storage_error(&path, e))?;
+        let (first, count) = stored_events(&db).map_err(|e| storage_error(&path, e))?;
+        let oldest = first.unwrap_or(head + 1);
         let db = Arc::new(db);
         let shared = Arc::new(Shared {
             head: AtomicU64::new(head),
