@@ -143,14 +143,13 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                         // seq 0 marks comments (keepalives).
                         if seq == 0 || seq > cursor {
                             cursor = cursor.max(seq);
-                            match single.take() {
-                                None if batch.is_empty() => single = Some(frame),
-                                first => {
-                                    if let Some(first) = first {
-                                        batch.put_slice(&first);
-                                    }
-                                    batch.put_slice(&frame);
+                            if single.is_none() && batch.is_empty() {
+                                single = Some(frame);
+                            } else {
+                                if let Some(first) = single.take() {
+                                    batch.put_slice(&first);
                                 }
+                                batch.put_slice(&frame);
                             }
                         }
                     }
