@@ -65,10 +65,10 @@ enum Scenario {
     /// 10% of streams stop reading while events flow; the rest must get
     /// everything live. Once publishing ends the slow ones read again, and
     /// those the hub cut for falling behind resume with `Last-Event-ID`:
-    /// every stream must end up with every event, in order.
+    /// every stream must end up with every event, exactly once.
     Slow,
     /// Streams reconnect continuously while events flow, each time with
-    /// `Last-Event-ID`: every stream must still get every event, in order.
+    /// `Last-Event-ID`: every stream must still get every event, exactly once.
     Churn,
     /// Revoke accounts one by one; time from request to `event: revoked`.
     Revocation,
