@@ -35,6 +35,42 @@ impl Default for Limits {
 /// Longest client-supplied id, in bytes.
 pub const MAX_ID_LEN: usize = 256;
 
+/// Event types only the hub sends. A stream's control events (`revoked`,
+/// `reset`, …) tell clients to stop, refresh a credential or start over, and
+/// `invalidate` drops cached data: a publisher able to send one could
+/// disconnect or mislead every subscriber of a topic. They are refused on
+/// every publish path, whatever the protocol (`invalidate` is sent by the
+/// hub for `POST /v1/invalidate`, `audit` on audit streams).
+pub const RESERVED_TYPES: [&str; 10] = [
+    "revoked",
+    "reset",
+    "expired",
+    "evicted",
+    "kicked",
+    "overflow",
+    "shutdown",
+    "invalidate",
+    "audit",
+    "connected",
+];
+
+/// Checks a publisher-chosen event type: CR/LF/NUL-free, 1 to
+/// [`MAX_ID_LEN`] bytes, and not one of the hub's own
+/// ([`RESERVED_TYPES`], `reserved_type`).
+pub fn validate_event_type(t: &str) -> Result<(), Invalid> {
+    check_field_safe("type", t)?;
+    if t.is_empty() || t.len() > MAX_ID_LEN {
+        return Err(bad("invalid_field", format!("`type` must be 1 to {MAX_ID_LEN} bytes")));
+    }
+    if RESERVED_TYPES.contains(&t) {
+        return Err(bad(
+            "reserved_type",
+            format!("event type `{t}` is reserved for the hub's own control events"),
+        ));
+    }
+    Ok(())
+}
+
 /// The raw JSON of one event, as a publisher sent it.
 pub type EventInput = Value;
 
@@ -131,10 +167,7 @@ impl EventDraft {
         let event_type = match fields.get("type") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
-                check_field_safe("type", s)?;
-                if s.is_empty() || s.len() > MAX_ID_LEN {
-                    return Err(bad("invalid_field", format!("`type` must be 1 to {MAX_ID_LEN} bytes")));
-                }
+                validate_event_type(s)?;
                 Some(s.clone())
             }
             Some(_) => return Err(bad("invalid_field", "`type` must be a string")),
@@ -241,6 +274,28 @@ impl EventDraft {
     }
 }
 
+impl EventDraft {
+    /// Turns the draft into an event that is delivered live and never
+    /// stored: sequence number 0 and no `id:` line, so it neither takes a
+    /// place in history nor moves a client's resume point (the hub's own
+    /// announcements, such as Mercure subscription events).
+    pub fn into_unnumbered(self, published_at_ms: u64) -> Event {
+        let frame = crate::frame::encode_unnumbered(self.event_type.as_deref(), &self.data);
+        Event {
+            seq: 0,
+            id: String::new(),
+            topics: self.topics,
+            event_type: self.event_type,
+            data: self.data,
+            audience: self.audience,
+            retain: false,
+            retry: self.retry,
+            published_at_ms,
+            frame,
+        }
+    }
+}
+
 /// Client ids: non-empty, bounded, and not all digits, because all-digit ids
 /// are the hub's own (the decimal `seq`) and must never collide with them.
 pub fn validate_client_id(id: &str) -> Result<(), Invalid> {
@@ -320,6 +375,15 @@ mod tests {
                 .code,
             "too_many_topics"
         );
+        for reserved in RESERVED_TYPES {
+            assert_eq!(
+                draft(json!({"topics":["a"],"data":"x","audience":"public","type":reserved}))
+                    .unwrap_err()
+                    .code,
+                "reserved_type"
+            );
+        }
+        assert!(draft(json!({"topics":["a"],"data":"x","audience":"public","type":"Revoked"})).is_ok());
         let big = "x".repeat(1024 * 1024 + 1);
         assert_eq!(
             draft(json!({"topics":["a"],"data":big,"audience":"public"}))

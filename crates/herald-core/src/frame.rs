@@ -28,6 +28,21 @@ pub fn encode_event(id: &str, event_type: Option<&str>, data: &str, retry: Optio
     out.freeze()
 }
 
+/// Encodes an event that is not part of history (and so has no id to
+/// resume from): the client's `Last-Event-ID` stays on its last stored
+/// event. `event_type` of `None` or `"message"` is omitted.
+pub fn encode_unnumbered(event_type: Option<&str>, data: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + 32);
+    if let Some(t) = event_type.filter(|t| *t != "message") {
+        out.put_slice(b"event: ");
+        out.put_slice(t.as_bytes());
+        out.put_u8(b'\n');
+    }
+    put_data(&mut out, data);
+    out.put_u8(b'\n');
+    out.freeze()
+}
+
 /// Encodes a control event without an id (so the client's `Last-Event-ID`
 /// stays on the last real event): `revoked`, `expired`, `shutdown`, `reset`…
 pub fn encode_control(event_type: &str, data: &str) -> Bytes {
@@ -37,6 +52,18 @@ pub fn encode_control(event_type: &str, data: &str) -> Bytes {
     out.put_u8(b'\n');
     put_data(&mut out, data);
     out.put_u8(b'\n');
+    out.freeze()
+}
+
+/// Encodes a control event that moves the client's `Last-Event-ID` to `id`:
+/// `overflow` uses it so that even a client cut before its first event
+/// reconnects from the right place. `id` is hub-assigned (digits).
+pub fn encode_control_at(id: &str, event_type: &str, data: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + event_type.len() + id.len() + 24);
+    out.put_slice(b"id: ");
+    out.put_slice(id.as_bytes());
+    out.put_u8(b'\n');
+    out.put_slice(&encode_control(event_type, data));
     out.freeze()
 }
 

@@ -49,6 +49,43 @@ pub enum CredentialKind {
     Embedded,
 }
 
+/// An account: a `sub` inside one tenant, or a hub-wide `sub`.
+///
+/// Two principals with the same `sub` in different tenants are different
+/// accounts: caps, session eviction, audiences, deny rules and SSE-token
+/// bookkeeping all compare the pair, never `sub` alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Account<'a> {
+    /// The tenant; `None` for a hub-wide account.
+    pub tenant: Option<&'a str>,
+    /// The account id within it.
+    pub sub: &'a str,
+}
+
+impl Account<'_> {
+    /// An unambiguous string key for bookkeeping (SSE-token counts, store
+    /// keys): `h:sub` for a hub-wide account, `t<len>:<tenant>:sub` for a
+    /// tenant's, so no choice of `sub` in one tenant can spell another
+    /// tenant's key.
+    pub fn key(&self) -> String {
+        match self.tenant {
+            None => format!("h:{}", self.sub),
+            Some(t) => format!("t{}:{t}:{}", t.len(), self.sub),
+        }
+    }
+}
+
+impl std::fmt::Display for Account<'_> {
+    /// `sub` for a hub-wide account, `sub@tenant` otherwise (for humans:
+    /// logs and messages; use [`Account::key`] as a key).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.tenant {
+            None => write!(f, "{}", self.sub),
+            Some(t) => write!(f, "{}@{t}", self.sub),
+        }
+    }
+}
+
 /// A verified identity with everything the hub needs to decide visibility,
 /// caps and revocation, without going back to the credential.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,6 +149,20 @@ impl Principal {
             fingerprint: [0; 16],
             kind: CredentialKind::Embedded,
         }
+    }
+
+    /// The account this principal belongs to: (tenant or hub-wide, `sub`).
+    pub fn account(&self) -> Account<'_> {
+        Account {
+            tenant: self.tenant.as_deref(),
+            sub: &self.sub,
+        }
+    }
+
+    /// Whether `self` and `other` are the same account (same tenant, same
+    /// `sub`).
+    pub fn same_account(&self, other: &Principal) -> bool {
+        self.account() == other.account()
     }
 
     /// Whether this principal administers the hub (no tenant) or its tenant.

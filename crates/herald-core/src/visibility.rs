@@ -12,18 +12,27 @@ use crate::selector::SelectorSet;
 /// A topic of the event must match both the subscription (what the client
 /// asked for) and the principal's own subscribe selectors (what its
 /// credential allows): selectors route, they never authorize on their own.
-/// Then the audience must admit the principal.
+/// Then the audience must admit the principal. The event carries who may
+/// see it whatever protocol published it, so this holds for native events,
+/// Mercure updates and the hub's own events alike.
 pub fn is_visible(principal: &Principal, subscription: &SelectorSet, event: &Event) -> bool {
     let topic_ok = event
         .topics
         .iter()
         .any(|t| subscription.matches(t) && principal.subscribe.matches(t));
-    topic_ok
-        && audience_admits(&event.audience, principal)
-        && (!event.audience.private || {
-            let gate = principal.private_updates.as_ref().unwrap_or(&principal.subscribe);
-            event.topics.iter().any(|t| gate.matches(t))
-        })
+    topic_ok && audience_admits(&event.audience, principal) && private_admits(event, principal)
+}
+
+/// A Mercure private update reaches only a subscriber that holds a Mercure
+/// grant for private updates (`mercure.subscribe`) matching one of its
+/// topics. Native credentials carry no such grant (`private_updates` is
+/// `None`), so no native stream ever sees one, whatever its selectors.
+fn private_admits(event: &Event, principal: &Principal) -> bool {
+    !event.audience.private
+        || principal
+            .private_updates
+            .as_ref()
+            .is_some_and(|gate| event.topics.iter().any(|t| gate.matches(t)))
 }
 
 /// Whether every restricting field of `audience` admits `principal`.
@@ -36,7 +45,13 @@ pub fn audience_admits(audience: &Audience, principal: &Principal) -> bool {
         (Some(e), Some(p)) => e == p,
         (Some(_), None) => false,
     };
+    // `users` and `sessions` name accounts, and an account is (tenant, sub):
+    // they name accounts of the event's own tenant, so a hub-wide event for
+    // `alice` reaches the hub-wide `alice`, not `alice` of every tenant.
+    let names_accounts = audience.users.is_some() || audience.sessions.is_some();
+    let same_tenant = audience.tenant == principal.tenant;
     tenant_ok
+        && (!names_accounts || same_tenant)
         && audience
             .users
             .as_ref()
@@ -99,12 +114,16 @@ mod tests {
                     .collect::<Vec<_>>()
             })
         };
+        let event_tenant = aud.get("tenant").and_then(Value::as_str);
         if let Some(users) = list("users") {
-            if !users.contains(&sub.to_string()) {
+            if event_tenant != p_tenant.as_deref() || !users.contains(&sub.to_string()) {
                 return false;
             }
         }
         if let Some(sessions) = list("sessions") {
+            if event_tenant != p_tenant.as_deref() {
+                return false;
+            }
             match sid {
                 Some(s) if sessions.contains(s) => {}
                 _ => return false,
@@ -154,6 +173,28 @@ mod tests {
             let expected = topic_ok && oracle(&aud, &p_tenant, sub, &sid, &p_roles, &p_groups);
             prop_assert_eq!(is_visible(&p, &subscription, &event), expected);
         }
+    }
+
+    #[test]
+    fn private_updates_need_a_mercure_grant() {
+        let key = SessionKey::new([3; 32]);
+        let mut e = EventDraft::from_json(
+            &json!({"topics": ["x"], "data": "d", "audience": "public"}),
+            &key,
+            &Default::default(),
+        )
+        .unwrap();
+        e.audience.private = true;
+        let e = e.into_event(1, 0);
+        // A native credential that may subscribe to everything still has no
+        // grant for private updates.
+        let native = Principal::new("u");
+        assert!(!is_visible(&native, &SelectorSet::all(), &e));
+        let mut mercure = Principal::new("m");
+        mercure.private_updates = Some(SelectorSet::default());
+        assert!(!is_visible(&mercure, &SelectorSet::all(), &e));
+        mercure.private_updates = Some(SelectorSet::parse(["x"]).unwrap());
+        assert!(is_visible(&mercure, &SelectorSet::all(), &e));
     }
 
     #[test]

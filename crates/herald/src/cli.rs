@@ -250,6 +250,7 @@ async fn serve(config: Config) -> i32 {
             max_events: config.history_size,
             max_age: std::time::Duration::from_secs(config.retention_max_age_secs),
             control_max_age: std::time::Duration::from_secs(config.max_token_lifetime_secs + config.jwt_leeway_secs),
+            retained_per_tenant: config.limits.retained_per_tenant,
         };
         match tokio::time::timeout(
             std::time::Duration::from_secs(60),

@@ -18,7 +18,7 @@ use crate::store::codec::{decode_event, encode_event, DenyRecord};
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use herald_core::{DenyRule, Event, EventDraft};
+use herald_core::{DenyRule, Event, EventDraft, LastEventId, SelectorSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -38,6 +38,8 @@ pub struct ClusterConfig {
     pub max_age: Duration,
     /// How long revocations are kept (the longest credential lifetime).
     pub control_max_age: Duration,
+    /// Retained slots kept per tenant in each node's window.
+    pub retained_per_tenant: usize,
 }
 
 /// Creates (or finds) a stream, retrying while a JetStream cluster is still
@@ -207,7 +209,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             client,
             js,
-            window: MemoryHistory::new(config.max_events),
+            window: MemoryHistory::with_retained_per_tenant(config.max_events, config.retained_per_tenant),
             dispatched: rx,
             events_subject,
             control_subject,
@@ -362,17 +364,22 @@ impl Cluster {
         }
         for d in &drafts {
             if let (Some(id), true) = (&d.id, d.unique_id) {
-                if self.window.contains_id(id) {
+                if self.window.contains_id(d.audience.tenant.as_deref(), id) {
                     return Err(HistoryError::DuplicateId(id.clone()));
                 }
             }
         }
         let mut seqs = Vec::with_capacity(drafts.len());
         for d in drafts {
-            let msg_id =
-                d.id.clone()
-                    .unwrap_or_else(|| format!("herald-{}", hex::encode(rand::random::<[u8; 12]>())));
+            // JetStream's duplicate window is keyed by message id. Unique
+            // client ids are scoped by tenant, so the key is too (another
+            // tenant's `ord-1` is not a duplicate); ids a publisher may
+            // reuse (Mercure) get a fresh key, or the reuse would be dropped.
             let unique = d.unique_id && d.id.is_some();
+            let msg_id = match &d.id {
+                Some(id) if unique => crate::history::scoped_id(d.audience.tenant.as_deref(), id).replace('\0', "|"),
+                _ => format!("herald-{}", hex::encode(rand::random::<[u8; 12]>())),
+            };
             let client_id = d.id.clone();
             // Encoded without a sequence: JetStream assigns it.
             let mut record = d.into_event(0, now_ms);
@@ -389,7 +396,7 @@ impl Cluster {
                 .map_err(|_| HistoryError::Unavailable("the cluster did not acknowledge in time".into()))?
                 .map_err(|e| HistoryError::Unavailable(format!("cluster publish failed: {e}")))?;
             if ack.duplicate && unique {
-                return Err(HistoryError::DuplicateId(msg_id));
+                return Err(HistoryError::DuplicateId(client_id_of(&msg_id)));
             }
             seqs.push(ack.sequence);
         }
@@ -420,6 +427,11 @@ impl Cluster {
     }
 }
 
+/// The client id inside a scoped message id (for the `409` message).
+fn client_id_of(msg_id: &str) -> String {
+    msg_id.split_once('|').map_or(msg_id, |(_, id)| id).to_string()
+}
+
 impl History for Cluster {
     fn set_sink(&self, sink: Sink) {
         self.window.set_sink(sink);
@@ -429,16 +441,16 @@ impl History for Cluster {
         Box::pin(self.append_now(drafts, now_ms))
     }
 
-    fn resolve(&self, last_event_id: &str) -> BoxFuture<'_, Result<ResumePoint, ()>> {
-        self.window.resolve(last_event_id)
+    fn resolve(&self, last: &LastEventId, tenant: Option<&str>) -> BoxFuture<'_, Result<ResumePoint, ()>> {
+        self.window.resolve(last, tenant)
     }
 
     fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Page> {
         self.window.since(after, limit)
     }
 
-    fn retained(&self) -> BoxFuture<'_, Page> {
-        self.window.retained()
+    fn retained(&self, tenant: Option<&str>, selectors: &SelectorSet) -> BoxFuture<'_, Page> {
+        self.window.retained(tenant, selectors)
     }
 
     fn head(&self) -> u64 {

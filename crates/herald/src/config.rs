@@ -45,6 +45,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Longest a client may take to send a whole request body, seconds
+    /// (counted from the request's arrival). A body that trickles in holds
+    /// a connection and a task; past this it is refused with `408`.
+    pub body_timeout_secs: u64,
     /// TLS certificate chain (PEM). With `tls_key`, serves HTTPS + HTTP/2.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
@@ -226,6 +230,13 @@ pub struct LimitsConfig {
     pub auth_failures_per_minute: u32,
     /// Most selectors on one subscription.
     pub max_selectors: usize,
+    /// Most retained snapshot slots (one per topic and audience) kept per
+    /// tenant (hub-wide events count as one more tenant); past it the
+    /// tenant's oldest retained event gives up its slot.
+    pub retained_per_tenant: usize,
+    /// Most invalidation audiences held while invalidations are paused;
+    /// past it a new audience's invalidation is refused (`429`).
+    pub invalidation_held_audiences: usize,
 }
 
 impl Default for Config {
@@ -245,6 +256,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            body_timeout_secs: 30,
             tls_cert: None,
             tls_key: None,
             log_format: LogFormat::Text,
@@ -283,6 +295,8 @@ impl Default for LimitsConfig {
             keepalive_secs: 15,
             auth_failures_per_minute: 60,
             max_selectors: 100,
+            retained_per_tenant: 10_000,
+            invalidation_held_audiences: 10_000,
         }
     }
 }
@@ -349,8 +363,9 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return err("tls_cert", "tls_cert and tls_key must be given together");
         }
-        if matches!(&self.jwt_secret, Some(s) if s.len() < 32) {
-            return err("jwt_secret", "must be at least 32 bytes long");
+        // Every HMAC key (native and Mercure) is at least 32 bytes.
+        if let Some((key, why)) = crate::auth::jwt_core::short_hmac_key(self) {
+            return err(key, &why);
         }
         let l = &self.limits;
         for (key, v) in [
@@ -363,6 +378,8 @@ impl Config {
             ("limits.queue_events", l.queue_events),
             ("limits.queue_bytes", l.queue_bytes),
             ("limits.max_selectors", l.max_selectors),
+            ("limits.retained_per_tenant", l.retained_per_tenant),
+            ("limits.invalidation_held_audiences", l.invalidation_held_audiences),
             ("history_size", self.history_size),
         ] {
             if v == 0 {
@@ -373,6 +390,7 @@ impl Config {
             ("limits.sse_token_ttl_secs", l.sse_token_ttl_secs),
             ("limits.keepalive_secs", l.keepalive_secs),
             ("limits.write_stall_secs", l.write_stall_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
             ("max_token_lifetime_secs", self.max_token_lifetime_secs),
         ] {
             if v == 0 {

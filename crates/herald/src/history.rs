@@ -9,9 +9,10 @@
 //! sequence numbers, and a durable store must never reuse one after a crash.
 
 use futures_util::future::BoxFuture;
-use herald_core::{Event, EventDraft};
+use crate::retained::RetainedIndex;
+use herald_core::{Event, EventDraft, LastEventId, SelectorSet};
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Why an append failed.
@@ -35,12 +36,21 @@ pub enum ResumePoint {
 }
 
 /// A page of history: events after a point, and the head they were read at.
+#[derive(Default)]
 pub struct Page {
     /// Events in `seq` order.
     pub events: Vec<Arc<Event>>,
-    /// The last sequence number assigned when the page was read. Live events
-    /// with `seq <= head` are duplicates of this page and are skipped.
+    /// How far the page reaches: every event with `seq <= head` that the
+    /// page could hold is in it (or in `skipped`). Live events with
+    /// `seq <= head` are duplicates of this page and are skipped.
     pub head: u64,
+    /// Whether the page stopped at its limit, so more events may follow
+    /// after `head`.
+    pub more: bool,
+    /// Sequence numbers of stored records that could not be read (damaged
+    /// on disk). They are skipped exactly, never the events after them, and
+    /// the reader audits them.
+    pub skipped: Vec<u64>,
 }
 
 /// Receives committed events, in `seq` order, exactly once each. The hub's
@@ -49,6 +59,13 @@ pub struct Page {
 /// publishers share one group commit, and lets a cluster history feed
 /// events published on other nodes through the same path.
 pub type Sink = Arc<dyn Fn(&[Arc<Event>]) + Send + Sync>;
+
+/// The key a client-chosen event id is known by: ids are unique (and looked
+/// up) per tenant, so one tenant's ids neither collide with nor reveal
+/// another's. Hub-wide events have their own scope.
+pub fn scoped_id(tenant: Option<&str>, id: &str) -> String {
+    format!("{}\0{id}", crate::retained::tenant_prefix(tenant))
+}
 
 /// Storage for published events.
 pub trait History: Send + Sync + 'static {
@@ -59,18 +76,25 @@ pub trait History: Send + Sync + 'static {
     /// Sequences and stores a batch atomically: all or none. Resolves once
     /// the events are durable (per the store's policy) and have been given
     /// to the sink, with the events in order. A duplicate id (in history or
-    /// in the batch) fails the whole batch.
+    /// in the batch, within the event's tenant) fails the whole batch.
     fn append(&self, drafts: Vec<EventDraft>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>>;
 
-    /// Maps a `Last-Event-ID` to a resume point. `Err` for an id that can
-    /// never have been issued (a number beyond the head).
-    fn resolve(&self, last_event_id: &str) -> BoxFuture<'_, Result<ResumePoint, ()>>;
+    /// Maps a `Last-Event-ID` presented by a subscriber of `tenant` to a
+    /// resume point. Client ids are looked up in the subscriber's tenant and
+    /// among hub-wide events (the only events it can have seen); an id
+    /// unknown there is [`ResumePoint::Reset`], exactly like an id that
+    /// never existed. `Err` for a sequence number beyond the head.
+    fn resolve(&self, last: &LastEventId, tenant: Option<&str>) -> BoxFuture<'_, Result<ResumePoint, ()>>;
 
     /// Events with `seq > after`, oldest first, at most `limit`.
     fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Page>;
 
-    /// The latest retained event of every topic, in `seq` order, and the head.
-    fn retained(&self) -> BoxFuture<'_, Page>;
+    /// The retained snapshot a subscriber of `tenant` with `selectors` may
+    /// be shown: the latest event of every retained slot of its tenant and
+    /// of hub-wide events on the selected topics (see [`crate::retained`]),
+    /// in `seq` order, and the head. Visibility is still checked per event
+    /// by the caller.
+    fn retained(&self, tenant: Option<&str>, selectors: &SelectorSet) -> BoxFuture<'_, Page>;
 
     /// The last sequence number assigned (0 before the first event).
     fn head(&self) -> u64;
@@ -79,8 +103,11 @@ pub trait History: Send + Sync + 'static {
 struct MemoryState {
     sink: Option<Sink>,
     events: VecDeque<Arc<Event>>,
+    /// Client ids by [`scoped_id`].
     by_id: HashMap<String, u64>,
-    retained: HashMap<String, Arc<Event>>,
+    /// Retained events by [`crate::retained::slot_key`].
+    retained: BTreeMap<String, Arc<Event>>,
+    slots: RetainedIndex,
     head: u64,
 }
 
@@ -90,15 +117,25 @@ pub struct MemoryHistory {
     capacity: usize,
 }
 
+/// Retained slots per tenant when no bound is configured.
+pub const DEFAULT_RETAINED_PER_TENANT: usize = 10_000;
+
 impl MemoryHistory {
     /// Keeps at most `capacity` events.
     pub fn new(capacity: usize) -> MemoryHistory {
+        MemoryHistory::with_retained_per_tenant(capacity, DEFAULT_RETAINED_PER_TENANT)
+    }
+
+    /// Keeps at most `capacity` events and `per_tenant` retained slots per
+    /// tenant.
+    pub fn with_retained_per_tenant(capacity: usize, per_tenant: usize) -> MemoryHistory {
         MemoryHistory {
             state: Mutex::new(MemoryState {
                 sink: None,
                 events: VecDeque::new(),
                 by_id: HashMap::new(),
-                retained: HashMap::new(),
+                retained: BTreeMap::new(),
+                slots: RetainedIndex::new(per_tenant),
                 head: 0,
             }),
             capacity: capacity.max(1),
@@ -110,7 +147,8 @@ impl MemoryHistory {
         let mut batch_ids = std::collections::HashSet::new();
         for d in &drafts {
             if let (Some(id), true) = (&d.id, d.unique_id) {
-                if s.by_id.contains_key(id) || !batch_ids.insert(id.as_str()) {
+                let key = scoped_id(d.audience.tenant.as_deref(), id);
+                if s.by_id.contains_key(&key) || !batch_ids.insert(key) {
                     return Err(HistoryError::DuplicateId(id.clone()));
                 }
             }
@@ -119,23 +157,10 @@ impl MemoryHistory {
         for d in drafts {
             s.head += 1;
             let event = Arc::new(d.into_event(s.head, now_ms));
-            if event.retain {
-                for t in &event.topics {
-                    s.retained.insert(t.clone(), event.clone());
-                }
-            }
-            s.by_id.insert(event.id.clone(), event.seq);
-            s.events.push_back(event.clone());
+            s.keep(event.clone());
             out.push(event);
         }
-        while s.events.len() > self.capacity {
-            if let Some(old) = s.events.pop_front() {
-                // A repeated (Mercure) id may now point at a newer event.
-                if s.by_id.get(&old.id) == Some(&old.seq) {
-                    s.by_id.remove(&old.id);
-                }
-            }
-        }
+        self.trim(&mut s);
         // Dispatch under the lock: the next append cannot be sequenced until
         // this one is delivered, so sinks see strictly increasing `seq`.
         if let Some(sink) = &s.sink {
@@ -144,19 +169,34 @@ impl MemoryHistory {
         Ok(out)
     }
 
-    fn resolve_now(&self, id: &str) -> Result<ResumePoint, ()> {
+    /// Drops the oldest events past the capacity.
+    fn trim(&self, s: &mut MemoryState) {
+        while s.events.len() > self.capacity {
+            if let Some(old) = s.events.pop_front() {
+                // A repeated (Mercure) id may now point at a newer event.
+                let key = scoped_id(old.audience.tenant.as_deref(), &old.id);
+                if s.by_id.get(&key) == Some(&old.seq) {
+                    s.by_id.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn resolve_now(&self, last: &LastEventId, tenant: Option<&str>) -> Result<ResumePoint, ()> {
         let s = self.state.lock();
         let oldest = s.events.front().map_or(s.head + 1, |e| e.seq);
-        let seq = if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-            let seq: u64 = id.parse().map_err(|_| ())?;
-            if seq > s.head {
-                return Err(());
-            }
-            seq
-        } else {
-            match s.by_id.get(id) {
-                Some(seq) => *seq,
-                None => return Ok(ResumePoint::Reset),
+        let seq = match last {
+            LastEventId::Seq(seq) if *seq > s.head => return Err(()),
+            LastEventId::Seq(seq) => *seq,
+            LastEventId::Client(id) => {
+                let found = |t: Option<&str>| s.by_id.get(&scoped_id(t, id)).copied();
+                // Both the tenant and hub-wide scopes may hold the id: the
+                // earlier one is the safe side (a duplicate, never a gap).
+                let candidates = [tenant.and_then(|t| found(Some(t))), found(None)];
+                match candidates.into_iter().flatten().min() {
+                    Some(seq) => seq,
+                    None => return Ok(ResumePoint::Reset),
+                }
             }
         };
         // Resuming after `seq` needs every event from `seq + 1` on.
@@ -165,6 +205,27 @@ impl MemoryHistory {
         } else {
             Ok(ResumePoint::After(seq))
         }
+    }
+}
+
+impl MemoryState {
+    /// Indexes a sequenced event: its client id, its retained slots, the
+    /// window.
+    fn keep(&mut self, event: Arc<Event>) {
+        if event.retain {
+            let changes = self.slots.retain(&event);
+            for key in changes.removed {
+                self.retained.remove(&key);
+            }
+            for key in changes.written {
+                self.retained.insert(key, event.clone());
+            }
+        }
+        if !event.id.bytes().all(|b| b.is_ascii_digit()) {
+            self.by_id
+                .insert(scoped_id(event.audience.tenant.as_deref(), &event.id), event.seq);
+        }
+        self.events.push_back(event);
     }
 }
 
@@ -178,28 +239,16 @@ impl MemoryHistory {
             return;
         }
         s.head = event.seq;
-        if event.retain {
-            for t in &event.topics {
-                s.retained.insert(t.clone(), event.clone());
-            }
-        }
-        s.by_id.insert(event.id.clone(), event.seq);
-        s.events.push_back(event.clone());
-        while s.events.len() > self.capacity {
-            if let Some(old) = s.events.pop_front() {
-                if s.by_id.get(&old.id) == Some(&old.seq) {
-                    s.by_id.remove(&old.id);
-                }
-            }
-        }
+        s.keep(event.clone());
+        self.trim(&mut s);
         if let Some(sink) = &s.sink {
             sink(std::slice::from_ref(&event));
         }
     }
 
-    /// Whether an event with this id is in the window.
-    pub fn contains_id(&self, id: &str) -> bool {
-        self.state.lock().by_id.contains_key(id)
+    /// Whether an event with this client id is in the window, in `tenant`.
+    pub fn contains_id(&self, tenant: Option<&str>, id: &str) -> bool {
+        self.state.lock().by_id.contains_key(&scoped_id(tenant, id))
     }
 
     /// The event with this sequence number, if still in the window.
@@ -223,8 +272,8 @@ impl History for MemoryHistory {
         Box::pin(async move { r })
     }
 
-    fn resolve(&self, last_event_id: &str) -> BoxFuture<'_, Result<ResumePoint, ()>> {
-        let r = self.resolve_now(last_event_id);
+    fn resolve(&self, last: &LastEventId, tenant: Option<&str>) -> BoxFuture<'_, Result<ResumePoint, ()>> {
+        let r = self.resolve_now(last, tenant);
         Box::pin(async move { r })
     }
 
@@ -232,23 +281,40 @@ impl History for MemoryHistory {
         let s = self.state.lock();
         let start = s.events.partition_point(|e| e.seq <= after);
         let events: Vec<_> = s.events.range(start..).take(limit).cloned().collect();
-        let head = if events.len() == limit {
+        let more = events.len() == limit;
+        let head = if more {
             events.last().map_or(s.head, |e| e.seq)
         } else {
             s.head
         };
         drop(s);
-        Box::pin(async move { Page { events, head } })
+        Box::pin(async move {
+            Page {
+                events,
+                head,
+                more,
+                skipped: Vec::new(),
+            }
+        })
     }
 
-    fn retained(&self) -> BoxFuture<'_, Page> {
+    fn retained(&self, tenant: Option<&str>, selectors: &SelectorSet) -> BoxFuture<'_, Page> {
         let s = self.state.lock();
-        let mut events: Vec<_> = s.retained.values().cloned().collect();
+        let mut events: Vec<Arc<Event>> = Vec::new();
+        for (lo, hi) in crate::retained::ranges_for(tenant, selectors) {
+            events.extend(s.retained.range(lo..hi).map(|(_, e)| e.clone()));
+        }
         let head = s.head;
         drop(s);
         events.sort_by_key(|e| e.seq);
         events.dedup_by_key(|e| e.seq);
-        Box::pin(async move { Page { events, head } })
+        Box::pin(async move {
+            Page {
+                events,
+                head,
+                ..Page::default()
+            }
+        })
     }
 
     fn head(&self) -> u64 {
@@ -276,11 +342,12 @@ mod tests {
         for _ in 0..5 {
             h.append(vec![draft(None)], 0).await.unwrap();
         }
-        assert_eq!(h.resolve("5").await, Ok(ResumePoint::After(5)));
-        assert_eq!(h.resolve("2").await, Ok(ResumePoint::After(2)));
-        assert_eq!(h.resolve("1").await, Ok(ResumePoint::Reset));
-        assert_eq!(h.resolve("6").await, Err(()));
-        assert_eq!(h.resolve("nope").await, Ok(ResumePoint::Reset));
+        let r = |id: &str| LastEventId::parse(id).unwrap().unwrap();
+        assert_eq!(h.resolve(&r("5"), None).await, Ok(ResumePoint::After(5)));
+        assert_eq!(h.resolve(&r("2"), None).await, Ok(ResumePoint::After(2)));
+        assert_eq!(h.resolve(&r("1"), None).await, Ok(ResumePoint::Reset));
+        assert_eq!(h.resolve(&r("6"), None).await, Err(()));
+        assert_eq!(h.resolve(&r("nope"), None).await, Ok(ResumePoint::Reset));
         let page = h.since(3, 10).await;
         assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
         assert!(matches!(
@@ -288,5 +355,28 @@ mod tests {
             Err(HistoryError::DuplicateId(_))
         ));
         assert_eq!(h.head(), 5);
+    }
+
+    fn tenant_draft(tenant: &str, id: &str) -> EventDraft {
+        let v = json!({"topics": ["t"], "data": "d", "audience": {"tenant": tenant}, "id": id});
+        EventDraft::from_json(&v, &SessionKey::new([0; 32]), &Limits::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn client_ids_are_scoped_per_tenant() {
+        let h = MemoryHistory::new(10);
+        h.append(vec![tenant_draft("acme", "ord-1")], 0).await.unwrap();
+        // Another tenant may use the same id; the same tenant may not.
+        h.append(vec![tenant_draft("globex", "ord-1")], 0).await.unwrap();
+        assert!(matches!(
+            h.append(vec![tenant_draft("acme", "ord-1")], 0).await,
+            Err(HistoryError::DuplicateId(_))
+        ));
+        let id = LastEventId::Client("ord-1".into());
+        assert_eq!(h.resolve(&id, Some("acme")).await, Ok(ResumePoint::After(1)));
+        assert_eq!(h.resolve(&id, Some("globex")).await, Ok(ResumePoint::After(2)));
+        // A third tenant learns nothing: the same answer as an unknown id.
+        assert_eq!(h.resolve(&id, Some("initech")).await, Ok(ResumePoint::Reset));
+        assert_eq!(h.resolve(&id, None).await, Ok(ResumePoint::Reset));
     }
 }

@@ -159,6 +159,7 @@ impl HubBuilder {
                         max_bytes: config.retention_max_bytes,
                         max_audit: AUDIT_KEPT as u64,
                         cache_bytes: config.store_cache_bytes,
+                        retained_per_tenant: config.limits.retained_per_tenant,
                     })
                     .map_err(|e| BuildError::Store(e.0))?,
                 )
@@ -168,7 +169,10 @@ impl HubBuilder {
         let history: Arc<dyn History> = match (self.history, &store) {
             (Some(h), _) => h,
             (None, Some(s)) => s.clone(),
-            (None, None) => Arc::new(MemoryHistory::new(config.history_size)),
+            (None, None) => Arc::new(MemoryHistory::with_retained_per_tenant(
+                config.history_size,
+                config.limits.retained_per_tenant,
+            )),
         };
         let inner = Arc::new(HubInner {
             auth: Authenticator {
@@ -191,7 +195,7 @@ impl HubBuilder {
             } else {
                 None
             },
-            invalidation: Default::default(),
+            invalidation: crate::invalidation::Invalidation::new(l.invalidation_held_audiences),
             auth_failures: FailureLimiter::new(l.auth_failures_per_minute),
             limits: Limits {
                 max_event_bytes: l.max_event_bytes,

@@ -51,7 +51,6 @@ pub fn covers(prefix: &[Value], tag: &[Value]) -> bool {
     prefix.len() <= tag.len() && prefix.iter().zip(tag).all(|(a, b)| a == b)
 }
 
-#[derive(Default)]
 struct State {
     paused: bool,
     held: Vec<(Audience, Vec<Tag>)>,
@@ -66,12 +65,22 @@ pub enum Decision {
     Held,
     /// Every tag was disabled.
     Dropped,
+    /// Paused, and the held set cannot take this audience without growing
+    /// past its bound: the caller is told to retry later (nothing is lost
+    /// silently).
+    Full,
 }
 
 /// The hub's invalidation controls.
-#[derive(Default)]
 pub struct Invalidation {
     state: Mutex<State>,
+    max_audiences: usize,
+}
+
+impl Default for Invalidation {
+    fn default() -> Self {
+        Invalidation::new(10_000)
+    }
 }
 
 fn add_unique(into: &mut Vec<Tag>, tags: Vec<Tag>) {
@@ -82,8 +91,50 @@ fn add_unique(into: &mut Vec<Tag>, tags: Vec<Tag>) {
     }
 }
 
+/// Adds `tags` to a held set, keeping it minimal: a tag already covered by
+/// a held one adds nothing, and a tag that covers held ones replaces them.
+fn add_covering(into: &mut Vec<Tag>, tags: Vec<Tag>) {
+    for t in tags {
+        if into.iter().any(|held| covers(held, &t)) {
+            continue;
+        }
+        into.retain(|held| !covers(&t, held));
+        into.push(t);
+    }
+}
+
+/// Coalesces a held set that grew past [`MAX_TAGS`] (one event's worth):
+/// every tag is widened to its first segment, which covers it. Widening only
+/// invalidates more, never less, so no stale cache survives it. `None` if
+/// even that leaves too many tags.
+fn coalesce(held: &[Tag], tags: Vec<Tag>) -> Option<Vec<Tag>> {
+    let mut next = held.to_vec();
+    add_covering(&mut next, tags);
+    if next.len() <= MAX_TAGS {
+        return Some(next);
+    }
+    let mut wide = Vec::new();
+    add_covering(&mut wide, next.into_iter().map(|t| t[..1].to_vec()).collect());
+    (wide.len() <= MAX_TAGS).then_some(wide)
+}
+
 impl Invalidation {
+    /// Controls holding at most `max_audiences` audiences while paused.
+    pub fn new(max_audiences: usize) -> Invalidation {
+        Invalidation {
+            state: Mutex::new(State {
+                paused: false,
+                held: Vec::new(),
+                disabled: Vec::new(),
+            }),
+            max_audiences: max_audiences.max(1),
+        }
+    }
+
     /// Filters disabled tags, then holds (if paused) or releases the rest.
+    /// The held set stays bounded: at most `max_audiences` audiences, each
+    /// with at most [`MAX_TAGS`] tags (coalesced into covering prefixes when
+    /// more arrive).
     pub fn submit(&self, audience: &Audience, tags: Vec<Tag>) -> Decision {
         let mut s = self.state.lock();
         let tags: Vec<Tag> = tags
@@ -96,9 +147,17 @@ impl Invalidation {
         if !s.paused {
             return Decision::Publish(tags);
         }
+        let full = s.held.len() >= self.max_audiences;
         match s.held.iter_mut().find(|(a, _)| a == audience) {
-            Some((_, held)) => add_unique(held, tags),
-            None => s.held.push((audience.clone(), tags)),
+            Some((_, held)) => match coalesce(held, tags) {
+                Some(next) => *held = next,
+                None => return Decision::Full,
+            },
+            None if full => return Decision::Full,
+            None => match coalesce(&[], tags) {
+                Some(next) => s.held.push((audience.clone(), next)),
+                None => return Decision::Full,
+            },
         }
         Decision::Held
     }
@@ -174,5 +233,35 @@ mod tests {
         let out = inv.resume();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1.len(), 2);
+    }
+
+    #[test]
+    fn the_held_set_stays_bounded_and_covers_everything() {
+        let inv = Invalidation::new(2);
+        inv.pause();
+        let a = Audience::public();
+        let submitted: Vec<Tag> = (0..500).map(|i| vec![json!(format!("k{}", i % 50)), json!(i)]).collect();
+        for chunk in submitted.chunks(10) {
+            assert!(matches!(inv.submit(&a, chunk.to_vec()), Decision::Held));
+        }
+        assert!(inv.snapshot()["held"].as_u64().unwrap() <= MAX_TAGS as u64);
+        let b = Audience {
+            users: Some(vec!["u".into()]),
+            ..Audience::public()
+        };
+        assert!(matches!(inv.submit(&b, vec![vec![json!("x")]]), Decision::Held));
+        let c = Audience {
+            users: Some(vec!["v".into()]),
+            ..Audience::public()
+        };
+        assert!(matches!(inv.submit(&c, vec![vec![json!("x")]]), Decision::Full));
+        // Too many distinct first segments cannot be coalesced: refused.
+        let many: Vec<Tag> = (0..101).map(|i| vec![json!(i)]).collect();
+        assert!(matches!(inv.submit(&b, many), Decision::Full));
+        let out = inv.resume();
+        let delivered = &out.iter().find(|(aud, _)| *aud == a).unwrap().1;
+        for t in &submitted {
+            assert!(delivered.iter().any(|d| covers(d, t)), "{t:?} is covered");
+        }
     }
 }

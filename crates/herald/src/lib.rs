@@ -37,6 +37,7 @@ pub mod mercure;
 pub mod queue;
 pub mod ratelimit;
 pub mod registry;
+pub mod retained;
 pub mod revocations;
 pub mod secrets;
 pub mod server;

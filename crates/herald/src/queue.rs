@@ -91,6 +91,9 @@ struct State {
     last_drain_ms: u64,
     /// Whether anything was pushed since the last keepalive tick.
     active: bool,
+    /// Set when a push found the queue full: the last sequence number the
+    /// client can have received (see [`SubscriberQueue::resume_after`]).
+    resume_after: Option<u64>,
 }
 
 /// A bounded queue of shared SSE frames for one subscriber.
@@ -112,6 +115,7 @@ impl SubscriberQueue {
                 closed: None,
                 last_drain_ms: now_ms,
                 active: false,
+                resume_after: None,
             }),
             notify: Notify::new(),
             max_events,
@@ -126,6 +130,14 @@ impl SubscriberQueue {
             return Push::Closed;
         }
         if s.frames.len() >= self.max_events || s.bytes + frame.len() > self.max_bytes {
+            // Frames leave in `seq` order, so everything before the oldest
+            // frame still waiting (or, with none waiting, before this one)
+            // has been written, and nothing from it on: that is where the
+            // client resumes, whether or not it had received any event yet.
+            if seq > 0 && s.resume_after.is_none() {
+                let first = s.frames.iter().map(|(q, _)| *q).find(|q| *q > 0).unwrap_or(seq);
+                s.resume_after = Some(first - 1);
+            }
             return Push::Overflow;
         }
         s.bytes += frame.len();
@@ -149,6 +161,13 @@ impl SubscriberQueue {
         drop(s);
         self.notify.notify_one();
         true
+    }
+
+    /// After an overflow, the id to resume after: every event numbered up to
+    /// it was written to the client, none after it. `None` if the queue never
+    /// overflowed on a numbered event.
+    pub fn resume_after(&self) -> Option<u64> {
+        self.state.lock().resume_after
     }
 
     /// Why the stream closed, if it has.
@@ -197,6 +216,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn overflow_names_the_first_frame_not_written() {
+        let q = SubscriberQueue::new(2, 1 << 20, 0);
+        q.push(4, Bytes::from_static(b"a"));
+        q.push(0, Bytes::from_static(b": keepalive"));
+        assert_eq!(q.push(7, Bytes::from_static(b"b")), Push::Overflow);
+        assert_eq!(q.resume_after(), Some(3));
+        let empty = SubscriberQueue::new(0, 1 << 20, 0);
+        assert_eq!(empty.push(9, Bytes::from_static(b"c")), Push::Overflow);
+        assert_eq!(empty.resume_after(), Some(8));
+    }
+
+    #[test]
     fn overflow_by_count_and_bytes() {
         let q = SubscriberQueue::new(2, 10, 0);
         assert_eq!(q.push(1, Bytes::from_static(b"aaaa")), Push::Queued);
@@ -205,6 +236,7 @@ mod tests {
         let q = SubscriberQueue::new(10, 6, 0);
         assert_eq!(q.push(1, Bytes::from_static(b"aaaa")), Push::Queued);
         assert_eq!(q.push(2, Bytes::from_static(b"bbbb")), Push::Overflow);
+        assert_eq!(q.resume_after(), Some(0));
         assert!(q.close(CloseReason::Overflow));
         assert!(!q.close(CloseReason::Shutdown));
         assert_eq!(q.push(3, Bytes::from_static(b"c")), Push::Closed);

@@ -4,6 +4,7 @@
 //! random secret into the data dir, readable by its owner only, and reuses
 //! it on the next start so tokens minted with `herald token` keep working.
 
+use crate::auth::jwt_core::MIN_HMAC_KEY_BYTES;
 use crate::config::Config;
 use herald_core::SessionKey;
 use std::io::Write;
@@ -27,11 +28,12 @@ pub struct SecretError(pub String);
 fn read_or_create(path: &Path) -> Result<String, SecretError> {
     if let Ok(s) = std::fs::read_to_string(path) {
         let s = s.trim().to_string();
-        if s.len() >= 32 {
+        if s.len() >= MIN_HMAC_KEY_BYTES {
             return Ok(s);
         }
+        tracing::warn!(file = %path.display(), "refusing a secret file shorter than {MIN_HMAC_KEY_BYTES} bytes");
         return Err(SecretError(format!(
-            "{} is shorter than 32 bytes; delete it to have a new one generated",
+            "{} is shorter than {MIN_HMAC_KEY_BYTES} bytes; delete it to have a new one generated",
             path.display()
         )));
     }

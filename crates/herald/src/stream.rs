@@ -17,7 +17,7 @@ use crate::queue::{CloseReason, Drained};
 use crate::registry::{StreamSlot, Subscriber};
 use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
-use herald_core::frame::{encode_comment, encode_control};
+use herald_core::frame::{encode_comment, encode_control, encode_control_at};
 use herald_core::is_visible;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -91,7 +91,7 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                 if matches!(start, Start::Resume(_)) {
                     out.put_slice(&encode_control("reset", "{\"reason\":\"history_gap\"}"));
                 }
-                let page = hub.history.retained().await;
+                let page = hub.history.retained(sub.principal.tenant.as_deref(), &sub.selectors).await;
                 for e in page.events.iter().filter(|e| is_visible(&sub.principal, &sub.selectors, e)) {
                     out.put_slice(&e.frame);
                     sent_in_snapshot.push(e.seq);
@@ -103,7 +103,11 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                 for e in page.events.iter().filter(|e| is_visible(&sub.principal, &sub.selectors, e)) {
                     out.put_slice(&e.frame);
                 }
-                if page.events.len() < PAGE {
+                for seq in &page.skipped {
+                    // A damaged record is skipped alone, and said so.
+                    hub.audit_stream("record_unreadable", &sub, serde_json::json!({"seq": seq}));
+                }
+                if !page.more {
                     break page.head;
                 }
                 after = page.head;
@@ -158,6 +162,18 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                     } else if !batch.is_empty() {
                         yield Ok(batch.freeze());
                     }
+                }
+                Drained::Closed(CloseReason::Overflow) => {
+                    // The client resumes after the last event it received,
+                    // even if it received none yet: the frame moves its
+                    // `Last-Event-ID` there.
+                    let at = sub.queue.resume_after().unwrap_or(cursor);
+                    yield Ok(encode_control_at(
+                        &at.to_string(),
+                        "overflow",
+                        &format!("{{\"reason\":\"queue_full\",\"last_event_id\":\"{at}\"}}"),
+                    ));
+                    break;
                 }
                 Drained::Closed(reason) => {
                     if let Some(f) = reason.final_frame() {

@@ -4,13 +4,15 @@
 //! the keys the operator configured, each of which verifies exactly one
 //! algorithm. An HS256 secret is never tried against an RS256 token and a
 //! public key is never used as an HMAC secret (the classic algorithm-switch
-//! attack); `alg: none` does not even parse.
+//! attack); `alg: none` is refused. The checks themselves are the shared
+//! [`jwt_core`]; this module holds the native policy (`sub` and
+//! `exp` required, `iss`/`aud` when configured) and the `herald` claim.
 
-use super::{fingerprint, AuthError};
+use super::jwt_core::{self, Expiry, PinnedKey, Policy};
+use super::AuthError;
 use crate::config::Config;
 use herald_core::{CredentialKind, Principal, Scopes, SelectorSet, SessionKey};
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 /// The claims Herald reads from a user JWT.
@@ -66,13 +68,31 @@ pub struct HeraldClaims {
     pub admin: bool,
 }
 
-/// The configured verification keys, one per algorithm.
+/// The claims read from a verified native token: everything but the
+/// registered time claims, which [`jwt_core`] has already checked (and may
+/// carry fractions, which these fields need not understand).
+#[derive(Deserialize)]
+struct NativeClaims {
+    sub: String,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    herald: HeraldClaims,
+}
+
+/// The configured verification keys, one per algorithm, and the native
+/// policy.
 pub struct JwtVerifier {
-    keys: Vec<(Algorithm, DecodingKey)>,
-    issuer: Option<String>,
-    audience: Option<String>,
-    leeway: u64,
-    max_lifetime_secs: u64,
+    keys: Vec<PinnedKey>,
+    policy: Policy,
 }
 
 /// A key problem found at start-up.
@@ -91,7 +111,11 @@ impl JwtVerifier {
     pub fn from_config(config: &Config, secret: Option<&str>) -> Result<JwtVerifier, KeyError> {
         let mut keys = Vec::new();
         if let Some(s) = secret {
-            keys.push((Algorithm::HS256, DecodingKey::from_secret(s.as_bytes())));
+            // Checked here too, not only in `Config::check`: an embedder may
+            // hand the builder its own secrets.
+            let key = PinnedKey::hmac("jwt_secret", Algorithm::HS256, s.as_bytes())
+                .map_err(|why| KeyError { key: "jwt_secret", why })?;
+            keys.push(key);
         }
         type Loader = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
         let files: [(&'static str, &Option<std::path::PathBuf>, Algorithm, Loader); 3] = [
@@ -124,61 +148,31 @@ impl JwtVerifier {
                 key: name,
                 why: format!("{} is not a valid {alg:?} public key: {e}", path.display()),
             })?;
-            keys.push((alg, key));
+            keys.push(PinnedKey::public(alg, key).map_err(|why| KeyError { key: name, why })?);
         }
         Ok(JwtVerifier {
             keys,
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
-            leeway: config.jwt_leeway_secs,
-            max_lifetime_secs: config.max_token_lifetime_secs,
+            policy: Policy {
+                protocol: "Herald",
+                required: &["sub"],
+                expiry: Expiry::Required,
+                issuer: config.jwt_issuer.clone(),
+                audience: config.jwt_audience.clone(),
+                leeway_secs: config.jwt_leeway_secs,
+                max_lifetime_secs: config.max_token_lifetime_secs,
+            },
         })
     }
 
     /// Verifies a JWT and builds its principal.
     pub fn verify(&self, raw: &str, session_key: &SessionKey, now_ms: u64) -> Result<Principal, AuthError> {
-        let header = jsonwebtoken::decode_header(raw).map_err(|_| {
+        let v = jwt_core::verify(raw, &self.keys, &self.policy, now_ms)?;
+        let c: NativeClaims = serde_json::from_value(serde_json::Value::Object(v.claims)).map_err(|_| {
             AuthError::new(
                 "invalid_token",
-                "malformed token, or an algorithm Herald never accepts (such as none)",
+                "claims are not valid (check sub, tenant, sid, roles, groups, jti, herald)",
             )
         })?;
-        let (alg, key) = self.keys.iter().find(|(alg, _)| *alg == header.alg).ok_or_else(|| {
-            AuthError::new(
-                "invalid_token",
-                format!("no key is configured for algorithm {:?}", header.alg),
-            )
-        })?;
-        let mut validation = Validation::new(*alg);
-        validation.leeway = self.leeway;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.validate_nbf = true;
-        match &self.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
-        }
-        if let Some(iss) = &self.issuer {
-            validation.set_issuer(&[iss]);
-        }
-        let data = jsonwebtoken::decode::<Claims>(raw, key, &validation).map_err(|e| describe(e.kind()))?;
-        let c = data.claims;
-        if let Some(iat) = c.iat {
-            if c.exp.saturating_sub(iat) > self.max_lifetime_secs {
-                return Err(AuthError::new(
-                    "invalid_token",
-                    format!(
-                        "token lifetime exceeds the hub's maximum of {} s",
-                        self.max_lifetime_secs
-                    ),
-                ));
-            }
-        }
-        if c.exp.saturating_sub(now_ms / 1000) > self.max_lifetime_secs + self.leeway {
-            return Err(AuthError::new(
-                "invalid_token",
-                format!("token expires more than {} s from now", self.max_lifetime_secs),
-            ));
-        }
         let subscribe = SelectorSet::parse(&c.herald.subscribe)
             .map_err(|e| AuthError::new("invalid_token", format!("herald.subscribe: {}", e.message)))?;
         let publish = SelectorSet::parse(&c.herald.publish)
@@ -198,31 +192,13 @@ impl JwtVerifier {
             ..Scopes::default()
         };
         p.publish = publish;
-        p.expires_at_ms = Some(c.exp.saturating_mul(1000));
-        p.issued_at_ms = c.iat.map(|s| s.saturating_mul(1000));
+        p.expires_at_ms = Some(v.expires_at_secs.saturating_mul(1000));
+        p.issued_at_ms = v.issued_at_secs.map(|s| s.saturating_mul(1000));
         p.issued_at_resolution_ms = 1000;
         p.jti = c.jti;
-        p.fingerprint = fingerprint(raw);
+        p.fingerprint = v.fingerprint;
         p.kind = CredentialKind::Jwt;
         Ok(p)
-    }
-}
-
-/// Turns a jsonwebtoken error into a reason a developer can act on.
-fn describe(kind: &ErrorKind) -> AuthError {
-    match kind {
-        ErrorKind::ExpiredSignature => AuthError::new("token_expired", "the token has expired"),
-        ErrorKind::ImmatureSignature => AuthError::new("invalid_token", "the token is not valid yet (nbf)"),
-        ErrorKind::InvalidSignature => AuthError::new("invalid_token", "bad signature"),
-        ErrorKind::InvalidAudience => AuthError::new("invalid_token", "wrong audience (aud)"),
-        ErrorKind::InvalidIssuer => AuthError::new("invalid_token", "wrong issuer (iss)"),
-        ErrorKind::InvalidAlgorithm => AuthError::new("invalid_token", "algorithm does not match the key"),
-        ErrorKind::MissingRequiredClaim(c) => AuthError::new("invalid_token", format!("missing required claim `{c}`")),
-        ErrorKind::InvalidClaimFormat(c) => {
-            AuthError::new("invalid_token", format!("claim `{c}` has the wrong format"))
-        }
-        ErrorKind::Json(_) => AuthError::new("invalid_token", "claims are not valid (check sub, exp, roles, herald)"),
-        _ => AuthError::new("invalid_token", "malformed token"),
     }
 }
 

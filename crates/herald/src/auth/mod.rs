@@ -4,10 +4,12 @@
 //! ([`jwt`]), backend API keys ([`api_key`]) and hub-minted SSE tokens
 //! ([`sse_token`]). Where a credential may come from is decided here: the
 //! query string (`?token=`) only ever carries SSE tokens, because URLs end
-//! up in logs.
+//! up in logs. Every JWT, native or Mercure, goes through the one
+//! verification core in [`jwt_core`].
 
 pub mod api_key;
 pub mod jwt;
+pub mod jwt_core;
 pub mod sse_token;
 
 use herald_core::{Principal, SessionKey};

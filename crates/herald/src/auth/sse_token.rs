@@ -6,7 +6,8 @@
 //! selectors, lives minutes, and by default works once. A URL copied out of
 //! a log is worthless by the time anyone reads it.
 //!
-//! Only a hash of each token is kept.
+//! A token never outlives the credential that minted it: its expiry is
+//! clamped to its parent's. Only a hash of each token is kept.
 
 use super::{fingerprint, AuthError};
 use crate::store::codec::{PrincipalRecord, TokenRecord};
@@ -49,6 +50,18 @@ pub enum MintError {
     /// The minter already has the maximum of outstanding tokens.
     #[error("at most {0} SSE tokens may be outstanding per minter and subject")]
     TooMany(usize),
+    /// The credential the token would be minted from has expired.
+    #[error("the credential minting this SSE token has expired")]
+    ParentExpired,
+}
+
+/// The key the outstanding-token cap counts under: the minter's account and
+/// the subject's account (see [`herald_core::Account::key`]), so `bob` in
+/// one tenant never counts against `bob` in another. The minter's part is
+/// length-prefixed: no choice of `sub` can make one pair spell another.
+pub fn minter_key(minter: &Principal, subject: &Principal) -> String {
+    let by = minter.account().key();
+    format!("{}:{by}|{}", by.len(), subject.account().key())
 }
 
 #[derive(Default)]
@@ -130,7 +143,9 @@ impl SseTokens {
     }
 
     /// Mints a token for `principal` (already narrowed by the caller).
-    /// `minter` identifies who is minting for whom (key id + subject).
+    /// `minter` identifies who is minting for whom ([`minter_key`]). The
+    /// token expires at `expires_at_ms` or when `principal` does, whichever
+    /// is first; a principal already expired cannot mint.
     pub fn mint(
         &self,
         mut principal: Principal,
@@ -146,6 +161,12 @@ impl SseTokens {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
         );
         let h = hash(&token);
+        // Never outlive the parent credential: a JWT with seconds left must
+        // not mint an hour-long token.
+        let expires_at_ms = principal.expires_at_ms.map_or(expires_at_ms, |e| e.min(expires_at_ms));
+        if expires_at_ms <= now_ms {
+            return Err(MintError::ParentExpired);
+        }
         let mut state = self.state.lock();
         let State { by_hash, by_minter } = &mut *state;
         let mine = by_minter.entry(minter.clone()).or_default();
@@ -154,7 +175,7 @@ impl SseTokens {
             return Err(MintError::TooMany(self.max_outstanding));
         }
         mine.push(h);
-        principal.expires_at_ms = Some(principal.expires_at_ms.map_or(expires_at_ms, |e| e.min(expires_at_ms)));
+        principal.expires_at_ms = Some(expires_at_ms);
         principal.fingerprint = fingerprint(&token);
         principal.kind = CredentialKind::SseToken {
             token_id: hex::encode(&h[..6]),
@@ -178,7 +199,9 @@ impl SseTokens {
             .by_hash
             .get_mut(&hash(raw))
             .ok_or_else(|| AuthError::new("invalid_token", "unknown SSE token"))?;
-        if now_ms >= record.expires_at_ms {
+        // The principal's own expiry is checked too: it is the parent's,
+        // and a record restored from an older store may predate the clamp.
+        if now_ms >= record.expires_at_ms || record.principal.is_expired(now_ms) {
             return Err(AuthError::new(
                 "token_expired",
                 "the SSE token has expired; mint a fresh one",
@@ -237,5 +260,96 @@ impl SseTokens {
             .values()
             .filter(|r| r.outstanding(now_ms))
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn subject(sub: &str, tenant: Option<&str>) -> Principal {
+        let mut p = Principal::new(sub);
+        p.tenant = tenant.map(str::to_string);
+        p
+    }
+
+    #[test]
+    fn a_token_never_outlives_its_parent() {
+        let tokens = SseTokens::new(10);
+        let mut parent = subject("alice", None);
+        parent.expires_at_ms = Some(NOW + 2_000);
+        let key = minter_key(&parent, &parent);
+        let minted = tokens
+            .mint(parent, key, NOW + 3_600_000, true, NOW)
+            .expect("mint");
+        assert_eq!(minted.expires_at_ms, NOW + 2_000, "clamped to the parent");
+        let p = tokens.redeem(&minted.token, NOW + 1_999, false).expect("valid before");
+        assert_eq!(p.expires_at_ms, Some(NOW + 2_000));
+        let e = tokens.redeem(&minted.token, NOW + 2_000, true).expect_err("expired after");
+        assert_eq!(e.code, "token_expired");
+    }
+
+    #[test]
+    fn an_expired_parent_cannot_mint() {
+        let tokens = SseTokens::new(10);
+        let mut parent = subject("alice", None);
+        parent.expires_at_ms = Some(NOW);
+        let key = minter_key(&parent, &parent);
+        assert!(matches!(
+            tokens.mint(parent, key, NOW + 60_000, true, NOW),
+            Err(MintError::ParentExpired)
+        ));
+        assert_eq!(tokens.outstanding(NOW), 0);
+    }
+
+    #[test]
+    fn a_parent_without_expiry_gets_the_asked_lifetime() {
+        let tokens = SseTokens::new(10);
+        let p = subject("alice", None);
+        let key = minter_key(&p, &p);
+        let minted = tokens.mint(p, key, NOW + 60_000, true, NOW).expect("mint");
+        assert_eq!(minted.expires_at_ms, NOW + 60_000);
+    }
+
+    #[test]
+    fn the_cap_counts_per_account_not_per_sub() {
+        let tokens = SseTokens::new(2);
+        let mut minter = Principal::new("apikey:backend");
+        minter.kind = CredentialKind::ApiKey {
+            key_id: "backend".into(),
+        };
+        let acme = subject("capx", Some("acme"));
+        let globex = subject("capx", Some("globex"));
+        for _ in 0..2 {
+            tokens
+                .mint(acme.clone(), minter_key(&minter, &acme), NOW + 60_000, true, NOW)
+                .expect("acme");
+        }
+        assert!(matches!(
+            tokens.mint(acme.clone(), minter_key(&minter, &acme), NOW + 60_000, true, NOW),
+            Err(MintError::TooMany(2))
+        ));
+        tokens
+            .mint(globex.clone(), minter_key(&minter, &globex), NOW + 60_000, true, NOW)
+            .expect("globex does not count against acme");
+        let hub_wide = subject("capx", None);
+        tokens
+            .mint(hub_wide.clone(), minter_key(&hub_wide, &hub_wide), NOW + 60_000, true, NOW)
+            .expect("the hub-wide capx is another account");
+    }
+
+    #[test]
+    fn minter_keys_are_unambiguous() {
+        let a = subject("a|h:b", None);
+        let b = subject("b", None);
+        let c = subject("a", None);
+        let d = subject("b|h:b", None);
+        assert_ne!(minter_key(&a, &b), minter_key(&c, &d));
+        assert_ne!(
+            minter_key(&subject("x", Some("acme")), &subject("x", Some("acme"))),
+            minter_key(&subject("x", Some("globex")), &subject("x", Some("globex")))
+        );
     }
 }

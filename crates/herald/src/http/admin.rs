@@ -3,7 +3,7 @@
 //! resources answer `404`, never `403`, so their existence does not leak.
 
 use super::error::ApiError;
-use super::request::{client_ip, header_credential, query_pairs, ConnInfo};
+use super::request::{client_ip, header_credential, last_event_id, query_pairs, ConnInfo};
 use crate::audit::AuditEntry;
 use crate::audit_stream::visible_to;
 use crate::auth::Source;
@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::Request;
 use axum::response::Response;
 use axum::Json;
-use herald_core::{Principal, SelectorSet};
+use herald_core::{LastEventId, Principal, SelectorSet};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -83,21 +83,17 @@ pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, true)?;
-    let last = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| query.iter().find(|(k, _)| k == "last_event_id").map(|(_, v)| v.clone()));
-    let after = match last {
-        None => hub.audit.head(),
-        Some(id) => id
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n <= hub.audit.head())
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be an audit record id")
-            })?,
+    let head = hub.audit.head();
+    let after = match last_event_id(&req, &query, "last_event_id")? {
+        None => head,
+        // Audit record ids are the hub's own, so only a number names one.
+        Some(LastEventId::Seq(n)) if n <= head => n,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_last_event_id",
+                "Last-Event-ID must be an audit record id",
+            ))
+        }
     };
     let ip = client_ip(&req, &hub.config);
     let connection = req.extensions().get::<ConnInfo>().map(|c| c.kill.clone());

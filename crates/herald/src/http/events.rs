@@ -5,7 +5,7 @@
 //! always a real status code, never an error inside a `200` stream.
 
 use super::error::ApiError;
-use super::request::{client_ip, header_credential, query_pairs, ConnInfo};
+use super::request::{client_ip, header_credential, last_event_id, query_pairs, ConnInfo};
 use crate::auth::Source;
 use crate::hub::{now_ms, Hub, HubInner};
 use crate::queue::SubscriberQueue;
@@ -15,56 +15,41 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::Response;
-use herald_core::{Principal, SelectorSet};
+use herald_core::{Principal, Selector, SelectorSet};
 use serde_json::json;
 use std::sync::Arc;
-
-/// Longest `Last-Event-ID` accepted.
-const MAX_LAST_EVENT_ID: usize = 1024;
 
 /// Handler for `GET /v1/events`.
 pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
-    let selectors = selectors_from_query(&query, hub.config.limits.max_selectors)?;
-    let last_event_id = req
-        .headers()
-        .get("last-event-id")
-        .map(|v| v.to_str().map(str::to_string).map_err(|_| ()))
-        .or_else(|| {
-            query
-                .iter()
-                .find(|(k, _)| k == "last_event_id")
-                .map(|(_, v)| Ok(v.clone()))
-        })
-        .transpose()
-        .map_err(|_| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be visible ASCII"))?;
     let ip = client_ip(&req, &hub.config);
     let token = query.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
     let source = match token {
         Some(t) => Some(Source::Query(t)),
         None => header_credential(req.headers()),
     };
-    // Authenticate without spending a single-use token: it is spent only
-    // once the stream is admitted, so a 429 does not burn it.
+    // Who is asking is settled before any other work: an unauthenticated
+    // request must not get the hub to parse and compile up to
+    // `max_selectors` selectors. The token is not spent yet: it is spent
+    // only once the stream is admitted, so a 429 does not burn it.
     let principal = hub.authenticate(source, ip, false)?;
+    let selectors = selectors_from_query(&query, hub.config.limits.max_selectors)?;
     authorize_selectors(&principal, &selectors)?;
 
-    let start = match last_event_id.as_deref() {
+    let start = match last_event_id(&req, &query, "last_event_id")? {
         None => Start::Retained,
         Some(id) => {
-            if id.len() > MAX_LAST_EVENT_ID || id.chars().any(char::is_control) {
-                return Err(ApiError::bad_request(
-                    "invalid_last_event_id",
-                    "Last-Event-ID is malformed",
-                ));
-            }
-            let point = hub.history.resolve(id).await.map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_last_event_id",
-                    "Last-Event-ID names an event this hub never issued",
-                )
-            })?;
+            let point = hub
+                .history
+                .resolve(&id, principal.tenant.as_deref())
+                .await
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_last_event_id",
+                        "Last-Event-ID names an event this hub never issued",
+                    )
+                })?;
             Start::Resume(point)
         }
     };
@@ -110,9 +95,19 @@ pub fn selectors_from_query(query: &[(String, String)], max: usize) -> Result<Se
 /// Refuses selectors outside what the credential may subscribe to. Delivery
 /// checks every event against the credential again; this gives the client a
 /// clear `403` instead of a silent stream.
+///
+/// `*` asks for everything the credential allows, so any credential that
+/// may subscribe to something may ask for it: delivery still admits only
+/// events on topics its own selectors match
+/// ([`herald_core::visibility::is_visible`]). A credential that may
+/// subscribe to nothing is refused outright.
 fn authorize_selectors(p: &Principal, selectors: &SelectorSet) -> Result<(), ApiError> {
     for s in &selectors.0 {
-        if !p.subscribe.0.iter().any(|allowed| allowed.covers(s)) {
+        let allowed = match s {
+            Selector::All => !p.subscribe.is_empty(),
+            _ => p.subscribe.0.iter().any(|allowed| allowed.covers(s)),
+        };
+        if !allowed {
             return Err(ApiError::forbidden(
                 "topic_forbidden",
                 format!("this credential may not subscribe to `{}`", s.as_str()),

@@ -44,6 +44,14 @@ pub async fn invalidate(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
             "this credential may not publish",
         ));
     }
+    // Invalidations are events on the reserved topic `$tags`: publishing
+    // them is a right of its own, not implied by publishing elsewhere.
+    if !p.publish.matches(TOPIC) {
+        return Err(ApiError::forbidden(
+            "topic_forbidden",
+            format!("this credential may not publish to `{TOPIC}` (invalidations)"),
+        ));
+    }
     let body = json_body(req, 256 * 1024).await?;
     if let Some(k) = body
         .as_object()
@@ -67,6 +75,11 @@ pub async fn invalidate(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
         Decision::Publish(tags) => Ok(Json(publish_tags(&hub, draft.audience, tags).await?).into_response()),
         Decision::Held => Ok((StatusCode::ACCEPTED, Json(json!({"held": true}))).into_response()),
         Decision::Dropped => Ok(Json(json!({"dropped": true})).into_response()),
+        Decision::Full => Err(ApiError::too_many(
+            "invalidations_held_full",
+            "invalidations are paused and the held set is full; retry after they resume",
+            5,
+        )),
     }
 }
 

@@ -11,13 +11,21 @@ pub mod request;
 pub mod revocations;
 pub mod tokens;
 
+use crate::auth::Source;
 use crate::hub::Hub;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
 use error::ApiError;
+use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// Paths whose `GET` answers an event stream.
+pub const STREAM_PATHS: [&str; 3] = ["/v1/events", crate::mercure::PATH, "/v1/audit/events"];
 
 /// Builds the router for `hub`.
 pub fn router(hub: Hub) -> Router {
@@ -51,6 +59,9 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/invalidation", get(invalidation::state))
         .route("/v1/invalidation/{action}", post(invalidation::control))
         .route("/v1/invalidation/tags/{action}", post(invalidation::tags))
+        // Native routes only: Mercure publish checks its own cookie
+        // (`mercureAuthorization`) against `publish_origins`.
+        .route_layer(axum::middleware::from_fn_with_state(hub.clone(), cookie_write_guard))
         .merge(if hub.inner.config.mercure.enabled {
             crate::mercure::router(hub.clone())
         } else {
@@ -65,6 +76,7 @@ pub fn router(hub: Hub) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(hub.clone(), request_bounds))
         // A bug must not drop the connection silently: answer a JSON 500
         // (and log it) instead.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -107,4 +119,75 @@ pub fn router(hub: Hub) -> Router {
         );
     }
     app
+}
+
+/// Refuses a native write authenticated by the `herald_token` cookie unless
+/// it comes from an allowed origin: one of `cors_origins`, or the hub's own
+/// ([`request::check_cookie_write`]). A browser attaches the cookie to
+/// requests any site makes, so without this a page elsewhere could publish,
+/// revoke or mint tokens as the signed-in user. Credentials in the
+/// `Authorization` header are never sent by a browser on its own and pass.
+async fn cookie_write_guard(State(hub): State<Hub>, req: Request<Body>, next: Next) -> Response {
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if reads || !matches!(request::header_credential(req.headers()), Some(Source::Cookie(_))) {
+        return next.run(req).await;
+    }
+    let inner = &hub.inner;
+    // `*` is refused by the configuration check; should it get here anyway
+    // (a configuration built in code), it must not allow every site.
+    let mut allowed: Vec<String> = inner
+        .config
+        .cors_origins
+        .iter()
+        .filter(|o| *o != "*")
+        .cloned()
+        .collect();
+    allowed.extend(request::own_origins(&req, inner.config.tls_cert.is_some()));
+    if let Err(refused) = request::check_cookie_write(req.headers(), &allowed) {
+        let ip = request::client_ip(&req, &inner.config);
+        return request::refuse_origin(
+            inner,
+            ip,
+            req.uri().path(),
+            &refused,
+            "a write with the herald_token cookie must come from the hub's own origin or one of cors_origins",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Bounds every request before its handler runs: `HEAD` on a stream
+/// endpoint is refused (it would open a stream, and spend a single-use SSE
+/// token, only for the body to be thrown away), and the body gets its
+/// deadline ([`request::BodyDeadline`]). A `408` closes the connection:
+/// the rest of that body may still be on its way, so the connection cannot
+/// carry another request.
+async fn request_bounds(State(hub): State<Hub>, mut req: Request<Body>, next: Next) -> Response {
+    let inner = &hub.inner;
+    if req.method() == Method::HEAD {
+        let path = req.uri().path();
+        let mercure = path == crate::mercure::PATH;
+        if STREAM_PATHS.contains(&path) && (!mercure || inner.config.mercure.enabled) {
+            let allow = if mercure { "GET, POST" } else { "GET" };
+            let mut resp = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "stream endpoints answer GET only; HEAD would open a stream",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            return resp;
+        }
+    }
+    let timeout = Duration::from_secs(inner.config.body_timeout_secs);
+    req.extensions_mut()
+        .insert(request::BodyDeadline(tokio::time::Instant::now() + timeout));
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::REQUEST_TIMEOUT {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }

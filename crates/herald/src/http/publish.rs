@@ -1,25 +1,20 @@
 //! `POST /v1/publish`: one event, or `{"events": [...]}`.
 
 use super::error::ApiError;
-use super::request::{client_ip, header_credential};
+use super::request::{client_ip, header_credential, read_body};
 use crate::hub::Hub;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-/// Reads a JSON object body, answering 413/400 with the JSON error shape
-/// (axum's own rejections are plain text).
+/// Reads a JSON body through the hub's one body reader
+/// ([`read_body`]: `413`, `408`), answering `400 invalid_json` with the
+/// JSON error shape (axum's own rejections are plain text).
 pub async fn json_body(req: Request<Body>, limit: usize) -> Result<Value, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body exceeds {limit} bytes"),
-        )
-    })?;
+    let bytes = read_body(req, limit).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")))
 }

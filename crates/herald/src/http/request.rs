@@ -1,11 +1,19 @@
 //! What every handler needs from a request: who the client is (its address,
-//! through trusted proxies only) and which credential it presented.
+//! through trusted proxies only), which credential it presented, whether a
+//! cookie credential comes from an allowed origin, its `Last-Event-ID`, and
+//! its body (bounded in size and time).
 
+use super::error::ApiError;
+use crate::audit::AuditEntry;
 use crate::auth::Source;
 use crate::config::Config;
+use crate::hub::{now_ms, HubInner};
 use crate::kill::KillSwitch;
-use axum::http::{header, HeaderMap, Request};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use herald_core::LastEventId;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// Set by the server's accept loop on every request of a connection.
 #[derive(Clone, Debug)]
@@ -73,4 +81,258 @@ pub fn query_pairs<B>(req: &Request<B>) -> Vec<(String, String)> {
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default()
+}
+
+/// A client's `Last-Event-ID`: the header, else the query parameter named
+/// `param` (the header wins, as `EventSource` sends it on reconnect). One
+/// parser, [`LastEventId::parse`], for every stream; an empty value is no
+/// id at all.
+pub fn last_event_id<B>(
+    req: &Request<B>,
+    query: &[(String, String)],
+    param: &str,
+) -> Result<Option<LastEventId>, ApiError> {
+    let raw = match req.headers().get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .map_err(|_| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be visible ASCII"))?,
+        None => match query.iter().find(|(k, _)| k == param) {
+            Some((_, v)) => v.as_str(),
+            None => return Ok(None),
+        },
+    };
+    Ok(LastEventId::parse(raw)?)
+}
+
+/// When a request's body must have fully arrived; set by the router on
+/// every request as it arrives (see [`read_body`]).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyDeadline(pub tokio::time::Instant);
+
+/// Used when a request carries no [`BodyDeadline`] (a handler called
+/// outside the hub's router).
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads a whole request body: the one body reader of the hub, so every
+/// endpoint that takes a body has the same bounds. At most `limit` bytes
+/// (`413 body_too_large`), and all of it before the request's
+/// [`BodyDeadline`] (`408 body_timeout`; the router then closes the
+/// connection): a body that trickles in a byte at a time must not hold a
+/// connection forever.
+pub async fn read_body(req: Request<Body>, limit: usize) -> Result<Bytes, ApiError> {
+    let deadline = req
+        .extensions()
+        .get::<BodyDeadline>()
+        .map_or_else(|| tokio::time::Instant::now() + DEFAULT_BODY_TIMEOUT, |d| d.0);
+    match tokio::time::timeout_at(deadline, axum::body::to_bytes(req.into_body(), limit)).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "the request body did not arrive in time",
+        )),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+/// `scheme://host[:port]` in the form origins are compared in: ASCII lower
+/// case, the scheme's default port dropped, one trailing `/` tolerated (a
+/// configured origin may be written as a URL). Anything else — a path, a
+/// query, user information, whitespace — is not an origin (`None`).
+fn normalize_origin(s: &str) -> Option<String> {
+    let s = s.trim();
+    let s = s.strip_suffix('/').unwrap_or(s);
+    let (scheme, authority) = s.split_once("://")?;
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    let authority_ok = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"/?#@\\".contains(&b));
+    if !scheme_ok || !authority_ok {
+        return None;
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    let mut authority = authority.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => Some(":443"),
+        "http" => Some(":80"),
+        _ => None,
+    };
+    if let Some(host) = default_port.and_then(|p| authority.strip_suffix(p)) {
+        authority = host.to_string();
+    }
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// Whether `a` and `b` are the same origin: scheme, host and port all
+/// equal (ASCII case-insensitive), never a prefix match —
+/// `https://app.example.evil.net` is not `https://app.example`. Something
+/// that is not an origin matches nothing.
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (normalize_origin(a), normalize_origin(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of a `Referer` URL, when it has one
+/// an origin can be read from.
+fn referer_origin(referer: &str) -> Option<String> {
+    let uri = axum::http::Uri::try_from(referer.trim()).ok()?;
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?.as_str();
+    if authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// The hub's own origins for this request: `https://` + its `Host` (or
+/// HTTP/2 `:authority`), and `http://` + it too unless the hub serves TLS
+/// itself (behind a TLS-terminating proxy the browser's origin is `https`,
+/// the hub's connection plain).
+pub fn own_origins<B>(req: &Request<B>, serves_tls: bool) -> Vec<String> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        return Vec::new();
+    };
+    let mut own = vec![format!("https://{host}")];
+    if !serves_tls {
+        own.push(format!("http://{host}"));
+    }
+    own
+}
+
+/// A cookie-authenticated write from somewhere it may not come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginRefused {
+    /// What the request said it came from (`Origin`, `Referer` or
+    /// `Sec-Fetch-Site`), for the audit log.
+    pub from: String,
+}
+
+/// Whether a request whose credential is a cookie may write: a browser
+/// attaches cookies to requests any site makes, so such a request must show
+/// it comes from an allowed origin (cross-site request forgery).
+///
+/// * With an `Origin` header: it must be one of `allowed` ([`same_origin`];
+///   `*` allows any).
+/// * Without: `Sec-Fetch-Site: cross-site` or `same-site` (or a value this
+///   hub does not know) is refused; absent, `same-origin` and `none` pass.
+///   A `Referer`, when sent, must then be from an allowed origin too.
+///
+/// A request with neither header is not a browser's cross-site request and
+/// passes. This is the only origin check of the hub: the native API and
+/// Mercure publish both call it.
+pub fn check_cookie_write(headers: &HeaderMap, allowed: &[String]) -> Result<(), OriginRefused> {
+    if allowed.iter().any(|a| a == "*") {
+        return Ok(());
+    }
+    let is_allowed = |origin: &str| allowed.iter().any(|a| same_origin(origin, a));
+    let refused = |from: &str| OriginRefused {
+        from: from.chars().take(256).collect(),
+    };
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    if let Some(origin) = origins.next() {
+        // Two `Origin` headers are not something a browser sends.
+        let origin = origin.to_str().ok().filter(|_| origins.next().is_none());
+        return match origin {
+            Some(o) if is_allowed(o) => Ok(()),
+            Some(o) => Err(refused(o)),
+            None => Err(refused("a malformed Origin header")),
+        };
+    }
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        if !matches!(site.as_str(), "same-origin" | "none") {
+            return Err(refused(&format!("Sec-Fetch-Site: {site}")));
+        }
+    }
+    if let Some(referer) = headers.get(header::REFERER) {
+        let origin = referer.to_str().ok().and_then(referer_origin);
+        return match origin {
+            Some(o) if is_allowed(&o) => Ok(()),
+            Some(o) => Err(refused(&o)),
+            None => Err(refused("a malformed Referer header")),
+        };
+    }
+    Ok(())
+}
+
+/// Refuses a cookie write from a forbidden origin: audited
+/// (`origin_forbidden`, with where it came from) and answered `403
+/// origin_forbidden`.
+pub fn refuse_origin(hub: &HubInner, ip: IpAddr, path: &str, refused: &OriginRefused, message: &str) -> ApiError {
+    hub.audit.record(
+        AuditEntry {
+            kind: "origin_forbidden",
+            ip: Some(ip),
+            detail: serde_json::json!({"from": refused.from, "path": path.chars().take(256).collect::<String>()}),
+            ..AuditEntry::default()
+        },
+        now_ms(),
+    );
+    metrics::counter!("herald_origin_refusals_total").increment(1);
+    ApiError::forbidden("origin_forbidden", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, axum::http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn origins_compare_whole() {
+        assert!(same_origin("https://app.example", "https://app.example"));
+        assert!(same_origin("HTTPS://App.Example", "https://app.example/"));
+        assert!(same_origin("https://app.example:443", "https://app.example"));
+        assert!(same_origin("http://app.example:80", "http://app.example"));
+        assert!(!same_origin("https://app.example.evil.net", "https://app.example"));
+        assert!(!same_origin("https://app.example:8443", "https://app.example"));
+        assert!(!same_origin("http://app.example", "https://app.example"));
+        assert!(!same_origin("https://evil.example@app.example", "https://app.example"));
+        assert!(!same_origin("https://app.example/path", "https://app.example"));
+        assert!(!same_origin("null", "null"));
+        assert!(!same_origin("", ""));
+    }
+
+    #[test]
+    fn cookie_writes_need_an_allowed_origin() {
+        let allowed = vec!["https://app.example".to_string()];
+        let check = |pairs: &[(&'static str, &'static str)]| check_cookie_write(&headers(pairs), &allowed).is_ok();
+        assert!(check(&[("origin", "https://app.example")]));
+        assert!(!check(&[("origin", "https://evil.example")]));
+        assert!(!check(&[("origin", "https://app.example.evil.net")]));
+        assert!(!check(&[("origin", "null")]));
+        assert!(!check(&[
+            ("origin", "https://app.example"),
+            ("origin", "https://app.example")
+        ]));
+        assert!(check(&[]));
+        assert!(check(&[("sec-fetch-site", "same-origin")]));
+        assert!(check(&[("sec-fetch-site", "none")]));
+        assert!(!check(&[("sec-fetch-site", "cross-site")]));
+        assert!(!check(&[("sec-fetch-site", "same-site")]));
+        assert!(!check(&[("sec-fetch-site", "sideways")]));
+        assert!(check(&[("referer", "https://app.example/page?x=1")]));
+        assert!(!check(&[("referer", "https://app.example.evil.net/page")]));
+        assert!(!check(&[("referer", "not a url")]));
+        assert!(check_cookie_write(&headers(&[("origin", "https://x")]), &["*".to_string()]).is_ok());
+    }
 }

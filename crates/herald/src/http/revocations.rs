@@ -129,15 +129,21 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
     let Some(revocation) = parse(&fields, &hub.auth.session_key, forwarded)? else {
         return Ok(Json(json!({"closed": 0, "applied": false})));
     };
-    // A tenant-bound revoker acts inside its tenant only.
-    if let (Some(own), Revocation::TenantRevoke { tenant }) = (&by.tenant, &revocation) {
-        if own != tenant {
+    // An account is (tenant, sub). A tenant-bound revoker acts inside its
+    // tenant only; a hub-wide revoker may name a tenant to scope an account,
+    // session or role revocation to that tenant's account. Naming none, it
+    // revokes the account name in every tenant (closing more is the safe
+    // side, and the forwarded audit shape carries no tenant).
+    let within_tenant = match (&by.tenant, fields.tenant) {
+        (Some(own), Some(named)) if own != named => {
             return Err(ApiError::forbidden(
                 "tenant_forbidden",
                 "a tenant-bound credential revokes only inside its tenant",
-            ));
+            ))
         }
-    }
-    let closed = hub.revoke(revocation, by.tenant.clone(), Some(&by)).await;
+        (Some(own), _) => Some(own.clone()),
+        (None, named) => named.map(str::to_string),
+    };
+    let closed = hub.revoke(revocation, within_tenant, Some(&by)).await;
     Ok(Json(json!({"closed": closed, "applied": true})))
 }

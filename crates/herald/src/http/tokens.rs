@@ -3,12 +3,16 @@
 //! A backend API key with the `tokens` scope mints for the principal named in
 //! the body (inside its tenant, if it is bound to one). A user JWT mints for
 //! itself and can only narrow: fewer selectors, fewer roles, a shorter life.
-//! Nothing can be widened, and an SSE token cannot mint another.
+//! Nothing can be widened (asking for more is `403`, never silently
+//! dropped), a token never outlives the credential that minted it, and an
+//! SSE token cannot mint another.
 
 use super::error::ApiError;
 use super::publish::json_body;
 use super::request::{client_ip, header_credential};
 use crate::audit::AuditEntry;
+use crate::auth::sse_token::{minter_key, MintError};
+use crate::auth::AuthError;
 use crate::hub::{now_ms, Hub};
 use axum::body::Body;
 use axum::extract::State;
@@ -68,8 +72,8 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
             "`subscribe` must name at least one selector",
         ));
     }
-    let (mut principal, minter_key) = match &minter.kind {
-        CredentialKind::ApiKey { key_id } => {
+    let (mut principal, count_key) = match &minter.kind {
+        CredentialKind::ApiKey { .. } => {
             if !minter.scopes.tokens {
                 return Err(ApiError::forbidden(
                     "tokens_forbidden",
@@ -92,19 +96,30 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
             let subscribe = subscribe.ok_or_else(|| {
                 ApiError::bad_request("invalid_request", "`subscribe` is required when a key mints a token")
             })?;
-            let mut p = Principal::new(sub.clone());
+            // Asking for more than the key holds is refused, not quietly
+            // narrowed: the caller would otherwise believe it got admin.
+            if r.admin == Some(true) && !minter.scopes.admin {
+                return Err(ApiError::forbidden(
+                    "token_widening_forbidden",
+                    "`admin` needs an API key with the admin scope",
+                ));
+            }
+            let mut p = Principal::new(sub);
             p.tenant = tenant;
             p.session = r.sid.as_deref().map(|s| hub.auth.session_key.hash(s));
             p.roles = r.roles.unwrap_or_default();
             p.groups = r.groups.unwrap_or_default();
             p.subscribe = subscribe;
             p.scopes = Scopes {
-                admin: r.admin.unwrap_or(false) && minter.scopes.admin,
+                admin: r.admin == Some(true),
                 ..Scopes::default()
             };
             p.issued_at_ms = Some(now);
             p.issued_at_resolution_ms = 1;
-            (p, format!("key:{key_id}|sub:{sub}"))
+            // The key's own expiry, should it ever have one, bounds the token.
+            p.expires_at_ms = minter.expires_at_ms;
+            let key = minter_key(&minter, &p);
+            (p, key)
         }
         CredentialKind::Jwt | CredentialKind::Embedded => {
             if r.sub.as_ref().is_some_and(|s| *s != minter.sub)
@@ -136,7 +151,8 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
                 admin: minter.scopes.admin && r.admin != Some(false),
                 ..Scopes::default()
             };
-            (p, format!("sub:{}", minter.sub))
+            let key = minter_key(&minter, &p);
+            (p, key)
         }
         CredentialKind::SseToken { .. } => {
             return Err(ApiError::forbidden(
@@ -146,18 +162,30 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
         }
     };
     principal.publish = SelectorSet::default();
-    let expires_at_ms = now + ttl * 1000;
+    // Never beyond the parent credential's own expiry.
+    let asked_ms = now.saturating_add(ttl.saturating_mul(1000));
+    let expires_at_ms = minter.expires_at_ms.map_or(asked_ms, |e| e.min(asked_ms));
     let minted = hub
         .auth
         .sse_tokens
         .mint(
             principal.clone(),
-            minter_key,
+            count_key,
             expires_at_ms,
             r.single_use.unwrap_or(true),
             now,
         )
-        .map_err(|e| ApiError::too_many("too_many_tokens", e.to_string(), 30))?;
+        .map_err(|e| match e {
+            MintError::TooMany(_) => ApiError::too_many("too_many_tokens", e.to_string(), 30),
+            MintError::ParentExpired => ApiError::from(AuthError::new(
+                "token_expired",
+                "the credential minting this SSE token has expired",
+            )),
+        })?;
+    // What the token really lives: the ttl asked for, or less when the
+    // parent expires first. Rounded down, so a client never believes it has
+    // longer than it has.
+    let expires_in = minted.expires_at_ms.saturating_sub(now) / 1000;
     // The token is durable before it is handed out: it must work after a
     // restart, and its bookkeeping (outstanding count, single use) too.
     if let Some(store) = &hub.store {
@@ -165,11 +193,12 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
     }
     let mut entry = AuditEntry::about("token_minted", &principal);
     entry.ip = Some(ip);
-    entry.detail = json!({"minter": minter.sub, "selectors": principal.subscribe.as_strings(), "ttl": ttl});
+    entry.detail =
+        json!({"minter": minter.sub, "selectors": principal.subscribe.as_strings(), "ttl": expires_in});
     hub.audit.record(entry, now);
     Ok(Json(json!({
         "token": minted.token,
         "expires_at": minted.expires_at_ms / 1000,
-        "expires_in": ttl,
+        "expires_in": expires_in,
     })))
 }

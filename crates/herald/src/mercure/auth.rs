@@ -2,11 +2,17 @@
 //! publisher or subscriber key, and turned into Herald principals so that
 //! every Herald guarantee (visibility, caps, revocation, expiry, audit)
 //! applies to Mercure clients unchanged.
+//!
+//! The token is checked by the same core as native tokens
+//! ([`crate::auth::jwt_core`]) with the same time rules; the Mercure policy
+//! differs only in what it requires: the `mercure` claim instead of `sub`,
+//! and either `exp` or an `iat` to count the hub's maximum lifetime from.
 
-use crate::auth::{fingerprint, AuthError};
+use crate::auth::jwt_core::{self, Expiry, PinnedKey, Policy};
+use crate::auth::AuthError;
 use crate::config::Config;
 use herald_core::{CredentialKind, Principal, Scopes, SelectorSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::Value;
 use std::str::FromStr;
@@ -25,23 +31,15 @@ pub struct MercureClaim {
     pub payload: Option<Value>,
 }
 
+/// The claims read from a verified Mercure token (the time claims were
+/// checked by the core).
 #[derive(Debug, Deserialize)]
 struct Claims {
     #[serde(default)]
     sub: Option<String>,
     #[serde(default)]
-    exp: Option<u64>,
-    #[serde(default)]
-    iat: Option<u64>,
-    #[serde(default)]
     jti: Option<String>,
     mercure: Option<MercureClaim>,
-}
-
-/// A key pinned to its algorithm.
-pub struct PinnedKey {
-    alg: Algorithm,
-    key: DecodingKey,
 }
 
 /// A verified Mercure token.
@@ -56,7 +54,7 @@ pub struct MercureToken {
 pub struct MercureAuth {
     publisher: Option<PinnedKey>,
     subscriber: Option<PinnedKey>,
-    leeway: u64,
+    policy: Policy,
     max_lifetime_ms: u64,
 }
 
@@ -77,10 +75,7 @@ fn load(name: &'static str, key: &str, alg: Option<&str>) -> Result<PinnedKey, K
     };
     let decoding = match alg {
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-            if key.len() < 16 {
-                return Err(KeyError(name, "an HMAC key must be at least 16 bytes".into()));
-            }
-            DecodingKey::from_secret(key.as_bytes())
+            return PinnedKey::hmac(name, alg, key.as_bytes()).map_err(|why| KeyError(name, why));
         }
         Algorithm::RS256
         | Algorithm::RS384
@@ -94,7 +89,7 @@ fn load(name: &'static str, key: &str, alg: Option<&str>) -> Result<PinnedKey, K
         Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem()?).map_err(|e| KeyError(name, e.to_string()))?,
         other => return Err(KeyError(name, format!("algorithm {other:?} is not supported"))),
     };
-    Ok(PinnedKey { alg, key: decoding })
+    PinnedKey::public(alg, decoding).map_err(|why| KeyError(name, why))
 }
 
 impl MercureAuth {
@@ -120,47 +115,35 @@ impl MercureAuth {
                 &m.subscriber_jwt_key,
                 &m.subscriber_jwt_alg,
             )?,
-            leeway: config.jwt_leeway_secs,
+            policy: Policy {
+                protocol: "Mercure",
+                required: &["mercure"],
+                // Mercure 0.x accepts tokens without `exp`. Herald does too
+                // when they carry `iat`, but they expire at `iat` plus the
+                // hub's maximum lifetime: a fixed instant, so a revoked token
+                // stays dead once its deny rule is forgotten.
+                expiry: Expiry::IatPlusMaxLifetime,
+                issuer: None,
+                audience: None,
+                leeway_secs: config.jwt_leeway_secs,
+                max_lifetime_secs: config.max_token_lifetime_secs,
+            },
             max_lifetime_ms: config.max_token_lifetime_secs.saturating_mul(1000),
         })
     }
 
     fn verify(&self, key: Option<&PinnedKey>, raw: &str, now_ms: u64) -> Result<MercureToken, AuthError> {
         let key = key.ok_or_else(|| AuthError::new("invalid_token", "no Mercure key is configured"))?;
-        let header = jsonwebtoken::decode_header(raw).map_err(|_| {
-            AuthError::new(
-                "invalid_token",
-                "malformed token, or an algorithm Herald never accepts (such as none)",
-            )
-        })?;
-        if header.alg != key.alg {
-            return Err(AuthError::new(
-                "invalid_token",
-                format!("this hub expects {:?} Mercure tokens", key.alg),
-            ));
-        }
-        let mut v = Validation::new(key.alg);
-        v.leeway = self.leeway;
-        // Mercure 0.x accepts tokens without `exp`; their streams still end
-        // at the hub's maximum lifetime (below).
-        v.set_required_spec_claims::<&str>(&[]);
-        v.validate_aud = false;
-        let data = jsonwebtoken::decode::<Claims>(raw, &key.key, &v).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::new("token_expired", "the token has expired"),
-                ErrorKind::InvalidSignature => AuthError::new("invalid_token", "bad signature"),
-                ErrorKind::ImmatureSignature => AuthError::new("invalid_token", "the token is not valid yet (nbf)"),
-                _ => AuthError::new("invalid_token", "malformed token or claims"),
-            }
-        })?;
-        let c = data.claims;
+        let v = jwt_core::verify(raw, std::slice::from_ref(key), &self.policy, now_ms)?;
+        let c: Claims = serde_json::from_value(Value::Object(v.claims))
+            .map_err(|_| AuthError::new("invalid_token", "malformed claims (check sub, jti, mercure)"))?;
         // A token without the `mercure` claim is some other application's
-        // token signed with the same key: it grants nothing here.
+        // token signed with the same key: it grants nothing here. (The
+        // policy already requires the claim; this also covers its type.)
         let claim = c
             .mercure
             .ok_or_else(|| AuthError::new("invalid_token", "the token has no `mercure` claim"))?;
-        let fp = fingerprint(raw);
+        let fp = v.fingerprint;
         let mut p = Principal::new(
             c.sub
                 .filter(|s| !s.is_empty())
@@ -177,11 +160,10 @@ impl MercureAuth {
             publish: !p.publish.is_empty(),
             ..Scopes::default()
         };
-        p.expires_at_ms = Some(match c.exp {
-            Some(exp) => exp.saturating_mul(1000),
-            None => now_ms.saturating_add(self.max_lifetime_ms),
-        });
-        p.issued_at_ms = c.iat.map(|s| s.saturating_mul(1000));
+        // `exp`, or `iat` + the maximum lifetime: never counted from now,
+        // so presenting the token again does not extend it.
+        p.expires_at_ms = Some(v.expires_at_secs.saturating_mul(1000));
+        p.issued_at_ms = v.issued_at_secs.map(|s| s.saturating_mul(1000));
         p.issued_at_resolution_ms = 1000;
         p.jti = c.jti;
         p.fingerprint = fp;

@@ -3,7 +3,7 @@
 use crate::history::ResumePoint;
 use crate::http::error::ApiError;
 use crate::http::events::{open, StreamRequest};
-use crate::http::request::{client_ip, query_pairs, ConnInfo};
+use crate::http::request::{client_ip, last_event_id, query_pairs, ConnInfo};
 use crate::hub::{now_ms, Hub};
 use crate::registry::{MercureSubscription, StreamKind};
 use crate::stream::Start;
@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Request};
 use axum::response::Response;
+use herald_core::LastEventId;
 
 /// Most topic selectors on one Mercure subscription.
 pub const MAX_SELECTORS: usize = 1000;
@@ -46,7 +47,6 @@ pub fn token<B>(req: &Request<B>) -> (Option<String>, bool) {
 pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
-    let selectors = crate::http::events::selectors_from_query(&query, MAX_SELECTORS)?;
     let ip = client_ip(&req, &hub.config);
     let mercure = hub.mercure_auth()?;
     let (token, _) = token(&req);
@@ -70,27 +70,22 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             return Err(ApiError::missing_credential());
         }
     };
-    // The header wins over the query parameter.
-    let last = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| query.iter().find(|(k, _)| k == "lastEventID").map(|(_, v)| v.clone()));
-    let start = match last.as_deref() {
-        None | Some("") => Start::Retained,
-        Some("earliest") => Start::Resume(ResumePoint::After(0)),
-        Some(id) => {
-            if id.len() > 1024 || id.chars().any(char::is_control) {
-                return Err(ApiError::bad_request(
-                    "invalid_last_event_id",
-                    "Last-Event-ID is malformed",
-                ));
-            }
-            // Mercure answers an unknown id with what it has; Herald says
-            // so explicitly with `event: reset`.
-            Start::Resume(hub.history.resolve(id).await.unwrap_or(ResumePoint::Reset))
-        }
+    // Only now, with the subscriber known: up to 1,000 selectors, each
+    // possibly a URI template compiled to a regex, are not parsed for a
+    // request that is refused anyway.
+    let selectors = crate::http::events::selectors_from_query(&query, MAX_SELECTORS)?;
+    let start = match last_event_id(&req, &query, "lastEventID")? {
+        None => Start::Retained,
+        // Mercure's keyword for "everything history holds".
+        Some(LastEventId::Client(k)) if k == "earliest" => Start::Resume(ResumePoint::After(0)),
+        // Mercure answers an unknown id with what it has; Herald says so
+        // explicitly with `event: reset`.
+        Some(id) => Start::Resume(
+            hub.history
+                .resolve(&id, principal.tenant.as_deref())
+                .await
+                .unwrap_or(ResumePoint::Reset),
+        ),
     };
     let head = hub.history.head();
     let subscriber = format!("urn:uuid:{}", super::subscriptions::uuid_v4());

@@ -74,44 +74,44 @@ fn describe(s: &Subscriber, topic: &str, active: bool) -> Option<Value> {
     Some(v)
 }
 
-/// Publishes subscription events for `s` when the API is enabled.
+/// Announces subscription events for `s` when the API is enabled.
+///
+/// They are delivered live and never stored: a subscription event says who
+/// is connected now, and storing them let a few anonymous clients with many
+/// topics each flush everyone's resume history. They are private updates
+/// on the subscription's IRI, so only Mercure subscribers whose
+/// `mercure.subscribe` claim covers it see them (the one visibility rule
+/// decides, as for every event).
 pub fn announce(hub: &Arc<HubInner>, s: &Subscriber, active: bool) {
     if !hub.config.mercure.subscriptions || s.mercure.is_none() {
         return;
     }
-    let drafts: Vec<EventDraft> = s
-        .selectors
-        .0
-        .iter()
-        .filter_map(|sel| {
-            let topic = sel.as_str();
-            let mut v = describe(s, topic, active)?;
-            v["@context"] = CONTEXT.into();
-            let id = v["id"].as_str().unwrap_or_default().to_string();
-            Some(EventDraft {
-                topics: vec![id],
-                event_type: None,
-                data: v.to_string(),
-                id: None,
-                audience: Audience {
-                    private: true,
-                    ..Audience::public()
-                },
-                retain: false,
-                retry: None,
-                unique_id: false,
-            })
-        })
-        .collect();
-    if drafts.is_empty() {
-        return;
-    }
-    let hub = hub.clone();
-    tokio::spawn(async move {
-        if let Err(e) = hub.publish_drafts(drafts).await {
-            tracing::debug!(error = %e.message, "subscription event not published");
+    let now = crate::hub::now_ms();
+    let mut delivered = 0;
+    for sel in &s.selectors.0 {
+        let topic = sel.as_str();
+        let Some(mut v) = describe(s, topic, active) else {
+            continue;
+        };
+        v["@context"] = CONTEXT.into();
+        let id = v["id"].as_str().unwrap_or_default().to_string();
+        let event = EventDraft {
+            topics: vec![id],
+            event_type: None,
+            data: v.to_string(),
+            id: None,
+            audience: Audience {
+                private: true,
+                ..Audience::public()
+            },
+            retain: false,
+            retry: None,
+            unique_id: false,
         }
-    });
+        .into_unnumbered(now);
+        delivered += hub.registry.dispatch(&event);
+    }
+    metrics::counter!("herald_deliveries_total").increment(delivered as u64);
 }
 
 /// Authenticates a subscriber allowed to see `path`.

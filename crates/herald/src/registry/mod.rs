@@ -118,6 +118,8 @@ impl CapExceeded {
 #[derive(Default)]
 struct Index {
     streams: HashMap<u64, Arc<Subscriber>>,
+    /// By `sub`; an account is (tenant, sub), so users of this index compare
+    /// the tenant too (see [`Index::count_account`]).
     by_account: HashMap<String, IdSet>,
     /// Per session; ids grow with opening order, so the oldest stream (the
     /// one eviction takes) has the smallest id.
@@ -208,10 +210,17 @@ impl Index {
         Some(s)
     }
 
-    fn count_kind(&self, ids: Option<&IdSet>, kind: StreamKind) -> usize {
-        ids.map_or(0, |ids| {
+    /// Streams of `kind` held by `p`'s account. The index is keyed by `sub`
+    /// (so a revocation naming an account in every tenant is one lookup);
+    /// the account is the pair (tenant, sub), so the tenant is compared here.
+    fn count_account(&self, p: &Principal, kind: StreamKind) -> usize {
+        self.by_account.get(p.sub.as_str()).map_or(0, |ids| {
             ids.iter()
-                .filter(|id| self.streams.get(id).is_some_and(|s| s.kind == kind))
+                .filter(|id| {
+                    self.streams
+                        .get(id)
+                        .is_some_and(|s| s.kind == kind && s.principal.same_account(p))
+                })
                 .count()
         })
     }
@@ -297,29 +306,30 @@ impl Registry {
                         ids.iter()
                             .filter(|id| {
                                 idx.audit.contains(*id)
-                                    && idx.streams.get(*id).is_some_and(|x| x.principal.sub == p.sub)
+                                    && idx.streams.get(*id).is_some_and(|x| x.principal.same_account(p))
                             })
                             .count()
                     }),
-                    None => idx.count_kind(idx.by_account.get(&p.sub), StreamKind::Audit),
+                    None => idx.count_account(p, StreamKind::Audit),
                 };
                 if same >= self.caps.audit_per_session {
                     return Err(CapExceeded::Audit);
                 }
             }
             StreamKind::Events => {
-                let account = idx.count_kind(idx.by_account.get(&p.sub), StreamKind::Events);
+                let account = idx.count_account(p, StreamKind::Events);
                 let mut in_session: Vec<u64> = p.session.map_or_else(Vec::new, |h| {
                     idx.by_session.get(&h).map_or_else(Vec::new, |ids| {
                         ids.iter()
                             .copied()
-                            // A session belongs to one account: another account
-                            // presenting the same session id never counts
-                            // against (or evicts) this one's streams.
+                            // A session belongs to one account (tenant, sub):
+                            // another account presenting the same session id,
+                            // in this tenant or another, never counts against
+                            // (or evicts) this one's streams.
                             .filter(|id| {
                                 idx.streams
                                     .get(id)
-                                    .is_some_and(|x| x.kind == StreamKind::Events && x.principal.sub == p.sub)
+                                    .is_some_and(|x| x.kind == StreamKind::Events && x.principal.same_account(p))
                             })
                             .collect()
                     })

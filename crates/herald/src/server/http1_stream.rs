@@ -15,7 +15,9 @@
 //! (other requests, HTTP/1.0, HTTP/2 prior knowledge, heads that do not
 //! parse) and whatever the client sends after the response goes to hyper
 //! with the bytes already read put back in front, so hyper's own answers —
-//! 400, 431, keep-alive — apply unchanged.
+//! 400, keep-alive — apply unchanged. A first head over the limits this
+//! module shares with hyper ([`HEAD_MAX`], [`MAX_HEADERS`]) is answered
+//! here, with Herald's JSON error: hyper's own `431` has an empty body.
 
 use crate::http::request::ConnInfo;
 use crate::kill::KillSwitch;
@@ -32,15 +34,23 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// Paths whose `GET` answers an event stream.
-const STREAM_PATHS: [&str; 3] = ["/v1/events", "/.well-known/mercure", "/v1/audit/events"];
+use crate::http::error::ApiError;
+use crate::http::STREAM_PATHS;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 
 /// First allocation for a request head; a bearer JWT and a few headers fit.
 const HEAD_INITIAL: usize = 2048;
-/// Past this the head goes to hyper, which answers 431 by its own limits.
-const HEAD_MAX: usize = 64 * 1024;
-/// Header lines parsed here; more goes to hyper.
-const MAX_HEADERS: usize = 64;
+/// The longest request head (request line and headers), here and in hyper
+/// (its read buffer); past it the answer is `431`.
+pub(super) const HEAD_MAX: usize = 64 * 1024;
+/// The most header lines in a request, here and in hyper; past it the
+/// answer is `431`.
+pub(super) const MAX_HEADERS: usize = 100;
+/// How long a refused head's connection is read (and what is read thrown
+/// away) after the answer, so that closing it with unread bytes does not
+/// reset the connection before the client has read the answer.
+const LINGER: Duration = Duration::from_secs(2);
 /// How long a client may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes a client may pipeline behind a stream request while it runs; past
@@ -55,6 +65,8 @@ enum Head {
     Stream(Request<Body>, BytesMut),
     /// Anything else: every byte read so far, for hyper.
     Other(Bytes),
+    /// A head over [`HEAD_MAX`] or [`MAX_HEADERS`].
+    TooLarge,
     /// The client closed, failed or sent no complete head in time.
     Gone,
 }
@@ -75,6 +87,10 @@ pub async fn first_request(app: Router, tcp: &mut TcpStream, info: ConnInfo) -> 
     match tokio::time::timeout(HEAD_TIMEOUT, read_head(tcp)).await {
         Err(_) | Ok(Head::Gone) => First::Gone,
         Ok(Head::Other(bytes)) => First::Other(bytes),
+        Ok(Head::TooLarge) => {
+            refuse_head(tcp, &info.kill).await;
+            First::Gone
+        }
         Ok(Head::Stream(req, rest)) => match answer_head(app, tcp, req, info, rest).await {
             Some(answer) => First::Answered(answer),
             None => First::Gone,
@@ -101,7 +117,8 @@ async fn read_head(tcp: &mut TcpStream) -> Head {
         }
         match classify(&buf) {
             Parsed::Partial if buf.len() < HEAD_MAX => continue,
-            Parsed::Partial | Parsed::Other => return Head::Other(buf.freeze()),
+            Parsed::Partial | Parsed::TooLarge => return Head::TooLarge,
+            Parsed::Other => return Head::Other(buf.freeze()),
             Parsed::Stream(req, head_len) => {
                 let rest = buf.split_off(head_len);
                 // The head's bytes are no longer needed: only what follows
@@ -123,6 +140,7 @@ async fn read_head(tcp: &mut TcpStream) -> Head {
 enum Parsed {
     Partial,
     Other,
+    TooLarge,
     Stream(Request<Body>, usize),
 }
 
@@ -132,8 +150,10 @@ fn classify(buf: &[u8]) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > HEAD_MAX => return Parsed::TooLarge,
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Parsed::TooLarge,
         Err(_) => return Parsed::Other,
     };
     let (Some("GET"), Some(1), Some(path)) = (parsed.method, parsed.version, parsed.path) else {
@@ -314,6 +334,42 @@ pub async fn answer_head(
         Ok(r) => r,
         Err(never) => match never {},
     };
+    write_response(tcp, resp, close, &kill, pipelined).await
+}
+
+/// Answers a head over the limits with `431` and the JSON error, then
+/// closes the connection: what follows the head cannot be found.
+async fn refuse_head(tcp: &mut TcpStream, kill: &KillSwitch) {
+    let mut resp = ApiError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request_header_too_large",
+        format!("the request line and headers must fit in {HEAD_MAX} bytes and {MAX_HEADERS} header lines"),
+    )
+    .into_response();
+    // The router, which adds the discovery header to every answer, is not
+    // involved here.
+    resp.headers_mut().insert(header::LINK, crate::mercure::link_header());
+    if write_response(tcp, resp, true, kill, BytesMut::new()).await.is_none() {
+        return;
+    }
+    let _ = tcp.shutdown().await;
+    // Read what the client is still sending, for a moment, so that the
+    // kernel does not answer it with a reset that destroys the answer.
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut scratch = [0u8; 4096];
+        while matches!(tcp.read(&mut scratch).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// Writes `resp`'s head (and, when it has a length, its body) in HTTP/1.1.
+async fn write_response(
+    tcp: &mut TcpStream,
+    resp: axum::response::Response,
+    close: bool,
+    kill: &KillSwitch,
+    pipelined: BytesMut,
+) -> Option<Answer> {
     let (parts, mut body) = resp.into_parts();
     let length = body.size_hint().exact();
     let mut head = Vec::with_capacity(256);

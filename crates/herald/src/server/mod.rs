@@ -59,8 +59,11 @@ fn connection_builder() -> Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         // Streams are written in whole batches; a small buffer keeps idle
-        // connections cheap.
-        .max_buf_size(64 * 1024);
+        // connections cheap. It also bounds a request head, as Herald's own
+        // front does for a connection's first request, with the same header
+        // count: both answer a head beyond them with `431`.
+        .max_buf_size(http1_stream::HEAD_MAX)
+        .max_headers(http1_stream::MAX_HEADERS);
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
