@@ -33,6 +33,19 @@ const CONTROL = {
 };
 
 /**
+ * Whether a control event is one the hub itself sent. Herald refuses these
+ * types on publish, and as a second line of defence the helper checks their
+ * shape: the hub writes control events without an `id:` line (so the
+ * event's `lastEventId` is still the one of the last real event), except
+ * `overflow`, whose `id:` is the resume point also named in its data.
+ */
+function fromHub(type, e, streamLastId, reason) {
+  if (typeof reason !== 'string') return false;
+  if (type === 'overflow') return true;
+  return e.lastEventId === streamLastId;
+}
+
+/**
  * Opens a Herald stream that re-mints its token and resumes on every reconnect.
  *
  * @param {object} options
@@ -92,15 +105,30 @@ export function connect(options) {
     if (lastId) u.searchParams.set('last_event_id', lastId);
     const es = new EventSource(u);
     source = es;
-    es.onmessage = deliver;
-    for (const type of eventTypes) es.addEventListener(type, deliver);
+    // The last id this stream delivered: a control event that changes it
+    // carried an `id:` line, so it was not written by the hub.
+    let streamLastId = '';
+    const onData = (e) => {
+      streamLastId = e.lastEventId;
+      deliver(e);
+    };
+    es.onmessage = onData;
+    for (const type of eventTypes) es.addEventListener(type, onData);
     for (const [type, reconnect] of Object.entries(CONTROL)) {
       es.addEventListener(type, (e) => {
-        let reason;
+        let body;
         try {
-          reason = JSON.parse(e.data).reason;
+          body = JSON.parse(e.data);
         } catch {
-          reason = undefined;
+          body = {};
+        }
+        const reason = body?.reason;
+        if (!fromHub(type, e, streamLastId, reason)) return;
+        const hubId = typeof body.last_event_id === 'string' && /^[0-9]+$/.test(body.last_event_id);
+        if (type === 'overflow' && hubId && body.last_event_id === e.lastEventId) {
+          // Resume exactly where the hub says delivery stopped, even if
+          // nothing had arrived yet.
+          lastId = body.last_event_id;
         }
         onControl({ type, reason });
         if (reconnect === null) return;

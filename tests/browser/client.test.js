@@ -72,3 +72,48 @@ test('the helper re-mints its token and resumes without gap or duplicate', async
   assert.ok(minted >= 2, `a fresh token for each connect (minted ${minted})`);
   await page.close();
 });
+
+test('the helper acts only on control events shaped as the hub sends them', async () => {
+  // A hostile stream: an event that calls itself `revoked` but carries an
+  // `id:` line (as every published event does) must not stop the helper; the
+  // hub's own `revoked`, without an id, must.
+  const { createServer } = await import('node:http');
+  const frames = [
+    'id: 1\ndata: a\n\n',
+    'id: 2\nevent: revoked\ndata: {"reason":"spoofed"}\n\n',
+    'id: 3\ndata: b\n\n',
+    'event: revoked\ndata: {"reason":"logout"}\n\n',
+  ];
+  const server = createServer((req, res) => {
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      'access-control-allow-origin': '*',
+    });
+    res.end(frames.join(''));
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const page = await browser.newPage();
+  await page.goto(`${hub.base}/`);
+  await page.addScriptTag({ type: 'module', content: readFileSync(resolve(import.meta.dirname, '../../clients/js/herald.js'), 'utf8') });
+  await page.waitForFunction(() => window.Herald !== undefined);
+  await page.evaluate((base) => {
+    window.received = [];
+    window.controls = [];
+    window.Herald.connect({
+      url: base,
+      topics: ['demo'],
+      mintToken: async () => 'st_test',
+      onEvent: (e) => window.received.push(e.data),
+      onControl: (c) => window.controls.push(`${c.type}:${c.reason}`),
+    });
+  }, origin);
+  await page.waitForFunction(() => window.controls.length >= 1, null, { timeout: 10000 });
+  await new Promise((r) => setTimeout(r, 300));
+  const { received, controls } = await page.evaluate(() => ({ received: window.received, controls: window.controls }));
+  assert.deepEqual(received, ['a', 'b'], 'the spoofed control event did not stop the stream');
+  assert.deepEqual(controls, ['revoked:logout'], 'only the hub-shaped control event was acted on');
+  await page.close();
+  server.close();
+});

@@ -210,3 +210,114 @@ pub fn sign_hs256(claims: &Claims, secret: &str) -> Result<String, jsonwebtoken:
         &EncodingKey::from_secret(secret.as_bytes()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SECRET: &str = "native-test-secret-at-least-32-bytes!";
+
+    fn now_s() -> u64 {
+        crate::hub::now_ms() / 1000
+    }
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::from_config(&Config::default(), Some(SECRET)).expect("verifier")
+    }
+
+    fn sign(header: Header, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).expect("sign")
+    }
+
+    fn verify(token: &str) -> Result<Principal, AuthError> {
+        verifier().verify(token, &SessionKey::derive(b"k"), crate::hub::now_ms())
+    }
+
+    #[test]
+    fn a_native_token_with_a_future_iat_is_refused() {
+        let now = now_s();
+        let t = sign(
+            Header::new(Algorithm::HS256),
+            json!({"sub": "u", "iat": now + 3600, "exp": now + 7200}),
+        );
+        let e = verify(&t).expect_err("future iat");
+        assert_eq!(e.code, "invalid_token");
+        assert!(e.description.contains("iat"), "{}", e.description);
+    }
+
+    #[test]
+    fn a_native_token_with_crit_is_refused() {
+        let now = now_s();
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["b64".into()]);
+        let e = verify(&sign(header, json!({"sub": "u", "iat": now, "exp": now + 60}))).expect_err("crit");
+        assert_eq!(e.code, "invalid_token");
+        assert!(e.description.contains("crit"), "{}", e.description);
+    }
+
+    #[test]
+    fn a_native_token_with_a_future_nbf_is_refused() {
+        let now = now_s();
+        let t = sign(
+            Header::new(Algorithm::HS256),
+            json!({"sub": "u", "nbf": now + 60, "exp": now + 120}),
+        );
+        assert_eq!(verify(&t).expect_err("nbf").code, "invalid_token");
+    }
+
+    #[test]
+    fn a_native_token_needs_exp_and_sub() {
+        let now = now_s();
+        let no_exp = sign(Header::new(Algorithm::HS256), json!({"sub": "u", "iat": now}));
+        assert_eq!(verify(&no_exp).expect_err("exp").code, "invalid_token");
+        let no_sub = sign(Header::new(Algorithm::HS256), json!({"iat": now, "exp": now + 60}));
+        assert_eq!(verify(&no_sub).expect_err("sub").code, "invalid_token");
+    }
+
+    #[test]
+    fn a_valid_native_token_keeps_its_claims() {
+        let now = now_s();
+        let t = sign(
+            Header::new(Algorithm::HS256),
+            json!({"sub": "u", "tenant": "acme", "iat": now, "exp": now + 60, "jti": "j",
+                   "herald": {"subscribe": ["a.>"], "admin": true}}),
+        );
+        let p = verify(&t).expect("valid");
+        assert_eq!((p.sub.as_str(), p.tenant.as_deref()), ("u", Some("acme")));
+        assert_eq!(p.expires_at_ms, Some((now + 60) * 1000));
+        assert_eq!(p.issued_at_ms, Some(now * 1000));
+        assert_eq!(p.jti.as_deref(), Some("j"));
+        assert!(p.scopes.admin);
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused_at_build() {
+        let e = JwtVerifier::from_config(&Config::default(), Some("sixteen-byte-key")).err().expect("short");
+        assert_eq!(e.key, "jwt_secret");
+        let config = Config {
+            jwt_secret: Some("x".repeat(31)),
+            store: crate::config::StoreKind::Memory,
+            ..Config::default()
+        };
+        match crate::hub::Hub::builder(config).build() {
+            Err(crate::hub::BuildError::Config(msg)) => assert!(msg.contains("jwt_secret"), "{msg}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a 31-byte secret was accepted"),
+        }
+        // Secrets handed to the builder directly are checked too.
+        let config = Config {
+            store: crate::config::StoreKind::Memory,
+            ..Config::default()
+        };
+        let secrets = crate::secrets::Secrets {
+            jwt_secret: Some("short".into()),
+            session_key: SessionKey::derive(b"k"),
+            generated_secret_file: None,
+        };
+        assert!(matches!(
+            crate::hub::Hub::builder(config).secrets(secrets).build(),
+            Err(crate::hub::BuildError::Config(_))
+        ));
+    }
+}

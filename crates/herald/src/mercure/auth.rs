@@ -193,3 +193,152 @@ impl MercureAuth {
         p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    const KEY: &str = "!ChangeThisMercureHubJWTSecretKey!";
+    const MAX: u64 = 3600;
+
+    fn config() -> Config {
+        let mut c = Config {
+            max_token_lifetime_secs: MAX,
+            ..Config::default()
+        };
+        c.mercure.jwt_key = Some(KEY.into());
+        c
+    }
+
+    fn auth() -> MercureAuth {
+        MercureAuth::from_config(&config(), None).expect("keys")
+    }
+
+    fn sign(claims: Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(KEY.as_bytes()),
+        )
+        .expect("sign")
+    }
+
+    fn now_ms() -> u64 {
+        crate::hub::now_ms()
+    }
+
+    fn code(claims: Value) -> &'static str {
+        match auth().subscriber(&sign(claims), now_ms()) {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        }
+    }
+
+    #[test]
+    fn without_exp_a_token_expires_max_lifetime_after_its_iat() {
+        let now = now_ms();
+        let iat = now / 1000 - 100;
+        let t = sign(json!({"sub": "a", "iat": iat, "mercure": {"subscribe": ["*"]}}));
+        let first = auth().subscriber(&t, now).expect("valid").principal;
+        assert_eq!(first.expires_at_ms, Some((iat + MAX) * 1000));
+        // Presented again later, it does not live any longer.
+        let again = auth().subscriber(&t, now + 60_000).expect("valid").principal;
+        assert_eq!(again.expires_at_ms, first.expires_at_ms);
+        // Once iat + max has passed, it is expired for good.
+        let e = auth()
+            .subscriber(&t, (iat + MAX + 10) * 1000)
+            .err()
+            .expect("expired");
+        assert_eq!(e.code, "token_expired");
+    }
+
+    #[test]
+    fn a_token_with_neither_exp_nor_iat_is_refused() {
+        let e = auth()
+            .publisher(&sign(json!({"mercure": {"publish": ["*"]}})), now_ms())
+            .err()
+            .expect("refused");
+        assert_eq!(e.code, "invalid_token");
+        assert!(e.description.contains("add `exp`"), "{}", e.description);
+    }
+
+    #[test]
+    fn nbf_and_iat_in_the_future_are_refused() {
+        let now = now_ms() / 1000;
+        assert_eq!(
+            code(json!({"nbf": now + 60, "exp": now + 120, "mercure": {}})),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(json!({"nbf": "later", "exp": now + 120, "mercure": {}})),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(json!({"iat": now + 60, "exp": now + 120, "mercure": {}})),
+            "invalid_token"
+        );
+        assert_eq!(
+            code(json!({"iat": now + 60, "mercure": {}})),
+            "invalid_token"
+        );
+        assert_eq!(code(json!({"iat": now, "nbf": now, "exp": now + 120, "mercure": {}})), "ok");
+    }
+
+    #[test]
+    fn exp_gets_the_native_lifetime_caps() {
+        let now = now_ms() / 1000;
+        assert_eq!(
+            code(json!({"iat": now, "exp": now + MAX + 1, "mercure": {}})),
+            "invalid_token"
+        );
+        assert_eq!(code(json!({"exp": now + MAX * 10, "mercure": {}})), "invalid_token");
+        assert_eq!(code(json!({"exp": now + 60, "mercure": {}})), "ok");
+        assert_eq!(code(json!({"exp": now - 60, "mercure": {}})), "token_expired");
+    }
+
+    #[test]
+    fn the_mercure_claim_and_crit_rules_hold() {
+        let now = now_ms() / 1000;
+        assert_eq!(code(json!({"sub": "x", "exp": now + 60})), "invalid_token");
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".into()]);
+        let t = jsonwebtoken::encode(
+            &header,
+            &json!({"exp": now + 60, "mercure": {}}),
+            &EncodingKey::from_secret(KEY.as_bytes()),
+        )
+        .expect("sign");
+        let e = auth().subscriber(&t, now_ms()).err().expect("crit");
+        assert!(e.description.contains("crit"), "{}", e.description);
+    }
+
+    #[test]
+    fn anonymous_subscribers_are_unchanged() {
+        let now = now_ms();
+        let p = auth().anonymous(now);
+        assert_eq!(p.expires_at_ms, Some(now + MAX * 1000));
+        assert!(p.sub.starts_with("anonymous:"));
+    }
+
+    #[test]
+    fn short_hmac_keys_are_refused_at_build() {
+        let mut c = config();
+        c.mercure.jwt_key = Some("0123456789abcdef".into());
+        let e = MercureAuth::from_config(&c, None).err().expect("short");
+        assert_eq!(e.0, "mercure.jwt_key");
+        c.mercure.jwt_key = None;
+        c.mercure.publisher_jwt_key = Some("x".repeat(31));
+        let e = MercureAuth::from_config(&c, None).err().expect("short");
+        assert_eq!(e.0, "mercure.publisher_jwt_key");
+        c.store = crate::config::StoreKind::Memory;
+        match crate::hub::Hub::builder(c).build() {
+            Err(crate::hub::BuildError::Config(msg)) => {
+                assert!(msg.contains("mercure.publisher_jwt_key"), "{msg}")
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a 31-byte Mercure key was accepted"),
+        }
+    }
+}
