@@ -293,7 +293,9 @@ mod tests {
 
     #[test]
     fn a_short_jwt_secret_is_refused_at_build() {
-        let e = JwtVerifier::from_config(&Config::default(), Some("sixteen-byte-key")).err().expect("short");
+        let e = JwtVerifier::from_config(&Config::default(), Some("sixteen-byte-key"))
+            .err()
+            .expect("short");
         assert_eq!(e.key, "jwt_secret");
         let config = Config {
             jwt_secret: Some("x".repeat(31)),

@@ -45,7 +45,10 @@ impl PinnedKey {
             return Err(format!("{alg:?} is not an HMAC algorithm"));
         }
         if secret.len() < MIN_HMAC_KEY_BYTES {
-            tracing::warn!(key = name, "refusing an HMAC key shorter than {MIN_HMAC_KEY_BYTES} bytes");
+            tracing::warn!(
+                key = name,
+                "refusing an HMAC key shorter than {MIN_HMAC_KEY_BYTES} bytes"
+            );
             return Err(format!("an HMAC key must be at least {MIN_HMAC_KEY_BYTES} bytes long"));
         }
         Ok(PinnedKey {
@@ -241,9 +244,7 @@ pub fn verify(raw: &str, keys: &[PinnedKey], policy: &Policy, now_ms: u64) -> Re
         ));
     }
     if iat.is_some_and(|iat| exp.saturating_sub(iat) > max) {
-        return Err(invalid(format!(
-            "token lifetime exceeds the hub's maximum of {max} s"
-        )));
+        return Err(invalid(format!("token lifetime exceeds the hub's maximum of {max} s")));
     }
     if exp.saturating_sub(now) > max.saturating_add(leeway) {
         return Err(invalid(format!("token expires more than {max} s from now")));
@@ -306,7 +307,10 @@ pub fn short_hmac_key(config: &Config) -> Option<(&'static str, String)> {
     keys.into_iter().find_map(|(name, key, hmac)| {
         let short = hmac && key.is_some_and(|k| k.len() < MIN_HMAC_KEY_BYTES);
         short.then(|| {
-            tracing::warn!(key = name, "refusing an HMAC key shorter than {MIN_HMAC_KEY_BYTES} bytes");
+            tracing::warn!(
+                key = name,
+                "refusing an HMAC key shorter than {MIN_HMAC_KEY_BYTES} bytes"
+            );
             (
                 name,
                 format!("an HMAC key must be at least {MIN_HMAC_KEY_BYTES} bytes long (try `openssl rand -hex 32`)"),
@@ -405,7 +409,10 @@ mod tests {
             json!({"sub": "u", "exp": null}),
             json!({"sub": "u", "exp": NOW + 60, "iat": "now"}),
         ] {
-            assert_eq!(check(claims, Expiry::Required).expect_err("malformed").code, "invalid_token");
+            assert_eq!(
+                check(claims, Expiry::Required).expect_err("malformed").code,
+                "invalid_token"
+            );
         }
     }
 
@@ -459,11 +466,17 @@ mod tests {
 
     #[test]
     fn fractional_dates_round_towards_refusal() {
-        let v = check(json!({"sub": "u", "iat": NOW as f64 + 0.7, "exp": NOW as f64 + 60.9}), Expiry::Required)
-            .expect("fractions");
+        let v = check(
+            json!({"sub": "u", "iat": NOW as f64 + 0.7, "exp": NOW as f64 + 60.9}),
+            Expiry::Required,
+        )
+        .expect("fractions");
         assert_eq!((v.issued_at_secs, v.expires_at_secs), (Some(NOW), NOW + 60));
-        let e = check(json!({"sub": "u", "nbf": (NOW + 5) as f64 + 0.1, "exp": NOW + 60}), Expiry::Required)
-            .expect_err("nbf rounds up");
+        let e = check(
+            json!({"sub": "u", "nbf": (NOW + 5) as f64 + 0.1, "exp": NOW + 60}),
+            Expiry::Required,
+        )
+        .expect_err("nbf rounds up");
         assert_eq!(e.code, "invalid_token");
     }
 

@@ -281,13 +281,13 @@ mod tests {
         let mut parent = subject("alice", None);
         parent.expires_at_ms = Some(NOW + 2_000);
         let key = minter_key(&parent, &parent);
-        let minted = tokens
-            .mint(parent, key, NOW + 3_600_000, true, NOW)
-            .expect("mint");
+        let minted = tokens.mint(parent, key, NOW + 3_600_000, true, NOW).expect("mint");
         assert_eq!(minted.expires_at_ms, NOW + 2_000, "clamped to the parent");
         let p = tokens.redeem(&minted.token, NOW + 1_999, false).expect("valid before");
         assert_eq!(p.expires_at_ms, Some(NOW + 2_000));
-        let e = tokens.redeem(&minted.token, NOW + 2_000, true).expect_err("expired after");
+        let e = tokens
+            .redeem(&minted.token, NOW + 2_000, true)
+            .expect_err("expired after");
         assert_eq!(e.code, "token_expired");
     }
 
@@ -336,7 +336,13 @@ mod tests {
             .expect("globex does not count against acme");
         let hub_wide = subject("capx", None);
         tokens
-            .mint(hub_wide.clone(), minter_key(&hub_wide, &hub_wide), NOW + 60_000, true, NOW)
+            .mint(
+                hub_wide.clone(),
+                minter_key(&hub_wide, &hub_wide),
+                NOW + 60_000,
+                true,
+                NOW,
+            )
             .expect("the hub-wide capx is another account");
     }
 

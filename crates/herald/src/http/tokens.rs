@@ -193,12 +193,160 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
     }
     let mut entry = AuditEntry::about("token_minted", &principal);
     entry.ip = Some(ip);
-    entry.detail =
-        json!({"minter": minter.sub, "selectors": principal.subscribe.as_strings(), "ttl": expires_in});
+    entry.detail = json!({"minter": minter.sub, "selectors": principal.subscribe.as_strings(), "ttl": expires_in});
     hub.audit.record(entry, now);
     Ok(Json(json!({
         "token": minted.token,
         "expires_at": minted.expires_at_ms / 1000,
         "expires_in": expires_in,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ApiKeyConfig, Config, StoreKind};
+    use crate::hub::{now_ms, Hub};
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    const SECRET: &str = "tokens-test-secret-at-least-32-bytes";
+
+    struct Fixture {
+        hub: Hub,
+        tokens_key: String,
+    }
+
+    fn fixture() -> Fixture {
+        let (tokens_key, hash) = crate::auth::api_key::generate();
+        let config = Config {
+            jwt_secret: Some(SECRET.into()),
+            store: StoreKind::Memory,
+            api_keys: vec![ApiKeyConfig {
+                id: "backend".into(),
+                hash,
+                scopes: vec!["tokens".into()],
+                tenant: None,
+                publish: None,
+            }],
+            ..Config::default()
+        };
+        Fixture {
+            hub: Hub::builder(config).build().expect("hub"),
+            tokens_key,
+        }
+    }
+
+    fn jwt(claims: Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("sign")
+    }
+
+    async fn call(hub: &Hub, req: Request<Body>) -> (StatusCode, Value) {
+        let r = hub.router().oneshot(req).await.expect("response");
+        let status = r.status();
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn mint(hub: &Hub, credential: &str, body: Value) -> (StatusCode, Value) {
+        let req = Request::post("/v1/tokens")
+            .header("authorization", format!("Bearer {credential}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        call(hub, req).await
+    }
+
+    async fn open(hub: &Hub, token: &str) -> (StatusCode, Value) {
+        let req = Request::get(format!("/v1/events?topic=news&token={token}"))
+            .body(Body::empty())
+            .expect("request");
+        let r = hub.router().oneshot(req).await.expect("response");
+        let status = r.status();
+        if status != StatusCode::OK {
+            let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.expect("body");
+            return (status, serde_json::from_slice(&body).unwrap_or(Value::Null));
+        }
+        (status, Value::Null)
+    }
+
+    #[tokio::test]
+    async fn a_token_minted_from_a_short_lived_jwt_is_clamped_to_it() {
+        let f = fixture();
+        let exp = now_ms() / 1000 + 2;
+        let parent = jwt(json!({"sub": "alice", "iat": exp - 2, "exp": exp, "herald": {"subscribe": ["news"]}}));
+        let (s, v) = mint(&f.hub, &parent, json!({"ttl": 3600})).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["expires_at"], exp, "{v}");
+        assert!(v["expires_in"].as_u64().expect("expires_in") <= 2, "{v}");
+        let token = v["token"].as_str().expect("token").to_string();
+        // After the parent's expiry the token is refused before any byte.
+        let wait = (exp * 1000 + 50).saturating_sub(now_ms());
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        let (s, v) = open(&f.hub, &token).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("token_expired"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_parent_cannot_mint() {
+        let f = fixture();
+        // Within the verification leeway, so the JWT itself is still let in.
+        let exp = now_ms() / 1000 - 2;
+        let parent = jwt(json!({"sub": "alice", "iat": exp - 10, "exp": exp, "herald": {"subscribe": ["news"]}}));
+        let (s, v) = mint(&f.hub, &parent, json!({})).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("token_expired")),
+            "{v}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tokens_only_key_asking_for_admin_is_forbidden() {
+        let f = fixture();
+        let (s, v) = mint(
+            &f.hub,
+            &f.tokens_key,
+            json!({"sub": "bob", "subscribe": ["news"], "admin": true}),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("token_widening_forbidden"))
+        );
+        let (s, v) = mint(
+            &f.hub,
+            &f.tokens_key,
+            json!({"sub": "bob", "subscribe": ["news"], "admin": false}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["expires_in"], 300, "unclamped: the ttl asked for");
+    }
+
+    #[tokio::test]
+    async fn the_outstanding_cap_is_per_account() {
+        let f = fixture();
+        let cap = f.hub.config().limits.sse_tokens_outstanding;
+        let body = |tenant: &str| json!({"sub": "capx", "tenant": tenant, "subscribe": ["news"]});
+        for _ in 0..cap {
+            assert_eq!(mint(&f.hub, &f.tokens_key, body("acme")).await.0, StatusCode::OK);
+        }
+        let (s, v) = mint(&f.hub, &f.tokens_key, body("acme")).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, Some("too_many_tokens"))
+        );
+        let (s, v) = mint(&f.hub, &f.tokens_key, body("globex")).await;
+        assert_eq!(s, StatusCode::OK, "capx@globex is not capx@acme: {v}");
+    }
 }

@@ -479,6 +479,17 @@ mod tests {
     }
 
     #[test]
+    fn heads_over_the_limits_are_refused_here() {
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-H{i}: v\r\n")).collect();
+        assert!(matches!(
+            parse(&format!("GET /healthz HTTP/1.1\r\n{many}\r\n")),
+            Parsed::TooLarge
+        ));
+        let long = format!("GET /v1/events?topic={} HTTP/1.1\r\n\r\n", "a".repeat(HEAD_MAX));
+        assert!(matches!(parse(&long), Parsed::TooLarge));
+    }
+
+    #[test]
     fn incomplete_heads_wait_for_more() {
         assert!(matches!(parse("GET /v1/events HTTP/1.1\r\nHost"), Parsed::Partial));
     }
