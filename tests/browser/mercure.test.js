@@ -21,7 +21,7 @@ after(async () => {
 test('an anonymous EventSource receives public updates but never private ones', async () => {
   const page = await browser.newPage();
   await page.goto(`${hub.base}/`);
-  const publisher = hs256({ mercure: { publish: ['*'] } }, KEY);
+  const publisher = hs256({ exp: Math.floor(Date.now() / 1000) + 3600, mercure: { publish: ['*'] } }, KEY);
   const topic = `https://example.net/books/${Date.now()}`;
   const result = await page.evaluate(
     async ({ topic, publisher }) => {
@@ -74,8 +74,8 @@ test('a subscriber whose token covers the topic receives private updates', async
   const page = await browser.newPage();
   await page.goto(`${hub.base}/`);
   const topic = `https://example.net/orders/${Date.now()}`;
-  const publisher = hs256({ mercure: { publish: [topic] } }, KEY);
-  const subscriber = hs256({ mercure: { subscribe: ['https://example.net/orders/{id}'] } }, KEY);
+  const publisher = hs256({ exp: Math.floor(Date.now() / 1000) + 3600, mercure: { publish: [topic] } }, KEY);
+  const subscriber = hs256({ exp: Math.floor(Date.now() / 1000) + 3600, mercure: { subscribe: ['https://example.net/orders/{id}'] } }, KEY);
   const seen = await page.evaluate(
     async ({ topic, publisher, subscriber }) => {
       document.cookie = `mercureAuthorization=${subscriber}; path=/.well-known/mercure`;

@@ -45,7 +45,13 @@ fn sees(sub: &Sub, topic: &str, audience: &Value) -> bool {
         },
         Some(v) => v == mine,
     };
-    has("tenant", &c["tenant"])
+    // `users` and `sessions` name accounts, and an account is (tenant, sub):
+    // they match only principals of the event's own tenant (a hub-wide
+    // event's lists name hub-wide accounts).
+    let names_accounts = audience.get("users").is_some() || audience.get("sessions").is_some();
+    let same_tenant = audience.get("tenant").unwrap_or(&Value::Null) == &c["tenant"];
+    (!names_accounts || same_tenant)
+        && has("tenant", &c["tenant"])
         && has("users", &c["sub"])
         && has("sessions", &c["sid"])
         && has("roles", &c["roles"])

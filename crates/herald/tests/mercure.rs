@@ -18,7 +18,16 @@ fn hub() -> Server {
     ))
 }
 
-fn mercure_jwt(claims: Value) -> String {
+/// Signs a Mercure token. Herald requires `exp` (or `iat`) on Mercure
+/// tokens, so one an hour ahead is added unless the claims set their own.
+fn mercure_jwt(mut claims: Value) -> String {
+    if claims.get("exp").is_none() && claims.get("iat").is_none() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        claims["exp"] = json!(now + 3600);
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
