@@ -122,7 +122,7 @@ impl Target {
                     "authorization",
                     format!(
                         "Bearer {}",
-                        hs256(json!({"sub": account(i), "mercure": {"subscribe": ["*"]}}), key)
+                        hs256(json!({"sub": account(i), "exp": now_secs() + 7200, "iat": now_secs(), "mercure": {"subscribe": ["*"]}}), key)
                     ),
                 )],
                 body: String::new(),
@@ -179,7 +179,7 @@ impl Target {
                 headers: vec![
                     (
                         "authorization",
-                        format!("Bearer {}", publisher_token(key, || hs256(json!({"mercure": {"publish": ["*"]}}), key))),
+                        format!("Bearer {}", publisher_token(key, || hs256(json!({"exp": now_secs() + 7200, "iat": now_secs(), "mercure": {"publish": ["*"]}}), key))),
                     ),
                     ("content-type", "application/x-www-form-urlencoded".into()),
                 ],

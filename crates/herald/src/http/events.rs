@@ -156,9 +156,10 @@ pub async fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, Api
         return Err(ApiError::draining());
     }
     let now = now_ms();
+    let principal = Arc::new(r.principal);
     let subscriber = Subscriber {
         id: hub.registry.next_id(),
-        principal: Arc::new(r.principal),
+        principal: principal.clone(),
         selectors: r.selectors,
         ip: r.ip,
         opened_at_ms: now,
@@ -170,12 +171,11 @@ pub async fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, Api
     let admitted = match hub.registry.admit(subscriber) {
         Ok(a) => a,
         Err(cap) => {
-            let e = crate::audit::AuditEntry {
-                kind: "cap_rejected",
-                ip: Some(r.ip),
-                detail: json!({"cap": cap.code()}),
-                ..Default::default()
-            };
+            // The record names the account refused (tenant and sub), so
+            // an operator can tell who is hitting a cap.
+            let mut e = crate::audit::AuditEntry::about("cap_rejected", &principal);
+            e.ip = Some(r.ip);
+            e.detail = json!({"cap": cap.code()});
             hub.audit.record(e, now);
             metrics::counter!("herald_cap_rejections_total", "cap" => cap.code()).increment(1);
             return Err(ApiError::too_many(cap.code(), cap_message(cap), 5));

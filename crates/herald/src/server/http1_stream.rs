@@ -137,7 +137,7 @@ async fn read_head(tcp: &mut TcpStream) -> Head {
 
 /// The verdict on a buffer that may hold a request head.
 #[allow(clippy::large_enum_variant)] // short-lived, like `Head`
-enum Parsed {
+pub enum Parsed {
     Partial,
     Other,
     TooLarge,
@@ -146,7 +146,10 @@ enum Parsed {
 
 /// Parses `buf` as a request head and decides whether this module serves
 /// it. Kept synchronous so the header array never lives in a future.
-fn classify(buf: &[u8]) -> Parsed {
+///
+/// Public (with [`Parsed`]) so that Herald's fuzz target for request heads
+/// (`fuzz/fuzz_targets/http1_head.rs`) can reach it; not a supported API.
+pub fn classify(buf: &[u8]) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buf) {

@@ -8,7 +8,9 @@
 //! holds no per-connection buffers while a stream idles; everything else is
 //! hyper's.
 
-mod http1_stream;
+// Hidden, and public only so that the fuzz targets reach its head parser.
+#[doc(hidden)]
+pub mod http1_stream;
 mod rewind;
 
 use crate::http::request::ConnInfo;
