@@ -153,8 +153,9 @@ fn raw_json(answer: &str) -> Value {
     let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     let (start, end) = (body.find('{'), body.rfind('}'));
     match (start, end) {
-        (Some(s), Some(e)) if e > s => serde_json::from_str(&body[s..=e])
-            .unwrap_or_else(|err| panic!("body is not JSON ({err}): {body:?}")),
+        (Some(s), Some(e)) if e > s => {
+            serde_json::from_str(&body[s..=e]).unwrap_or_else(|err| panic!("body is not JSON ({err}): {body:?}"))
+        }
         _ => panic!("no JSON body in {answer:?}"),
     }
 }
@@ -181,7 +182,11 @@ async fn unread_stream(hub: &Server, query: &str, token: &str) -> (tokio::net::T
             .await
             .expect("the stream opens")
             .expect("read");
-        assert!(n > 0, "closed before `: connected`: {:?}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "closed before `: connected`: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     (tcp, seen)
@@ -207,11 +212,7 @@ async fn read_stream_to_end(tcp: &mut tokio::net::TcpStream, seen: &mut Vec<u8>)
 
 /// The SSE events of a raw chunked HTTP/1.1 stream answer.
 fn raw_sse_events(raw: &[u8]) -> Vec<Event> {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP head")
-        + 4;
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP head") + 4;
     let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     let mut body = Vec::new();
@@ -381,7 +382,11 @@ async fn mercure_subscription_events_reach_only_subscribers_entitled_to_them() {
         json!({"sub": "bob", "mercure": {"subscribe": ["https://example.com/books/{id}"], "payload": {"secret": "bob-payload-xyz"}}}),
     );
     let _bob = hub
-        .stream_with("/.well-known/mercure?topic=https%3A%2F%2Fexample.com%2Fwatched", Some(&bob), None)
+        .stream_with(
+            "/.well-known/mercure?topic=https%3A%2F%2Fexample.com%2Fwatched",
+            Some(&bob),
+            None,
+        )
         .await
         .expect("bob opens");
     // Positive control: the entitled watcher sees bob's subscription.
@@ -396,7 +401,11 @@ async fn mercure_subscription_events_reach_only_subscribers_entitled_to_them() {
     let r = mercure_publish(
         &hub,
         Some(&mercure_publisher()),
-        &[("topic", "https://example.com/other"), ("topic", "fence"), ("data", "m-fence")],
+        &[
+            ("topic", "https://example.com/other"),
+            ("topic", "fence"),
+            ("data", "m-fence"),
+        ],
     )
     .await;
     assert_eq!(r.status(), 200);
@@ -412,7 +421,8 @@ async fn mercure_subscription_events_reach_only_subscribers_entitled_to_them() {
     for (who, s) in [("acme", &mut acme_live), ("hub-wide", &mut hw_live)] {
         let got = before_fence(s, "n-fence").await;
         assert!(
-            got.iter().all(|e| !e.data.contains("Subscription") && !e.data.contains("bob-payload-xyz")),
+            got.iter()
+                .all(|e| !e.data.contains("Subscription") && !e.data.contains("bob-payload-xyz")),
             "a native {who} stream received a Mercure subscription event: {got:?}"
         );
     }
@@ -423,7 +433,8 @@ async fn mercure_subscription_events_reach_only_subscribers_entitled_to_them() {
             .expect("resume opens");
         let got = before_fence(&mut s, "n-fence").await;
         assert!(
-            got.iter().all(|e| !e.data.contains("Subscription") && !e.data.contains("bob-payload-xyz")),
+            got.iter()
+                .all(|e| !e.data.contains("Subscription") && !e.data.contains("bob-payload-xyz")),
             "a native {who} stream replayed a Mercure subscription event: {got:?}"
         );
     }
@@ -494,7 +505,10 @@ async fn cookie_writes_from_foreign_sites_are_refused() {
     let hub = start_with("cors_origins = [\"https://app.example\"]\n");
     let admin = jwt(json!({"sub": "root", "herald": {"admin": true, "publish": ["*"], "subscribe": ["*"]}}));
     let writes = [
-        ("/v1/publish", json!({"topics": ["csrf"], "data": "x", "audience": "public"})),
+        (
+            "/v1/publish",
+            json!({"topics": ["csrf"], "data": "x", "audience": "public"}),
+        ),
         ("/v1/revocations", json!({"type": "logout", "account": "nobody"})),
         ("/v1/invalidate", json!({"tags": [["x"]], "audience": "public"})),
         ("/v1/invalidation/pause", json!({})),
@@ -649,14 +663,13 @@ async fn session_audience_reaches_only_that_accounts_tenant() {
         .stream("/v1/events?topic=t", &user("u", json!({"tenant": "acme", "sid": "s1"})))
         .await;
     let mut globex = hub
-        .stream("/v1/events?topic=t", &user("u", json!({"tenant": "globex", "sid": "s1"})))
+        .stream(
+            "/v1/events?topic=t",
+            &user("u", json!({"tenant": "globex", "sid": "s1"})),
+        )
         .await;
-    let mut hw = hub
-        .stream("/v1/events?topic=t", &user("u", json!({"sid": "s1"})))
-        .await;
-    let mut hw_other = hub
-        .stream("/v1/events?topic=t", &user("v", json!({"sid": "s1"})))
-        .await;
+    let mut hw = hub.stream("/v1/events?topic=t", &user("u", json!({"sid": "s1"}))).await;
+    let mut hw_other = hub.stream("/v1/events?topic=t", &user("v", json!({"sid": "s1"}))).await;
     let (status, v) = hub
         .publish(
             &hub.acme_key,
@@ -678,7 +691,10 @@ async fn session_audience_reaches_only_that_accounts_tenant() {
         "acme's s1 gets acme's event and not the hub-wide one"
     );
     let got = before_fence(&mut globex, "fence").await;
-    assert!(got.is_empty(), "globex's s1 got another tenant's session event: {got:?}");
+    assert!(
+        got.is_empty(),
+        "globex's s1 got another tenant's session event: {got:?}"
+    );
     assert_eq!(datas(&before_fence(&mut hw, "fence").await), ["hub-s1"]);
     assert_eq!(datas(&before_fence(&mut hw_other, "fence").await), ["hub-s1"]);
 }
@@ -693,7 +709,10 @@ async fn tenant_scoped_logout_closes_only_that_tenants_account() {
         .stream("/v1/events?topic=t", &user("x", json!({"tenant": "acme", "iat": old})))
         .await;
     let mut x_globex = hub
-        .stream("/v1/events?topic=t", &user("x", json!({"tenant": "globex", "iat": old})))
+        .stream(
+            "/v1/events?topic=t",
+            &user("x", json!({"tenant": "globex", "iat": old})),
+        )
         .await;
     let (status, v) = hub
         .post(
@@ -716,7 +735,10 @@ async fn tenant_scoped_logout_closes_only_that_tenants_account() {
         .stream("/v1/events?topic=t", &user("y", json!({"tenant": "acme", "iat": old})))
         .await;
     let mut y_globex = hub
-        .stream("/v1/events?topic=t", &user("y", json!({"tenant": "globex", "iat": old})))
+        .stream(
+            "/v1/events?topic=t",
+            &user("y", json!({"tenant": "globex", "iat": old})),
+        )
         .await;
     let (status, v) = hub
         .post(
@@ -741,14 +763,10 @@ async fn sse_token_cap_counts_each_account_separately() {
     let hub = start_with("[limits]\nsse_tokens_outstanding = 2\n");
     let globex = user("capz", json!({"tenant": "globex"}));
     for _ in 0..2 {
-        let (s, v) = hub
-            .post("/v1/tokens", Some(&globex), json!({"subscribe": ["*"]}))
-            .await;
+        let (s, v) = hub.post("/v1/tokens", Some(&globex), json!({"subscribe": ["*"]})).await;
         assert_eq!(s, 200, "{v}");
     }
-    let (s, v) = hub
-        .post("/v1/tokens", Some(&globex), json!({"subscribe": ["*"]}))
-        .await;
+    let (s, v) = hub.post("/v1/tokens", Some(&globex), json!({"subscribe": ["*"]})).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),
         (StatusCode::TOO_MANY_REQUESTS, Some("too_many_tokens")),
@@ -788,7 +806,10 @@ async fn retained_snapshots_are_kept_per_tenant() {
 #[tokio::test]
 async fn a_user_scoped_retained_event_does_not_hide_the_public_one() {
     let hub = start();
-    for (data, audience) in [("public-retained", json!("public")), ("alice-retained", json!({"users": ["alice"]}))] {
+    for (data, audience) in [
+        ("public-retained", json!("public")),
+        ("alice-retained", json!({"users": ["alice"]})),
+    ] {
         let (s, v) = hub
             .publish(
                 &hub.admin_key,
@@ -832,15 +853,24 @@ async fn another_tenants_event_id_resumes_like_an_unknown_id() {
     let acme = user("pub", json!({"tenant": "acme"}));
     let globex = user("pub", json!({"tenant": "globex"}));
     let (s, v) = hub
-        .publish(&acme, json!({"topics": ["t5"], "data": "acme-old", "audience": "public", "retain": true}))
+        .publish(
+            &acme,
+            json!({"topics": ["t5"], "data": "acme-old", "audience": "public", "retain": true}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = hub
-        .publish(&globex, json!({"topics": ["t5"], "id": "glx-evt-1", "data": "g", "audience": "public"}))
+        .publish(
+            &globex,
+            json!({"topics": ["t5"], "id": "glx-evt-1", "data": "g", "audience": "public"}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = hub
-        .publish(&acme, json!({"topics": ["t5"], "data": "acme-new", "audience": "public"}))
+        .publish(
+            &acme,
+            json!({"topics": ["t5"], "data": "acme-new", "audience": "public"}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let reader = user("reader", json!({"tenant": "acme"}));
@@ -944,7 +974,10 @@ async fn an_sse_token_never_outlives_the_jwt_that_minted_it() {
     let expires_in = v["expires_in"].as_u64().expect("expires_in");
     let expires_at = v["expires_at"].as_u64().expect("expires_at");
     assert!(expires_in <= 3, "expires_in {expires_in} outlives the parent");
-    assert!(expires_at <= parent_exp, "expires_at {expires_at} > parent exp {parent_exp}");
+    assert!(
+        expires_at <= parent_exp,
+        "expires_at {expires_at} > parent exp {parent_exp}"
+    );
     let token = v["token"].as_str().expect("token").to_string();
     while now() <= parent_exp.max(expires_at) + 1 {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1025,7 +1058,11 @@ async fn a_tokens_only_key_cannot_mint_admin_tokens() {
         .await;
     assert_eq!(s, 200, "the key mints: {v}");
     let (s, v) = hub
-        .post("/v1/tokens", Some(&key), json!({"sub": "x", "subscribe": ["*"], "admin": true}))
+        .post(
+            "/v1/tokens",
+            Some(&key),
+            json!({"sub": "x", "subscribe": ["*"], "admin": true}),
+        )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
 }
@@ -1076,7 +1113,10 @@ async fn retained_snapshots_are_bounded_per_tenant_keeping_the_newest() {
     }
     let reader = user("reader", json!({"tenant": "acme"}));
     let mut s = hub
-        .stream("/v1/events?topic=r.1&topic=r.2&topic=r.3&topic=r.4&topic=r.5&topic=rfence", &reader)
+        .stream(
+            "/v1/events?topic=r.1&topic=r.2&topic=r.3&topic=r.4&topic=r.5&topic=rfence",
+            &reader,
+        )
         .await;
     fence(&hub, "rfence", "fence").await;
     let mut got = datas(&before_fence(&mut s, "fence").await)
@@ -1093,7 +1133,9 @@ async fn paused_invalidations_stay_bounded_and_still_cover_every_tag() {
     let hub = start();
     let reader = user("reader", json!({}));
     let mut s = hub.stream("/v1/events?topic=%24tags", &reader).await;
-    let (st, _) = hub.post("/v1/invalidation/pause", Some(&hub.admin_key), json!({})).await;
+    let (st, _) = hub
+        .post("/v1/invalidation/pause", Some(&hub.admin_key), json!({}))
+        .await;
     assert_eq!(st, 200);
     let mut submitted: Vec<Value> = Vec::new();
     for batch in 0..5 {
@@ -1116,7 +1158,9 @@ async fn paused_invalidations_stay_bounded_and_still_cover_every_tag() {
         .expect("json");
     let held = state["held"].as_u64().expect("held");
     assert!(held <= 100, "one audience holds {held} tags");
-    let (st, v) = hub.post("/v1/invalidation/resume", Some(&hub.admin_key), json!({})).await;
+    let (st, v) = hub
+        .post("/v1/invalidation/resume", Some(&hub.admin_key), json!({}))
+        .await;
     assert_eq!(st, 200, "{v}");
     let (st, v) = hub
         .post(
@@ -1158,7 +1202,9 @@ async fn anonymous_mercure_subscribers_add_nothing_to_history() {
     let hub = mercure_hub("anonymous = true\nsubscriptions = true\n");
     let mut open = Vec::new();
     for c in 0..5 {
-        let topics: String = (0..100).map(|i| format!("topic=https%3A%2F%2Fexample.com%2F{c}%2F{i}&")).collect();
+        let topics: String = (0..100)
+            .map(|i| format!("topic=https%3A%2F%2Fexample.com%2F{c}%2F{i}&"))
+            .collect();
         open.push(
             hub.stream_with(&format!("/.well-known/mercure?{topics}"), None, None)
                 .await
@@ -1240,7 +1286,10 @@ fn indexed(events: &[Event], prefix: &str) -> Vec<(usize, String)> {
 /// arrived before it, gives every one of the `n` live events exactly once.
 async fn check_overflow_resume(hub: &Server, reader: &str, query: &str, first: &[Event], n: usize, fence_topic: &str) {
     let overflow = first.last().expect("the stream sent something");
-    assert_eq!(overflow.event, "overflow", "the stream was cut with overflow: {first:?}");
+    assert_eq!(
+        overflow.event, "overflow",
+        "the stream was cut with overflow: {first:?}"
+    );
     let id = overflow
         .id
         .clone()
@@ -1300,8 +1349,8 @@ async fn an_overflowed_stream_resumes_from_the_overflow_id_without_gap_or_duplic
     check_overflow_resume(&hub, &reader, "topic=ov", &first, 50, "ov").await;
 }
 
-/// The stream is cut for overflow while its writer is still busy with the
-/// retained snapshot, before any live event went out.
+/// The stream is cut for overflow while its writer is still busy with (or
+/// still reading) the retained snapshot, before any live event went out.
 #[tokio::test]
 async fn an_overflow_before_the_first_live_event_still_resumes_exactly() {
     let hub = start_with("[limits]\nqueue_events = 2\n");
@@ -1329,7 +1378,12 @@ async fn an_overflow_before_the_first_live_event_still_resumes_exactly() {
     read_stream_to_end(&mut tcp, &mut seen).await;
     let first = raw_sse_events(&seen);
     let snapshot = first.iter().filter(|e| e.data.starts_with("snap")).count();
-    assert_eq!(snapshot, 16, "the whole retained snapshot arrived");
+    // The overflow may even win over the snapshot (then nothing but the
+    // overflow arrives): either way the stream's position is after it.
+    assert!(
+        snapshot == 16 || snapshot == 0,
+        "the retained snapshot arrives whole or not at all: {snapshot} of 16"
+    );
     check_overflow_resume(&hub, &reader, "topic=snap.*", &first, 50, "snap.live").await;
 }
 
@@ -1427,15 +1481,15 @@ async fn store_verify_accepts_the_sequence_gap_left_by_a_crash() {
 async fn head_on_a_stream_is_405_and_does_not_spend_the_sse_token() {
     let hub = start();
     let (s, v) = hub
-        .post("/v1/tokens", Some(&hub.admin_key), json!({"sub": "h", "subscribe": ["x"]}))
+        .post(
+            "/v1/tokens",
+            Some(&hub.admin_key),
+            json!({"sub": "h", "subscribe": ["x"]}),
+        )
         .await;
     assert_eq!(s, 200, "{v}");
     let path = format!("/v1/events?token={}&topic=x", v["token"].as_str().expect("token"));
-    let r = client()
-        .head(format!("{}{path}", hub.base))
-        .send()
-        .await
-        .expect("head");
+    let r = client().head(format!("{}{path}", hub.base)).send().await.expect("head");
     assert_eq!(r.status(), 405);
     drop(r);
     assert!(
@@ -1453,12 +1507,22 @@ async fn oversized_request_heads_get_431_with_a_json_error() {
         "a".repeat(100 * 1024)
     );
     let answer = raw_exchange(&hub, url.as_bytes()).await;
-    assert_eq!(raw_status(&answer), 431, "a 100 KB URL: {}", answer.get(..300).unwrap_or(&answer));
+    assert_eq!(
+        raw_status(&answer),
+        431,
+        "a 100 KB URL: {}",
+        answer.get(..300).unwrap_or(&answer)
+    );
     check_error_shape(&raw_json(&answer));
     let headers: String = (0..200).map(|i| format!("X-Header-{i}: v\r\n")).collect();
     let req = format!("GET /healthz HTTP/1.1\r\nHost: hub\r\n{headers}Connection: close\r\n\r\n");
     let answer = raw_exchange(&hub, req.as_bytes()).await;
-    assert_eq!(raw_status(&answer), 431, "200 headers: {}", answer.get(..300).unwrap_or(&answer));
+    assert_eq!(
+        raw_status(&answer),
+        431,
+        "200 headers: {}",
+        answer.get(..300).unwrap_or(&answer)
+    );
     check_error_shape(&raw_json(&answer));
 }
 

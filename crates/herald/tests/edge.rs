@@ -533,31 +533,54 @@ async fn head_on_a_stream_endpoint_opens_nothing_and_spends_no_token() {
         .expect("the token still opens its stream");
 }
 
+/// One answer for a head too large, whichever part of it is too large and
+/// whichever of Herald's front or hyper read it: `431` with the JSON error.
 #[tokio::test]
 async fn an_over_large_request_head_gets_the_json_error() {
     let hub = start();
-    let heads = [
-        // The URL.
-        format!(
-            "GET /v1/events?topic={} HTTP/1.1\r\nHost: hub\r\n\r\n",
-            "a".repeat(70 * 1024)
-        ),
-        // One header.
-        format!(
-            "GET /healthz HTTP/1.1\r\nHost: hub\r\nX-Filler: {}\r\n\r\n",
-            "a".repeat(70 * 1024)
-        ),
-        // Too many headers.
-        format!(
-            "GET /healthz HTTP/1.1\r\nHost: hub\r\n{}\r\n",
-            (0..120).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
-        ),
-    ];
-    for head in heads {
+    // Each as a connection's first request (read by Herald's own front), and
+    // the URL and the header count also as a later one (read by hyper, whose
+    // byte limit depends on how the head arrives, so one long header may
+    // pass there).
+    let url = format!(
+        "GET /v1/events?topic={} HTTP/1.1\r\nHost: hub\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let header = format!(
+        "GET /healthz HTTP/1.1\r\nHost: hub\r\nX-Filler: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let count = format!(
+        "GET /healthz HTTP/1.1\r\nHost: hub\r\n{}\r\n",
+        (0..120).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+    );
+    for (head, later) in [
+        (&url, false),
+        (&url, true),
+        (&header, false),
+        (&count, false),
+        (&count, true),
+    ] {
         let mut tcp = connect(&hub).await;
+        if later {
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+                .await
+                .expect("write");
+        }
         let _ = tcp.write_all(head.as_bytes()).await;
         let text = read_to_close(&mut tcp, T).await;
-        assert!(text.starts_with("HTTP/1.1 431 "), "{}", &text[..text.len().min(300)]);
+        let text = match text.find("HTTP/1.1 431 ") {
+            Some(at) if later => {
+                assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+                text[at..].to_string()
+            }
+            _ => text,
+        };
+        assert!(
+            text.starts_with("HTTP/1.1 431 "),
+            "{later}: {}",
+            &text[..text.len().min(300)]
+        );
         let lower = text.to_ascii_lowercase();
         assert!(lower.contains("\r\ncontent-type: application/json"), "{text}");
         assert_eq!(check_error_shape(&json_of(&text)), "request_header_too_large");

@@ -26,7 +26,10 @@ use world::{Action, Scenario};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}")),
         Err(_) => default,
     }
 }
@@ -62,7 +65,8 @@ fn shrink(rt: &tokio::runtime::Runtime, env: &Env, sc: Scenario, rule: &str) -> 
             s -= 1;
             let mut c = best.clone();
             c.subscribers.remove(s);
-            c.actions.retain(|a| !matches!(a, Action::Open { subscriber, .. } if *subscriber == s));
+            c.actions
+                .retain(|a| !matches!(a, Action::Open { subscriber, .. } if *subscriber == s));
             for a in &mut c.actions {
                 if let Action::Open { subscriber, .. } = a {
                     if *subscriber > s {
@@ -153,17 +157,21 @@ fn every_delivery_matches_the_model() {
     let env = Env::new();
     let started = std::time::Instant::now();
     let mut broken: BTreeMap<String, Broken> = BTreeMap::new();
+    let mut stats = drive::Stats::default();
     for n in 0..cases {
         let seed = first_seed.wrapping_add(n);
         let sc = Scenario::generate(seed);
-        if let Err(f) = rt.block_on(drive::run(&env, &sc)) {
-            let entry = broken.entry(f.rule.clone()).or_insert(Broken {
-                count: 0,
-                seed,
-                scenario: Some(sc),
-                finding: f,
-            });
-            entry.count += 1;
+        match rt.block_on(drive::run(&env, &sc)) {
+            Ok(s) => stats.add(&s),
+            Err(f) => {
+                let entry = broken.entry(f.rule.clone()).or_insert(Broken {
+                    count: 0,
+                    seed,
+                    scenario: Some(sc),
+                    finding: f,
+                });
+                entry.count += 1;
+            }
         }
     }
     let ran_for = started.elapsed();
@@ -181,6 +189,22 @@ fn every_delivery_matches_the_model() {
         ran_for.as_secs_f64(),
         broken.len()
     );
+    eprintln!(
+        "oracle: passing cases checked {} streams, {} deliveries ({} from retained snapshots, {} replayed after Last-Event-ID), \
+         {} resets, {} revoked streams, {} refused reconnects, {} subscription events",
+        stats.streams,
+        stats.delivered,
+        stats.from_snapshot,
+        stats.from_replay,
+        stats.resets,
+        stats.revoked,
+        stats.refused_reopens,
+        stats.subscription_events
+    );
+    eprintln!("oracle: events withheld from streams that asked for their topic, by the rule that withheld them:");
+    for (why, n) in &stats.withheld {
+        eprintln!("  {n:>7}  {why}");
+    }
     if broken.is_empty() {
         return;
     }

@@ -91,6 +91,16 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
                     ))
                 }
                 (Some(own), _) => Some(own.clone()),
+                (None, Some(t))
+                    if t.is_empty()
+                        || t.len() > herald_core::audience::MAX_LABEL_LEN
+                        || t.chars().any(char::is_control) =>
+                {
+                    return Err(ApiError::bad_request(
+                        "invalid_request",
+                        "`tenant` must be 1 to 256 bytes without control characters",
+                    ))
+                }
                 (None, t) => t,
             };
             let subscribe = subscribe.ok_or_else(|| {

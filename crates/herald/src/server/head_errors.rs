@@ -1,11 +1,12 @@
 //! Herald's JSON error in place of hyper's empty `431`.
 //!
 //! hyper answers a request head over its limits (read buffer, header
-//! count) by itself, before any service sees the request, with `431` and an
-//! empty body, then closes the connection. Every other error a client gets
-//! from Herald is `{"error": {"code", "message"}}`, so the connection's
-//! writes are watched for that one answer and it is replaced by
-//! [`answer`]. Herald's own front ([`super::http1_stream`]) writes the same
+//! count) by itself, before any service sees the request, with `431` (or
+//! `414` when it is the URL that is too long) and an empty body, then
+//! closes the connection. Every other error a client gets from Herald is
+//! `{"error": {"code", "message"}}`, so the connection's writes are watched
+//! for those answers and they are replaced by [`answer`]: one answer for a
+//! head too large, whichever part of it is, as Herald's own front gives. Herald's own front ([`super::http1_stream`]) writes the same
 //! answer for a connection's first head; this covers every later request
 //! of a connection hyper serves, and HTTP/1.1 over TLS.
 //!
@@ -21,8 +22,14 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// How hyper's own answer starts.
-const HYPERS_431: &[u8] = b"HTTP/1.1 431 ";
+/// How hyper's own answers to an over-large head start. Herald's handlers
+/// never answer either status, so only hyper's can match.
+const HYPERS_ANSWERS: [&[u8]; 2] = [b"HTTP/1.1 431 ", b"HTTP/1.1 414 "];
+
+/// Whether `buf` starts with one of [`HYPERS_ANSWERS`].
+fn is_hypers_answer(buf: &[u8]) -> bool {
+    HYPERS_ANSWERS.iter().any(|p| buf.starts_with(p))
+}
 
 /// The whole HTTP/1.1 answer to a head over the limits: `431
 /// request_header_too_large` as JSON, and the connection closes.
@@ -43,7 +50,7 @@ pub fn answer(head_max: usize, max_headers: usize) -> Bytes {
     Bytes::from(head + &body)
 }
 
-/// `inner`, with hyper's empty `431` replaced by [`answer`].
+/// `inner`, with hyper's empty `431` and `414` replaced by [`answer`].
 pub struct JsonHeadErrors<T> {
     inner: T,
     /// The replacement, while it is being written.
@@ -91,7 +98,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonHeadErrors<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         ready!(this.poll_pending(cx))?;
-        if buf.starts_with(HYPERS_431) {
+        if is_hypers_answer(buf) {
             // hyper's answer is taken as written; ours goes out instead,
             // finished by the flush or shutdown hyper does next.
             this.pending = Some(answer(this.limits.0, this.limits.1));
@@ -109,7 +116,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonHeadErrors<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-            if first.starts_with(HYPERS_431) {
+            if is_hypers_answer(first) {
                 return self.poll_write(cx, first);
             }
         }
@@ -144,8 +151,10 @@ mod tests {
     async fn hypers_431_becomes_the_json_error_and_the_rest_passes() {
         let (a, mut b) = tokio::io::duplex(64 * 1024);
         let mut w = JsonHeadErrors::new(a, 65536, 100);
-        w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await.unwrap();
-        w.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+        w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            .await
+            .unwrap();
+        w.write_all(b"HTTP/1.1 414 URI Too Long\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
             .await
             .unwrap();
         w.shutdown().await.unwrap();

@@ -17,9 +17,11 @@
 //! with the bytes already read put back in front, so hyper's own answers —
 //! 400, keep-alive — apply unchanged. A first head over the limits this
 //! module shares with hyper ([`HEAD_MAX`], [`MAX_HEADERS`]) is answered
-//! here, with Herald's JSON error: hyper's own `431` has an empty body.
+//! here, with Herald's JSON error (hyper's own `431` has an empty body;
+//! [`super::head_errors`] replaces it on connections hyper serves).
 
 use crate::http::request::ConnInfo;
+use crate::http::STREAM_PATHS;
 use crate::kill::KillSwitch;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
@@ -33,11 +35,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-
-use crate::http::error::ApiError;
-use crate::http::STREAM_PATHS;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 
 /// First allocation for a request head; a bearer JWT and a few headers fit.
 const HEAD_INITIAL: usize = 2048;
@@ -337,42 +334,6 @@ pub async fn answer_head(
         Ok(r) => r,
         Err(never) => match never {},
     };
-    write_response(tcp, resp, close, &kill, pipelined).await
-}
-
-/// Answers a head over the limits with `431` and the JSON error, then
-/// closes the connection: what follows the head cannot be found.
-async fn refuse_head(tcp: &mut TcpStream, kill: &KillSwitch) {
-    let mut resp = ApiError::new(
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "request_header_too_large",
-        format!("the request line and headers must fit in {HEAD_MAX} bytes and {MAX_HEADERS} header lines"),
-    )
-    .into_response();
-    // The router, which adds the discovery header to every answer, is not
-    // involved here.
-    resp.headers_mut().insert(header::LINK, crate::mercure::link_header());
-    if write_response(tcp, resp, true, kill, BytesMut::new()).await.is_none() {
-        return;
-    }
-    let _ = tcp.shutdown().await;
-    // Read what the client is still sending, for a moment, so that the
-    // kernel does not answer it with a reset that destroys the answer.
-    let _ = tokio::time::timeout(LINGER, async {
-        let mut scratch = [0u8; 4096];
-        while matches!(tcp.read(&mut scratch).await, Ok(n) if n > 0) {}
-    })
-    .await;
-}
-
-/// Writes `resp`'s head (and, when it has a length, its body) in HTTP/1.1.
-async fn write_response(
-    tcp: &mut TcpStream,
-    resp: axum::response::Response,
-    close: bool,
-    kill: &KillSwitch,
-    pipelined: BytesMut,
-) -> Option<Answer> {
     let (parts, mut body) = resp.into_parts();
     let length = body.size_hint().exact();
     let mut head = Vec::with_capacity(256);
@@ -435,6 +396,25 @@ async fn write_response(
         close,
         pipelined,
     })
+}
+
+/// Answers a head over the limits with `431` and the JSON error, then
+/// closes the connection: what follows the head cannot be found.
+async fn refuse_head(tcp: &mut TcpStream, kill: &KillSwitch) {
+    let answer = super::head_errors::answer(HEAD_MAX, MAX_HEADERS);
+    let cut = kill.killed();
+    tokio::pin!(cut);
+    if !write_all(tcp, &mut &answer[..], cut.as_mut()).await {
+        return;
+    }
+    let _ = tcp.shutdown().await;
+    // Read what the client is still sending, for a moment, so that the
+    // kernel does not answer it with a reset that destroys the answer.
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut scratch = [0u8; 4096];
+        while matches!(tcp.read(&mut scratch).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Writes all of `buf` (vectored when it is a chain), unless the connection

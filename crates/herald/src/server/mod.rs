@@ -10,7 +10,8 @@
 
 // Hidden, and public only so that the fuzz targets reach its head parser.
 #[doc(hidden)]
-pub mod http1_stream;
+pub mod head_errors;
+mod http1_stream;
 mod rewind;
 
 use crate::http::request::ConnInfo;
@@ -139,6 +140,9 @@ impl Connection {
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let service = self.hyper_service();
+        // hyper's own answer to an over-large head has an empty body; the
+        // client gets Herald's JSON error instead.
+        let io = head_errors::JsonHeadErrors::new(io, http1_stream::HEAD_MAX, http1_stream::MAX_HEADERS);
         let conn = self.watcher.watch(
             self.builder
                 .serve_connection_with_upgrades(TokioIo::new(io), service)

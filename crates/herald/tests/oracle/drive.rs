@@ -8,7 +8,7 @@
 //! is polled until it is not immediately ready (with a few yields so that
 //! tasks the hub spawned get to run first).
 
-use super::model::{self, Carried, Denial, Expect, Kind, Logged, Part, Start, Who};
+use super::model::{self, Carried, Denial, Expect, Logged, Part, Start, Who};
 use super::world::{Action, Credential, Publish, Publisher, Revoke, RevokeKind, Scenario};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
@@ -32,7 +32,6 @@ pub struct Env {
     acme_key: String,
     acme_hash: String,
     dir: tempfile::TempDir,
-    now: u64,
 }
 
 impl Env {
@@ -45,10 +44,6 @@ impl Env {
             acme_key,
             acme_hash,
             dir: tempfile::tempdir().expect("tempdir"),
-            now: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_secs(),
         }
     }
 
@@ -97,8 +92,12 @@ impl Env {
     fn sign(&self, key: &str, mut claims: Value) -> String {
         // Issued a minute ago: every credential predates every revocation
         // of the case, so "issued before" never depends on the clock.
-        claims["iat"] = json!(self.now - 60);
-        claims["exp"] = json!(self.now + 3600);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        claims["iat"] = json!(now - 60);
+        claims["exp"] = json!(now + 3600);
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
             &claims,
@@ -162,12 +161,50 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// What the cases exercised, so that a green run says how much it checked.
+#[derive(Default, Debug, Clone)]
+pub struct Stats {
+    pub streams: usize,
+    pub delivered: usize,
+    pub from_snapshot: usize,
+    pub from_replay: usize,
+    pub resets: usize,
+    pub revoked: usize,
+    pub refused_reopens: usize,
+    pub subscription_events: usize,
+    /// Events on a topic a stream asked for that the model withheld, by
+    /// the reason(s) it gives.
+    pub withheld: std::collections::BTreeMap<String, usize>,
+}
+
+impl Stats {
+    pub fn add(&mut self, o: &Stats) {
+        self.streams += o.streams;
+        self.delivered += o.delivered;
+        self.from_snapshot += o.from_snapshot;
+        self.from_replay += o.from_replay;
+        self.resets += o.resets;
+        self.revoked += o.revoked;
+        self.refused_reopens += o.refused_reopens;
+        self.subscription_events += o.subscription_events;
+        for (k, v) in &o.withheld {
+            *self.withheld.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
 /// What a stream received.
 #[derive(Clone, Debug)]
 enum Got {
-    Event { id: String, data: String },
+    Event {
+        id: String,
+        data: String,
+    },
     /// A frame without `id:` (a control event).
-    Control { event: String, data: String },
+    Control {
+        event: String,
+        data: String,
+    },
     End,
 }
 
@@ -280,7 +317,9 @@ async fn send(router: &axum::Router, req: Request<Body>) -> Response<Body> {
 }
 
 async fn text(resp: Response<Body>) -> String {
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -303,10 +342,11 @@ struct Run<'a> {
     tokens: Vec<Option<String>>,
     /// What happened so far, one line per action.
     transcript: Vec<String>,
+    stats: Stats,
 }
 
 /// Plays `sc` on a fresh hub. `Err` carries the first broken rule.
-pub async fn run(env: &Env, sc: &Scenario) -> Result<(), Finding> {
+pub async fn run(env: &Env, sc: &Scenario) -> Result<Stats, Finding> {
     let hub = herald::Hub::builder(env.config()).build().expect("hub builds");
     let mut r = Run {
         env,
@@ -317,12 +357,15 @@ pub async fn run(env: &Env, sc: &Scenario) -> Result<(), Finding> {
         revocations: Vec::new(),
         tokens: sc.subscribers.iter().map(|s| env.subscriber_token(&s.cred)).collect(),
         transcript: Vec::new(),
+        stats: Stats::default(),
     };
-    let result = r.play().await;
-    result.map_err(|mut f| {
-        f.detail = format!("{}\n{}", r.describe(), f.detail);
-        f
-    })
+    match r.play().await {
+        Ok(()) => Ok(r.stats),
+        Err(mut f) => {
+            f.detail = format!("{}\n{}", r.describe(), f.detail);
+            Err(f)
+        }
+    }
 }
 
 impl Run<'_> {
@@ -333,9 +376,10 @@ impl Run<'_> {
                 Action::Open { subscriber, resume } => {
                     let s = subscriber % self.sc.subscribers.len();
                     let start = match resume {
-                        Some(r) if !self.log.is_empty() => Start::Resume {
-                            after: r % self.log.len(),
-                        },
+                        Some(r) if !self.log.is_empty() => {
+                            let who = Who::of(&self.sc.subscribers[s]);
+                            model::resume_from(&who, r % self.log.len(), &self.log)
+                        }
                         _ => Start::Fresh,
                     };
                     self.open(i, s, start).await?;
@@ -343,7 +387,8 @@ impl Run<'_> {
                 Action::Reconnect { stream } => {
                     let current: Vec<usize> = (0..self.streams.len()).filter(|&k| !self.streams[k].dropped).collect();
                     if current.is_empty() {
-                        self.transcript.push(format!("#{i} reconnect: no stream open, nothing done"));
+                        self.transcript
+                            .push(format!("#{i} reconnect: no stream open, nothing done"));
                         continue;
                     }
                     let k = current[stream % current.len()];
@@ -363,6 +408,7 @@ impl Run<'_> {
             if !self.streams[k].dropped {
                 self.streams[k].drain().await;
                 self.check(k)?;
+                self.tally(k);
             }
         }
         Ok(())
@@ -456,10 +502,8 @@ impl Run<'_> {
                         });
                     }
                 }
-                self.transcript.push(format!(
-                    "#{i} {p} -> E{} id={id} carries {aud}",
-                    self.log.len()
-                ));
+                self.transcript
+                    .push(format!("#{i} {p} -> E{} id={id} carries {aud}", self.log.len()));
                 self.log.push(Logged {
                     id,
                     data,
@@ -494,7 +538,7 @@ impl Run<'_> {
         let who = Who::of(sub);
         let denied_by = self.revocations.iter().find(|r| model::revokes(r, &who)).copied();
         let last_event_id = match start {
-            Start::Resume { after } => Some(self.log[after].id.clone()),
+            Start::Resume { after } | Start::Reset { presented: after } => Some(self.log[after].id.clone()),
             Start::Fresh => None,
         };
         let resp = send(&self.router, self.stream_request(s, last_event_id.as_deref())).await;
@@ -503,9 +547,15 @@ impl Run<'_> {
         let how = match start {
             Start::Fresh => "fresh".to_string(),
             Start::Resume { after } => format!("Last-Event-ID={} (E{after})", self.log[after].id),
+            Start::Reset { presented } => format!(
+                "Last-Event-ID={} (E{presented}, another tenant's client id)",
+                self.log[presented].id
+            ),
         };
         if let Some(rv) = denied_by {
-            self.transcript.push(format!("#{i} open S{s} {how} -> {status} (expected 401)"));
+            self.stats.refused_reopens += 1;
+            self.transcript
+                .push(format!("#{i} open S{s} {how} -> {status} (expected 401)"));
             if status != StatusCode::UNAUTHORIZED {
                 return Err(Finding {
                     rule: format!("a revoked credential opened a stream again ({})", rv.wire_type()),
@@ -550,19 +600,23 @@ impl Run<'_> {
             // The stream was ended by a revocation: the client comes back
             // with the same credential, which must be refused.
             self.check(k)?;
+            self.tally(k);
             self.streams[k].dropped = true;
             self.transcript.push(format!("#{i} reconnect T{k} (revoked)"));
             let last = self.last_expected(k);
-            let start = last.map_or(Start::Fresh, |after| Start::Resume { after });
+            let who = self.streams[k].who.clone();
+            let start = last.map_or(Start::Fresh, |after| model::resume_from(&who, after, &self.log));
             return self.open(i, s, start).await;
         }
         self.check(k)?;
+        self.tally(k);
         let last = self.last_expected(k);
         let st = &mut self.streams[k];
         st.dropped = true;
         st.body = None;
         self.transcript.push(format!("#{i} reconnect T{k}: dropped"));
-        let start = last.map_or(Start::Fresh, |after| Start::Resume { after });
+        let who = self.streams[k].who.clone();
+        let start = last.map_or(Start::Fresh, |after| model::resume_from(&who, after, &self.log));
         self.open(i, s, start).await
     }
 
@@ -601,7 +655,10 @@ impl Run<'_> {
                 hit.push(format!("T{k}"));
             }
         }
-        self.transcript.push(format!("#{i} {rv} -> {status} {answer}; the model closes [{}]", hit.join(",")));
+        self.transcript.push(format!(
+            "#{i} {rv} -> {status} {answer}; the model closes [{}]",
+            hit.join(",")
+        ));
         self.revocations.push(*rv);
         if status != StatusCode::OK {
             return Err(Finding {
@@ -612,12 +669,6 @@ impl Run<'_> {
         // Streams the client already saw end (a previous revocation) are
         // not live, so the count is exactly the model's.
         let closed = answer["closed"].as_u64().unwrap_or(u64::MAX);
-        let live_ended = self
-            .streams
-            .iter()
-            .filter(|s| !s.dropped && s.revoked.is_some_and(|(a, _)| a < at))
-            .count();
-        let _ = live_ended;
         if closed != hit.len() as u64 {
             return Err(Finding {
                 rule: format!("a revocation closed a different number of streams ({})", rv.wire_type()),
@@ -625,6 +676,48 @@ impl Run<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Counts what a stream that passed its check exercised.
+    fn tally(&mut self, k: usize) {
+        let mut t = Stats {
+            streams: 1,
+            ..Stats::default()
+        };
+        for e in self.expectation(k) {
+            match e {
+                Expect::Event { part, .. } => {
+                    t.delivered += 1;
+                    match part {
+                        Part::Snapshot => t.from_snapshot += 1,
+                        Part::Replay => t.from_replay += 1,
+                        Part::Live => {}
+                    }
+                }
+                Expect::Reset => t.resets += 1,
+                Expect::Revoked { .. } => t.revoked += 1,
+                Expect::End => {}
+            }
+        }
+        let st = &self.streams[k];
+        let asks = &self.sc.subscribers[st.subscriber].asks;
+        for e in &self.log {
+            let why = model::denials(&st.who, asks, &e.topics, &e.aud);
+            // An event held back by a single rule is one that rule alone
+            // keeps from leaking: those are the counts worth reading.
+            match why.as_slice() {
+                [] => {}
+                [Denial::TopicNotAsked, ..] | [.., Denial::TopicNotAsked] => {}
+                [only] => *t.withheld.entry(format!("{only:?} alone")).or_default() += 1,
+                _ => *t.withheld.entry("several rules at once".into()).or_default() += 1,
+            }
+        }
+        t.subscription_events = st
+            .got
+            .iter()
+            .filter(|g| matches!(g, Got::Control { event, data } if event == "message" && subscription_topic(data).is_some()))
+            .count();
+        self.stats.add(&t);
     }
 
     fn expectation(&self, k: usize) -> Vec<Expect> {
@@ -643,28 +736,33 @@ impl Run<'_> {
         // subscriber may see, and then it is set aside.
         let mut got = Vec::new();
         for g in &st.got {
-            if let Got::Event { id, data } = g {
-                if !self.log.iter().any(|e| &e.id == id) {
-                    let topic = subscription_topic(data);
-                    let Some(topic) = topic else {
-                        return Err(self.finding(k, "a stream received an event nobody published".into(), format!("id={id} data={data}")));
-                    };
-                    let private = Carried {
-                        private: true,
-                        ..Carried::default()
-                    };
-                    let why = model::denials(&st.who, &sub.asks, &[topic.as_str()], &private);
-                    if !why.is_empty() {
-                        return Err(self.finding(
-                            k,
-                            format!("leak: {}", join(&why)),
-                            format!("received the hub's subscription event id={id} on {topic}"),
-                        ));
-                    }
+            let (id, data) = match g {
+                Got::Event { id, data } if !self.log.iter().any(|e| &e.id == id) => (Some(id), data),
+                Got::Control { event, data } if event == "message" => (None, data),
+                _ => {
+                    got.push(g.clone());
                     continue;
                 }
+            };
+            let Some(topic) = subscription_topic(data) else {
+                return Err(self.finding(
+                    k,
+                    "a stream received an event nobody published".into(),
+                    format!("id={id:?} data={data}"),
+                ));
+            };
+            let private = Carried {
+                private: true,
+                ..Carried::default()
+            };
+            let why = model::denials(&st.who, &sub.asks, &[topic.as_str()], &private);
+            if !why.is_empty() {
+                return Err(self.finding(
+                    k,
+                    format!("leak: {}", join(&why)),
+                    format!("received the hub's subscription event on {topic}"),
+                ));
             }
-            got.push(g.clone());
         }
         for pos in 0..expected.len().max(got.len()) {
             let want = expected.get(pos);
@@ -682,7 +780,9 @@ impl Run<'_> {
                     &e.id == id
                 }
                 (Some(Expect::Revoked { reason }), Some(Got::Control { event, data })) if event == "revoked" => {
-                    let told = serde_json::from_str::<Value>(data).ok().and_then(|v| v["reason"].as_str().map(str::to_string));
+                    let told = serde_json::from_str::<Value>(data)
+                        .ok()
+                        .and_then(|v| v["reason"].as_str().map(str::to_string));
                     if told.as_deref() != Some(*reason) {
                         return Err(self.finding(
                             k,
@@ -693,6 +793,7 @@ impl Run<'_> {
                     true
                 }
                 (Some(Expect::End), Some(Got::End)) => true,
+                (Some(Expect::Reset), Some(Got::Control { event, .. })) => event == "reset",
                 _ => false,
             };
             if !ok {
@@ -728,10 +829,10 @@ impl Run<'_> {
                             _ if st.revoked.is_some_and(|(at, _)| i >= at) => {
                                 "an event was delivered after the revocation that ended the stream"
                             }
-                            Start::Fresh if i < st.opened_at && e.retain => {
+                            Start::Fresh | Start::Reset { .. } if i < st.opened_at && e.retain => {
                                 "the retained snapshot sent an event that is not the latest of its (topic, audience) slot"
                             }
-                            Start::Fresh if i < st.opened_at => {
+                            Start::Fresh | Start::Reset { .. } if i < st.opened_at => {
                                 "a fresh stream received an event published before it opened that was not retained"
                             }
                             Start::Resume { after } if i <= after => {
@@ -792,11 +893,18 @@ impl Run<'_> {
                 "a matching revocation did not end the stream with event: revoked".into(),
                 "no event: revoked".into(),
             ),
+            Some(Expect::Reset) => (
+                "a Last-Event-ID unknown in the subscriber's scope did not start with event: reset".into(),
+                "no event: reset first".into(),
+            ),
             Some(Expect::End) => (
                 "a stream went on after event: revoked".into(),
                 "the body did not end".into(),
             ),
-            None => ("an event was delivered that the model does not expect".into(), String::new()),
+            None => (
+                "an event was delivered that the model does not expect".into(),
+                String::new(),
+            ),
         }
     }
 
@@ -818,8 +926,13 @@ impl Run<'_> {
         let how = match st.start {
             Start::Fresh => "fresh".to_string(),
             Start::Resume { after } => format!("resumed after E{after}"),
+            Start::Reset { presented } => format!("presenting E{presented}'s id, unknown in its scope"),
         };
-        let _ = writeln!(d, "stream T{k} = S{} ({sub}) opened at #{} {how}", st.subscriber, st.action);
+        let _ = writeln!(
+            d,
+            "stream T{k} = S{} ({sub}) opened at #{} {how}",
+            st.subscriber, st.action
+        );
         let _ = writeln!(d, "  {detail}");
         let expected: Vec<String> = self
             .expectation(k)
@@ -827,6 +940,7 @@ impl Run<'_> {
             .map(|e| match e {
                 Expect::Event { index, .. } => format!("E{index}"),
                 Expect::Revoked { reason } => format!("revoked({reason})"),
+                Expect::Reset => "reset".into(),
                 Expect::End => "end".into(),
             })
             .collect();
@@ -852,6 +966,7 @@ impl Run<'_> {
 
     fn describe(&self) -> String {
         let mut d = String::new();
+        let _ = writeln!(d, "case seed {}", self.sc.seed);
         let _ = writeln!(d, "subscribers:");
         for (i, s) in self.sc.subscribers.iter().enumerate() {
             let _ = writeln!(d, "  S{i} {s}");
@@ -873,13 +988,4 @@ fn subscription_topic(data: &str) -> Option<String> {
 
 fn join(why: &[Denial]) -> String {
     why.iter().map(ToString::to_string).collect::<Vec<_>>().join(" + ")
-}
-
-#[allow(dead_code)]
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Native => "native",
-        Kind::Mercure => "mercure",
-        Kind::Anonymous => "anonymous",
-    }
 }

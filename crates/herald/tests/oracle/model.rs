@@ -349,6 +349,25 @@ pub enum Start {
     Fresh,
     /// `Last-Event-ID` = the id of log entry `after`.
     Resume { after: usize },
+    /// `Last-Event-ID` the hub does not know for this subscriber:
+    /// `event: reset`, then as fresh.
+    Reset { presented: usize },
+}
+
+/// Where a stream presenting the id of log entry `after` starts. A
+/// client-chosen id is known within its event's tenant (hub-wide events
+/// are a scope of their own) so that one tenant's ids neither collide with
+/// nor reveal another's: presented by a principal of another tenant, it is
+/// an unknown id, which starts with `event: reset` and the snapshot. The
+/// hub's own ids (sequence numbers) are known to everyone.
+pub fn resume_from(who: &Who, after: usize, log: &[Logged]) -> Start {
+    let e = &log[after];
+    let hub_assigned = e.id.bytes().all(|b| b.is_ascii_digit());
+    if hub_assigned || e.aud.tenant.is_none() || e.aud.tenant == who.tenant {
+        Start::Resume { after }
+    } else {
+        Start::Reset { presented: after }
+    }
 }
 
 /// Which part of a stream an expected event belongs to (for reports).
@@ -373,6 +392,7 @@ impl fmt::Display for Part {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Expect {
     Event { index: usize, part: Part },
+    Reset,
     Revoked { reason: &'static str },
     End,
 }
@@ -392,7 +412,10 @@ pub fn expected(
     let visible = |i: usize| denials(who, asks, &log[i].topics, &log[i].aud).is_empty();
     let mut out = Vec::new();
     let from = match start {
-        Start::Fresh => {
+        Start::Fresh | Start::Reset { .. } => {
+            if matches!(start, Start::Reset { .. }) {
+                out.push(Expect::Reset);
+            }
             for i in snapshot(&log[..opened_at]) {
                 if visible(i) {
                     out.push(Expect::Event {

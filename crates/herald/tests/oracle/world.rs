@@ -165,10 +165,15 @@ pub enum Action {
     Publish(Publish),
     /// Opens a stream for a subscriber; `resume` picks an accepted event
     /// whose id is sent as `Last-Event-ID`.
-    Open { subscriber: usize, resume: Option<usize> },
+    Open {
+        subscriber: usize,
+        resume: Option<usize>,
+    },
     /// Drops a stream and reopens it with the same credential and the id of
     /// the last event it received (or fresh when it received none).
-    Reconnect { stream: usize },
+    Reconnect {
+        stream: usize,
+    },
     Revoke(Revoke),
 }
 
@@ -319,7 +324,9 @@ fn publish(rng: &mut StdRng) -> Publish {
     let by = match rng.random_range(0..20) {
         0..=6 => Publisher::AdminKey,
         7..=10 => Publisher::AcmeKey,
-        11..=14 => Publisher::Jwt { tenant: opt_tenant(rng) },
+        11..=14 => Publisher::Jwt {
+            tenant: opt_tenant(rng),
+        },
         _ => Publisher::Mercure,
     };
     // Retained events hold one topic each so that the snapshot has one
@@ -382,9 +389,18 @@ impl Scenario {
         }
         // Everyone listens at least once.
         for s in 0..subscribers.len() {
-            if !actions.iter().any(|a| matches!(a, Action::Open { subscriber, .. } if *subscriber == s)) {
+            if !actions
+                .iter()
+                .any(|a| matches!(a, Action::Open { subscriber, .. } if *subscriber == s))
+            {
                 let at = rng.random_range(0..=actions.len());
-                actions.insert(at, Action::Open { subscriber: s, resume: None });
+                actions.insert(
+                    at,
+                    Action::Open {
+                        subscriber: s,
+                        resume: None,
+                    },
+                );
             }
         }
         Scenario {
