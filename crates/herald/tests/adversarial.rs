@@ -560,6 +560,44 @@ async fn cookie_writes_from_foreign_sites_are_refused() {
     }
 }
 
+/// A page on another site makes the browser open an `EventSource` with the
+/// user's `herald_token` cookie: it cannot read the stream, but the open
+/// would take the account's slots and evict the session's oldest stream.
+#[tokio::test]
+async fn cookie_streams_from_foreign_sites_are_refused() {
+    let hub = start_with("cors_origins = [\"https://app.example\"]\n");
+    let user = jwt(json!({"sub": "alice", "sid": "s1", "herald": {"subscribe": ["*"]}}));
+    let open = |headers: &[(&str, &str)]| {
+        let mut req = client()
+            .get(format!("{}/v1/events?topic=x", hub.base))
+            .header("cookie", format!("herald_token={user}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("origin", "https://app.example.evil.net"), ("sec-fetch-site", "cross-site")][..],
+    ] {
+        let r = open(headers).await.expect("get");
+        assert_eq!(
+            error_code(r, StatusCode::FORBIDDEN).await,
+            "origin_forbidden",
+            "a cookie stream opened with {headers:?}"
+        );
+    }
+    for headers in [
+        &[][..],
+        &[("sec-fetch-site", "same-origin")][..],
+        &[("origin", "https://app.example"), ("sec-fetch-site", "cross-site")][..],
+    ] {
+        let r = open(headers).await.expect("get");
+        assert_eq!(r.status(), 200, "a cookie stream opened with {headers:?}");
+    }
+}
+
 /// A look-alike origin (`https://app.example.evil.net`) posts a Mercure
 /// update with the victim's `mercureAuthorization` cookie.
 #[tokio::test]

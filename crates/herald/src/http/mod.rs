@@ -127,9 +127,14 @@ pub fn router(hub: Hub) -> Router {
 /// requests any site makes, so without this a page elsewhere could publish,
 /// revoke or mint tokens as the signed-in user. Credentials in the
 /// `Authorization` header are never sent by a browser on its own and pass.
+///
+/// A native stream opened with the cookie is checked too, more leniently
+/// ([`request::check_cookie_stream`]): opening one from another site takes
+/// the account's slots even though that site cannot read it.
 async fn cookie_write_guard(State(hub): State<Hub>, req: Request<Body>, next: Next) -> Response {
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if reads || !matches!(request::header_credential(req.headers()), Some(Source::Cookie(_))) {
+    let stream = req.method() == Method::GET && matches!(req.uri().path(), "/v1/events" | "/v1/audit/events");
+    if (reads && !stream) || !matches!(request::header_credential(req.headers()), Some(Source::Cookie(_))) {
         return next.run(req).await;
     }
     let inner = &hub.inner;
@@ -143,14 +148,19 @@ async fn cookie_write_guard(State(hub): State<Hub>, req: Request<Body>, next: Ne
         .cloned()
         .collect();
     allowed.extend(request::own_origins(&req, inner.config.tls_cert.is_some()));
-    if let Err(refused) = request::check_cookie_write(req.headers(), &allowed) {
+    let checked = if stream {
+        request::check_cookie_stream(req.headers(), &allowed)
+    } else {
+        request::check_cookie_write(req.headers(), &allowed)
+    };
+    if let Err(refused) = checked {
         let ip = request::client_ip(&req, &inner.config);
         return request::refuse_origin(
             inner,
             ip,
             req.uri().path(),
             &refused,
-            "a write with the herald_token cookie must come from the hub's own origin or one of cors_origins",
+            "a write or stream with the herald_token cookie must come from the hub's own origin or one of cors_origins",
         )
         .into_response();
     }

@@ -268,6 +268,28 @@ pub fn check_cookie_write(headers: &HeaderMap, allowed: &[String]) -> Result<(),
     Ok(())
 }
 
+/// Whether a stream opened with a cookie credential may come from where it
+/// says: a page on another site can make the browser open an
+/// `EventSource` with the user's cookie, and although it cannot read the
+/// stream, the open takes one of the account's slots and may evict the
+/// session's oldest stream. Browsers send `Origin` on every cross-origin
+/// `EventSource` (it is a CORS request) and `Sec-Fetch-Site` on every
+/// request, so those two decide: an `Origin` must be allowed, and without
+/// one `cross-site`/`same-site` is refused. The `Referer` is not consulted
+/// here: a same-origin page behind a proxy that rewrites `Host` sends one
+/// that the hub cannot recognise as its own.
+pub fn check_cookie_stream(headers: &HeaderMap, allowed: &[String]) -> Result<(), OriginRefused> {
+    if headers.get(header::ORIGIN).is_some() {
+        return check_cookie_write(headers, allowed);
+    }
+    match headers.get("sec-fetch-site").map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase()) {
+        Some(site) if site == "cross-site" || site == "same-site" => Err(OriginRefused {
+            from: format!("Sec-Fetch-Site: {site}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses a cookie write from a forbidden origin: audited
 /// (`origin_forbidden`, with where it came from) and answered `403
 /// origin_forbidden`.
