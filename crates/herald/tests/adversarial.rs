@@ -218,10 +218,7 @@ fn raw_sse_events(raw: &[u8]) -> Vec<Event> {
     let mut body = Vec::new();
     let mut rest = &raw[head_end..];
     if head.contains("transfer-encoding: chunked") {
-        loop {
-            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
             let line = String::from_utf8_lossy(&rest[..eol]).to_string();
             let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
                 .unwrap_or_else(|_| panic!("chunk size line {line:?}"));
