@@ -122,7 +122,10 @@ impl Target {
                     "authorization",
                     format!(
                         "Bearer {}",
-                        hs256(json!({"sub": account(i), "exp": now_secs() + 7200, "iat": now_secs(), "mercure": {"subscribe": ["*"]}}), key)
+                        hs256(
+                            json!({"sub": account(i), "exp": now_secs() + 7200, "iat": now_secs(), "mercure": {"subscribe": ["*"]}}),
+                            key
+                        )
                     ),
                 )],
                 body: String::new(),

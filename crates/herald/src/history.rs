@@ -8,8 +8,8 @@
 //! Sequencing belongs to the history, not the hub: JetStream assigns its own
 //! sequence numbers, and a durable store must never reuse one after a crash.
 
-use futures_util::future::BoxFuture;
 use crate::retained::RetainedIndex;
+use futures_util::future::BoxFuture;
 use herald_core::{Event, EventDraft, LastEventId, SelectorSet};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -302,7 +302,12 @@ impl History for MemoryHistory {
         let s = self.state.lock();
         let mut events: Vec<Arc<Event>> = Vec::new();
         for (lo, hi) in crate::retained::ranges_for(tenant, selectors) {
-            events.extend(s.retained.range(lo..hi).map(|(_, e)| e.clone()));
+            events.extend(
+                s.retained
+                    .range(lo..hi)
+                    .filter(|(k, _)| crate::retained::slot_topic(k).is_some_and(|t| selectors.matches(t)))
+                    .map(|(_, e)| e.clone()),
+            );
         }
         let head = s.head;
         drop(s);

@@ -240,7 +240,9 @@ mod tests {
         let inv = Invalidation::new(2);
         inv.pause();
         let a = Audience::public();
-        let submitted: Vec<Tag> = (0..500).map(|i| vec![json!(format!("k{}", i % 50)), json!(i)]).collect();
+        let submitted: Vec<Tag> = (0..500)
+            .map(|i| vec![json!(format!("k{}", i % 50)), json!(i)])
+            .collect();
         for chunk in submitted.chunks(10) {
             assert!(matches!(inv.submit(&a, chunk.to_vec()), Decision::Held));
         }

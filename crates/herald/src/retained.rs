@@ -43,6 +43,16 @@ pub fn slot_key(topic: &str, audience: &Audience) -> String {
     )
 }
 
+/// The topic of a slot key (see [`slot_key`]). A snapshot shows a retained
+/// event for the slots whose topic the subscriber selected: an event
+/// retained on `a` and `b`, since replaced on `a`, is still `b`'s state but
+/// no longer `a`'s.
+pub fn slot_topic(key: &str) -> Option<&str> {
+    let mut parts = key.splitn(3, '\0');
+    parts.next()?;
+    parts.next()
+}
+
 /// A canonical form of everything in an audience but its tenant (which
 /// the prefix holds): lists compared as sets, so `["a","b"]` and `["b","a"]`
 /// share a slot.
@@ -270,6 +280,7 @@ mod tests {
         // A topic that extends another is not in its range.
         let longer = slot_key("t.x", &acme.audience);
         assert!(!(longer > lo && longer < hi));
+        assert_eq!(slot_topic(&longer), Some("t.x"));
     }
 
     #[test]
@@ -279,7 +290,10 @@ mod tests {
         idx.retain(&event(2, "x", json!({"tenant": "globex"})));
         idx.retain(&event(3, "b", json!({"tenant": "acme"})));
         let c = idx.retain(&event(4, "c", json!({"tenant": "acme"})));
-        assert_eq!(c.removed, vec![slot_key("a", &event(1, "a", json!({"tenant": "acme"})).audience)]);
+        assert_eq!(
+            c.removed,
+            vec![slot_key("a", &event(1, "a", json!({"tenant": "acme"})).audience)]
+        );
         assert_eq!(idx.len(), 3);
         // Overwriting a slot does not count twice.
         assert!(idx.retain(&event(5, "c", json!({"tenant": "acme"}))).removed.is_empty());

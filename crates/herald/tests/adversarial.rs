@@ -576,7 +576,10 @@ async fn cookie_streams_from_foreign_sites_are_refused() {
     for headers in [
         &[("origin", "https://evil.example")][..],
         &[("sec-fetch-site", "cross-site")][..],
-        &[("origin", "https://app.example.evil.net"), ("sec-fetch-site", "cross-site")][..],
+        &[
+            ("origin", "https://app.example.evil.net"),
+            ("sec-fetch-site", "cross-site"),
+        ][..],
     ] {
         let r = open(headers).await.expect("get");
         assert_eq!(

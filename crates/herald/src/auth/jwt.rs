@@ -184,11 +184,9 @@ impl JwtVerifier {
         // audience labels, which are never empty nor hold control
         // characters: a tenant claim that no audience could name is refused
         // rather than given a tenant of its own.
-        if c
-            .tenant
-            .as_deref()
-            .is_some_and(|t| t.is_empty() || t.len() > herald_core::audience::MAX_LABEL_LEN || t.chars().any(char::is_control))
-        {
+        if c.tenant.as_deref().is_some_and(|t| {
+            t.is_empty() || t.len() > herald_core::audience::MAX_LABEL_LEN || t.chars().any(char::is_control)
+        }) {
             return Err(AuthError::new(
                 "invalid_token",
                 "the tenant claim must be 1 to 256 bytes without control characters",

@@ -282,7 +282,10 @@ pub fn check_cookie_stream(headers: &HeaderMap, allowed: &[String]) -> Result<()
     if headers.get(header::ORIGIN).is_some() {
         return check_cookie_write(headers, allowed);
     }
-    match headers.get("sec-fetch-site").map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase()) {
+    match headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
+    {
         Some(site) if site == "cross-site" || site == "same-site" => Err(OriginRefused {
             from: format!("Sec-Fetch-Site: {site}"),
         }),

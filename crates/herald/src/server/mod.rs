@@ -8,10 +8,10 @@
 //! holds no per-connection buffers while a stream idles; everything else is
 //! hyper's.
 
+mod head_errors;
 // Hidden, and public only so that the fuzz targets reach its head parser.
 #[doc(hidden)]
-pub mod head_errors;
-mod http1_stream;
+pub mod http1_stream;
 mod rewind;
 
 use crate::http::request::ConnInfo;

@@ -15,9 +15,9 @@ pub mod codec;
 
 use crate::audit::AuditRecord;
 use crate::history::{History, HistoryError, Page, ResumePoint, Sink};
+use crate::retained::RetainedIndex;
 use codec::{DenyRecord, TokenRecord};
 use futures_util::future::BoxFuture;
-use crate::retained::RetainedIndex;
 use herald_core::{DenyRule, Event, EventDraft, LastEventId, SelectorSet};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::HashSet;
@@ -573,8 +573,13 @@ impl History for Store {
         if let Ok(r) = self.db.begin_read() {
             if let Ok(t) = r.open_table(RETAINED) {
                 for (lo, hi) in crate::retained::ranges_for(tenant, selectors) {
-                    let Ok(iter) = t.range(lo.as_str()..hi.as_str()) else { continue };
-                    for (_, v) in iter.flatten() {
+                    let Ok(iter) = t.range(lo.as_str()..hi.as_str()) else {
+                        continue;
+                    };
+                    for (k, v) in iter.flatten() {
+                        if !crate::retained::slot_topic(k.value()).is_some_and(|t| selectors.matches(t)) {
+                            continue;
+                        }
                         if let Ok(e) = codec::decode_event(v.value()) {
                             if e.seq <= head {
                                 events.push(Arc::new(e));
@@ -976,7 +981,10 @@ mod tests {
             }
             let db = db.unwrap();
             let txn = db.begin_write().unwrap();
-            txn.open_table(EVENTS).unwrap().insert(3, b"not an event".as_slice()).unwrap();
+            txn.open_table(EVENTS)
+                .unwrap()
+                .insert(3, b"not an event".as_slice())
+                .unwrap();
             txn.commit().unwrap();
         }
         let store = Store::open(config(&path)).unwrap();
@@ -996,8 +1004,9 @@ mod tests {
     async fn a_format_1_file_is_migrated_to_tenant_scoped_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.redb");
-        let acme = draft(json!({"topic": "t", "data": "a", "audience": {"tenant": "acme"}, "id": "ord-1", "retain": true}))
-            .into_event(1, 0);
+        let acme =
+            draft(json!({"topic": "t", "data": "a", "audience": {"tenant": "acme"}, "id": "ord-1", "retain": true}))
+                .into_event(1, 0);
         {
             let db = Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
@@ -1005,7 +1014,10 @@ mod tests {
                 let encoded = codec::encode_event(&acme);
                 txn.open_table(EVENTS).unwrap().insert(1, encoded.as_slice()).unwrap();
                 txn.open_table(IDS).unwrap().insert("ord-1", 1).unwrap();
-                txn.open_table(RETAINED).unwrap().insert("t", encoded.as_slice()).unwrap();
+                txn.open_table(RETAINED)
+                    .unwrap()
+                    .insert("t", encoded.as_slice())
+                    .unwrap();
                 let mut meta = txn.open_table(META).unwrap();
                 meta.insert("format", 1).unwrap();
                 meta.insert("head", 1).unwrap();
@@ -1021,12 +1033,22 @@ mod tests {
         assert!(store.retained(Some("globex"), &exact).await.events.is_empty());
         // The same id in another tenant is not a duplicate; in acme it is.
         store
-            .append(vec![draft(json!({"topic": "t", "data": "g", "audience": {"tenant": "globex"}, "id": "ord-1"}))], 0)
+            .append(
+                vec![draft(
+                    json!({"topic": "t", "data": "g", "audience": {"tenant": "globex"}, "id": "ord-1"}),
+                )],
+                0,
+            )
             .await
             .unwrap();
         assert!(matches!(
             store
-                .append(vec![draft(json!({"topic": "t", "data": "a", "audience": {"tenant": "acme"}, "id": "ord-1"}))], 0)
+                .append(
+                    vec![draft(
+                        json!({"topic": "t", "data": "a", "audience": {"tenant": "acme"}, "id": "ord-1"})
+                    )],
+                    0
+                )
                 .await,
             Err(HistoryError::DuplicateId(_))
         ));
@@ -1042,16 +1064,25 @@ mod tests {
         let retain = |topic: &str, audience: serde_json::Value| {
             draft(json!({"topic": topic, "data": topic, "audience": audience, "retain": true}))
         };
-        store.append(vec![retain("a", json!({"tenant": "acme"}))], 0).await.unwrap();
+        store
+            .append(vec![retain("a", json!({"tenant": "acme"}))], 0)
+            .await
+            .unwrap();
         store
             .append(vec![retain("a", json!({"tenant": "acme", "users": ["alice"]}))], 0)
             .await
             .unwrap();
-        store.append(vec![retain("a", json!({"tenant": "globex"}))], 0).await.unwrap();
+        store
+            .append(vec![retain("a", json!({"tenant": "globex"}))], 0)
+            .await
+            .unwrap();
         let all = SelectorSet::all();
         // Both acme audiences keep their slot; globex's did not replace them.
         assert_eq!(seqs(&store.retained(Some("acme"), &all).await), vec![1, 2]);
-        store.append(vec![retain("b", json!({"tenant": "acme"}))], 0).await.unwrap();
+        store
+            .append(vec![retain("b", json!({"tenant": "acme"}))], 0)
+            .await
+            .unwrap();
         // Past the bound, acme's oldest slot gives way, not globex's.
         assert_eq!(seqs(&store.retained(Some("acme"), &all).await), vec![2, 4]);
         assert_eq!(seqs(&store.retained(Some("globex"), &all).await), vec![3]);

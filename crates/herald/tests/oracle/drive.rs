@@ -52,10 +52,12 @@ impl Env {
     /// uses: all streams share one client address in process, and a cap
     /// must never be what decides a delivery here.
     fn config(&self) -> Config {
-        let mut c = Config::default();
-        c.data_dir = self.dir.path().to_path_buf();
-        c.jwt_secret = Some(SECRET.into());
-        c.store = StoreKind::Memory;
+        let mut c = Config {
+            data_dir: self.dir.path().to_path_buf(),
+            jwt_secret: Some(SECRET.into()),
+            store: StoreKind::Memory,
+            ..Config::default()
+        };
         c.api_keys = vec![
             ApiKeyConfig {
                 id: "admin".into(),
@@ -400,7 +402,7 @@ impl Run<'_> {
                 s.drain().await;
             }
         }
-        // Let hub tasks (subscription events) settle, then read everything.
+        // Let any task the hub spawned run, then read everything.
         for _ in 0..4 {
             tokio::task::yield_now().await;
         }

@@ -2,7 +2,7 @@
 //! and nothing else. It shares no code with the hub on purpose: a rule
 //! implemented twice the same wrong way would agree with itself.
 
-use super::world::{AudienceSpec, Credential, Label, Publish, Publisher, Revoke, RevokeKind, Subscriber};
+use super::world::{Credential, Label, Publish, Publisher, Revoke, RevokeKind, Subscriber};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -102,7 +102,7 @@ pub fn carried(p: &Publish) -> Result<Carried, &'static str> {
         });
     }
     let set = |v: &Option<Vec<Label>>| v.as_ref().map(|v| v.iter().copied().collect::<BTreeSet<_>>());
-    let spec = p.audience.clone().unwrap_or_else(AudienceSpec::default);
+    let spec = p.audience.clone().unwrap_or_default();
     let tenant = match (p.by.tenant(), spec.tenant) {
         (Some(own), Some(named)) if own != named => return Err("tenant_forbidden"),
         (Some(own), _) => Some(own),

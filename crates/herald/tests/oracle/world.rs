@@ -217,10 +217,10 @@ fn subscriber(rng: &mut StdRng) -> Subscriber {
         let asks = native_asks(rng, &may);
         Subscriber {
             cred: Credential::Native {
-                sub: *SUBS.choose(rng).expect("subs"),
+                sub: SUBS.choose(rng).expect("subs"),
                 tenant: opt_tenant(rng),
                 sid: if rng.random_bool(0.7) {
-                    Some(*SIDS.choose(rng).expect("sids"))
+                    Some(SIDS.choose(rng).expect("sids"))
                 } else {
                     None
                 },
@@ -241,7 +241,7 @@ fn subscriber(rng: &mut StdRng) -> Subscriber {
         let cred = if kind < 9 {
             Credential::Mercure {
                 sub: if rng.random_bool(0.8) {
-                    Some(*SUBS.choose(rng).expect("subs"))
+                    Some(SUBS.choose(rng).expect("subs"))
                 } else {
                     None
                 },
@@ -315,7 +315,7 @@ fn audience(rng: &mut StdRng) -> Option<AudienceSpec> {
     };
     if a == AudienceSpec::default() {
         // `{}` is refused as ambiguous; an object always restricts.
-        a.users = Some(vec![*SUBS.choose(rng).expect("subs")]);
+        a.users = Some(vec![SUBS.choose(rng).expect("subs")]);
     }
     Some(a)
 }
@@ -348,11 +348,11 @@ fn publish(rng: &mut StdRng) -> Publish {
 fn revoke(rng: &mut StdRng) -> Revoke {
     Revoke {
         kind: match rng.random_range(0..3) {
-            0 => RevokeKind::Session(*SIDS.choose(rng).expect("sids")),
+            0 => RevokeKind::Session(SIDS.choose(rng).expect("sids")),
             1 => RevokeKind::Logout,
-            _ => RevokeKind::Role(*ROLES.choose(rng).expect("roles")),
+            _ => RevokeKind::Role(ROLES.choose(rng).expect("roles")),
         },
-        account: *SUBS.choose(rng).expect("subs"),
+        account: SUBS.choose(rng).expect("subs"),
         tenant: if rng.random_bool(0.5) {
             None
         } else {
