@@ -1579,3 +1579,86 @@ async fn a_wildcard_stream_sees_only_what_the_credential_covers() {
     let got = before_fence(&mut s, "a-event").await;
     assert!(got.is_empty(), "a b.x event reached an a.> credential: {got:?}");
 }
+
+// ------------------------------------------- revokers, tokens, refused opens
+
+/// A tenant admin tries to revoke accounts of another tenant, or that whole
+/// tenant.
+#[tokio::test]
+async fn a_tenant_bound_revoker_cannot_reach_another_tenant() {
+    let hub = start();
+    let acme_admin = jwt(json!({"sub": "ops", "tenant": "acme", "herald": {"admin": true}}));
+    let victim = jwt(json!({"sub": "x", "tenant": "globex", "herald": {"subscribe": ["*"]}}));
+    let mut s = hub.stream("/v1/events?topic=t", &victim).await;
+    for body in [
+        json!({"type": "logout", "account": "x", "tenant": "globex"}),
+        json!({"type": "tenant_revoke", "tenant": "globex"}),
+    ] {
+        let (status, v) = hub.post("/v1/revocations", Some(&acme_admin), body.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "tenant_forbidden", "{body}");
+    }
+    // Naming no tenant, it still acts inside its own only.
+    let (status, v) = hub
+        .post(
+            "/v1/revocations",
+            Some(&acme_admin),
+            json!({"type": "logout", "account": "x"}),
+        )
+        .await;
+    assert_eq!((status, v["closed"].as_u64()), (StatusCode::OK, Some(0)), "{v}");
+    fence(&hub, "t", "after").await;
+    assert!(before_fence(&mut s, "after").await.is_empty());
+}
+
+/// A credential is revoked while an SSE token minted from it is still
+/// unused: the token must die with it.
+#[tokio::test]
+async fn sse_tokens_die_with_the_credential_that_minted_them() {
+    let hub = start();
+    let alice = jwt(json!({"sub": "alice", "jti": "alice-jwt", "herald": {"subscribe": ["t"]}}));
+    let (status, minted) = hub.post("/v1/tokens", Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{minted}");
+    let token = minted["token"].as_str().expect("token").to_string();
+    let (status, v) = hub
+        .post(
+            "/v1/revocations",
+            Some(&hub.admin_key),
+            json!({"type": "token_revoke", "jti": "alice-jwt"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let r = hub.get(&format!("/v1/events?topic=t&token={token}"), None).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "the SSE token outlived its revoked parent"
+    );
+}
+
+/// A stream open refused by a cap must not burn the single-use SSE token
+/// it presented: the client retries with the same token once a slot frees.
+#[tokio::test]
+async fn a_refused_stream_open_does_not_spend_the_sse_token() {
+    let hub = start_with("[limits]\nper_account = 1\n");
+    let alice = jwt(json!({"sub": "alice", "herald": {"subscribe": ["t"]}}));
+    let first = hub.stream("/v1/events?topic=t", &alice).await;
+    let (status, minted) = hub.post("/v1/tokens", Some(&alice), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{minted}");
+    let token = minted["token"].as_str().expect("token").to_string();
+    let path = format!("/v1/events?topic=t&token={token}");
+    let r = hub.get(&path, None).await;
+    assert_eq!(error_code(r, StatusCode::TOO_MANY_REQUESTS).await, "account_stream_cap");
+    drop(first);
+    // The slot comes back when the hub sees the client gone.
+    let deadline = Instant::now() + ARRIVE;
+    loop {
+        let r = hub.get(&path, None).await;
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the token still works");
+        assert!(Instant::now() < deadline, "the slot never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
