@@ -118,9 +118,10 @@ impl CapExceeded {
 #[derive(Default)]
 struct Index {
     streams: HashMap<u64, Arc<Subscriber>>,
-    /// By `sub`; an account is (tenant, sub), so users of this index compare
-    /// the tenant too (see [`Index::count_account`]).
-    by_account: HashMap<String, IdSet>,
+    /// By `sub`, across tenants: an account is (tenant, sub), so users of
+    /// this index compare the tenant too (see [`Index::count_account`]); a
+    /// revocation naming an account name in every tenant is one lookup.
+    by_sub: HashMap<String, IdSet>,
     /// Per session; ids grow with opening order, so the oldest stream (the
     /// one eviction takes) has the smallest id.
     by_session: HashMap<SessionHash, IdSet>,
@@ -155,7 +156,7 @@ impl Index {
     fn insert(&mut self, s: Arc<Subscriber>) {
         let id = s.id;
         let p = &s.principal;
-        add_to(&mut self.by_account, p.sub.clone(), id);
+        add_to(&mut self.by_sub, p.sub.clone(), id);
         if let Some(h) = p.session {
             add_to(&mut self.by_session, h, id);
         }
@@ -186,7 +187,7 @@ impl Index {
     fn remove(&mut self, id: u64) -> Option<Arc<Subscriber>> {
         let s = self.streams.remove(&id)?;
         let p = &s.principal;
-        remove_from(&mut self.by_account, p.sub.as_str(), id);
+        remove_from(&mut self.by_sub, p.sub.as_str(), id);
         if let Some(h) = p.session {
             remove_from(&mut self.by_session, &h, id);
         }
@@ -214,7 +215,7 @@ impl Index {
     /// (so a revocation naming an account in every tenant is one lookup);
     /// the account is the pair (tenant, sub), so the tenant is compared here.
     fn count_account(&self, p: &Principal, kind: StreamKind) -> usize {
-        self.by_account.get(p.sub.as_str()).map_or(0, |ids| {
+        self.by_sub.get(p.sub.as_str()).map_or(0, |ids| {
             ids.iter()
                 .filter(|id| {
                     self.streams
@@ -424,7 +425,7 @@ impl Registry {
                 }
             };
             if let Some(users) = &a.users {
-                offer_once(&mut users.iter().flat_map(|u| idx.by_account.get(u).into_iter().flatten()));
+                offer_once(&mut users.iter().flat_map(|u| idx.by_sub.get(u).into_iter().flatten()));
             } else if let Some(sessions) = &a.sessions {
                 offer_once(
                     &mut sessions
@@ -461,7 +462,7 @@ impl Registry {
     pub fn find(&self, key: Lookup<'_>, pred: impl Fn(&Subscriber) -> bool) -> Vec<Arc<Subscriber>> {
         let idx = self.index.read();
         let ids: Box<dyn Iterator<Item = &u64>> = match key {
-            Lookup::Account(a) => Box::new(idx.by_account.get(a).into_iter().flatten()),
+            Lookup::Account(a) => Box::new(idx.by_sub.get(a).into_iter().flatten()),
             Lookup::Session(h) => Box::new(idx.by_session.get(&h).into_iter().flatten()),
             Lookup::Tenant(t) => Box::new(idx.by_tenant.get(t).into_iter().flatten()),
             Lookup::Jti(j) => Box::new(idx.by_jti.get(j).into_iter().flatten()),
@@ -479,7 +480,7 @@ impl Registry {
         let idx = self.index.read();
         RegistryCounts {
             streams: idx.streams.len(),
-            accounts: idx.by_account.len(),
+            accounts: idx.by_sub.len(),
             sessions: idx.by_session.len(),
             ips: idx.by_ip.len(),
             topics: idx.by_topic.len(),
@@ -508,7 +509,8 @@ fn warm(s: &Subscriber) {
 /// Which index [`Registry::find`] starts from.
 #[derive(Debug, Clone, Copy)]
 pub enum Lookup<'a> {
-    /// Streams of one account.
+    /// Streams whose account has this `sub`, in every tenant (the caller
+    /// narrows to a tenant where it must).
     Account(&'a str),
     /// Streams of one session.
     Session(SessionHash),
