@@ -76,6 +76,9 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
         // retained are not in it), so after one only the very events it
         // sent are skipped, by number.
         let mut sent_in_snapshot: Vec<u64> = Vec::new();
+        // While a resume's replay is being sent: the point up to which the
+        // client has every event (set only until the replay is out).
+        let mut replayed_through: Option<u64> = None;
         let mut cursor = match start {
             Start::AuditAfter(after) => {
                 // The head is read before the page: a record added between
@@ -99,6 +102,9 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                 0
             }
             Start::Resume(ResumePoint::After(mut after)) => loop {
+                if replayed_through.is_none() {
+                    replayed_through = Some(after);
+                }
                 let page = hub.history.since(after, PAGE).await;
                 for e in page.events.iter().filter(|e| is_visible(&sub.principal, &sub.selectors, e)) {
                     out.put_slice(&e.frame);
@@ -113,6 +119,7 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                 after = page.head;
                 if out.len() > 256 * 1024 {
                     yield Ok(out.split().freeze());
+                    replayed_through = Some(after);
                 }
                 if sub.queue.closed().is_some() {
                     break page.head;
@@ -120,8 +127,14 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
             },
         };
         // A revocation during the replay wins over the replay.
-        if sub.queue.closed().is_none() && !out.is_empty() {
+        let replay_sent = sub.queue.closed().is_none();
+        if replay_sent && !out.is_empty() {
             yield Ok(out.split().freeze());
+        }
+        if replay_sent {
+            // From here on every event is in the queue, and the queue knows
+            // where an overflow leaves the client.
+            replayed_through = None;
         }
         // `split` leaves the spare capacity behind, sharing the replay's
         // allocation; an idle stream must not keep it.
@@ -167,7 +180,13 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                     // The client resumes after the last event it received,
                     // even if it received none yet: the frame moves its
                     // `Last-Event-ID` there.
-                    let at = sub.queue.resume_after().unwrap_or(cursor);
+                    // Frames leave the queue in order, so the first one the
+                    // queue still held when it overflowed is the first the
+                    // client misses; frames at or below `cursor` were sent
+                    // (by the replay or live). A replay cut short by the
+                    // overflow was sent only up to its last flushed page.
+                    let at = replayed_through
+                        .unwrap_or_else(|| sub.queue.resume_after().unwrap_or(cursor).max(cursor));
                     yield Ok(encode_control_at(
                         &at.to_string(),
                         "overflow",
