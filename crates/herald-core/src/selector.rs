@@ -178,15 +178,6 @@ impl SubjectPattern {
         }
         theirs.next().is_none()
     }
-
-    /// The literal tokens before the first wildcard, joined by `.`; used by
-    /// the dispatch index to narrow candidates.
-    pub fn literal_prefix(&self) -> Option<&str> {
-        match self.tokens.first() {
-            Some(Token::Literal(first)) => Some(first),
-            _ => None,
-        }
-    }
 }
 
 /// Checks the syntax every topic and selector shares.

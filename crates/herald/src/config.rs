@@ -194,7 +194,7 @@ pub enum SessionCapPolicy {
     Reject,
 }
 
-/// DESIGN.md §6: caps, queues and timers.
+/// Caps, queues and timers (`[limits]` in docs/configuration.md).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {

@@ -1,5 +1,5 @@
 //! The contract's error surface and SSE tokens, over real HTTP: every
-//! status of DESIGN.md §4 from a real request, with the JSON shape checked.
+//! status of docs/api.md from a real request, with the JSON shape checked.
 mod support;
 
 use reqwest::StatusCode;

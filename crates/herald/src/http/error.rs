@@ -1,6 +1,6 @@
 //! The one error type of the HTTP surface: every failure is
 //! `{"error": {"code": "snake_case", "message": "human sentence"}}` with the
-//! status DESIGN.md assigns to it. Nothing here can panic.
+//! status docs/api.md assigns to it. Nothing here can panic.
 
 use crate::auth::AuthError;
 use axum::http::{header, HeaderValue, StatusCode};

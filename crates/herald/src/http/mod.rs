@@ -1,4 +1,4 @@
-//! The HTTP surface (DESIGN.md §4): one module per resource, one error type,
+//! The HTTP surface (docs/api.md): one module per resource, one error type,
 //! one place that extracts the client address and the credential.
 
 pub mod admin;

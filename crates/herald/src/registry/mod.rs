@@ -270,7 +270,8 @@ pub struct Admitted {
     pub subscriber: Arc<Subscriber>,
     /// Its slot guard.
     pub slot: StreamSlot,
-    /// Streams evicted to make room (already released; the caller audits them).
+    /// Streams evicted to make room, already closed with `evicted` and
+    /// released; each one's own stream task audits its closing.
     pub evicted: Vec<Arc<Subscriber>>,
 }
 
