@@ -187,26 +187,44 @@ impl MemoryHistory {
     fn resolve_now(&self, last: &LastEventId, tenant: Option<&str>) -> Result<ResumePoint, ()> {
         let s = self.state.lock();
         let oldest = s.events.front().map_or(s.head + 1, |e| e.seq);
-        let seq = match last {
-            LastEventId::Seq(seq) if *seq > s.head => return Err(()),
-            LastEventId::Seq(seq) => *seq,
-            LastEventId::Client(id) => {
-                let found = |t: Option<&str>| s.by_id.get(&scoped_id(t, id)).copied();
-                // Both the tenant and hub-wide scopes may hold the id: the
-                // earlier one is the safe side (a duplicate, never a gap).
-                let candidates = [tenant.and_then(|t| found(Some(t))), found(None)];
-                match candidates.into_iter().flatten().min() {
-                    Some(seq) => seq,
-                    None => return Ok(ResumePoint::Reset),
-                }
+        resume_point(last, tenant, s.head, oldest, |key| s.by_id.get(key).copied())
+    }
+}
+
+/// The one rule mapping a `Last-Event-ID` to a resume point, for every
+/// history: `head` is the last sequence number assigned, `oldest` the
+/// oldest still kept, and `lookup` finds a client id by its
+/// [`scoped_id`]. A client id is looked up in the subscriber's tenant and
+/// among hub-wide events (the only events it can have seen); when both hold
+/// it, the earlier is the safe side (a duplicate, never a gap). An id
+/// unknown there is a reset, whoever else may use it.
+pub fn resume_point(
+    last: &LastEventId,
+    tenant: Option<&str>,
+    head: u64,
+    oldest: u64,
+    lookup: impl Fn(&str) -> Option<u64>,
+) -> Result<ResumePoint, ()> {
+    let seq = match last {
+        LastEventId::Seq(seq) if *seq > head => return Err(()),
+        LastEventId::Seq(seq) => *seq,
+        LastEventId::Client(id) => {
+            let found = |t: Option<&str>| lookup(&scoped_id(t, id));
+            match [tenant.and_then(|t| found(Some(t))), found(None)]
+                .into_iter()
+                .flatten()
+                .min()
+            {
+                Some(seq) => seq,
+                None => return Ok(ResumePoint::Reset),
             }
-        };
-        // Resuming after `seq` needs every event from `seq + 1` on.
-        if seq + 1 < oldest {
-            Ok(ResumePoint::Reset)
-        } else {
-            Ok(ResumePoint::After(seq))
         }
+    };
+    // Resuming after `seq` needs every event from `seq + 1` on.
+    if seq + 1 < oldest {
+        Ok(ResumePoint::Reset)
+    } else {
+        Ok(ResumePoint::After(seq))
     }
 }
 

@@ -27,16 +27,20 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 /// Paths whose `GET` answers an event stream.
 pub const STREAM_PATHS: [&str; 3] = ["/v1/events", crate::mercure::PATH, "/v1/audit/events"];
 
-/// Builds the router for `hub`.
-pub fn router(hub: Hub) -> Router {
-    let limits = &hub.inner.config.limits;
-    // A batch may hold many events, each up to the event limit; the body
-    // limit only bounds memory, the per-event limit answers 413 precisely.
-    let body_limit = limits
+/// The largest request body the hub reads: a batch may hold many events,
+/// each up to the event limit, so this only bounds memory; the per-event
+/// limit answers `413` precisely.
+pub fn publish_body_limit(limits: &crate::config::LimitsConfig) -> usize {
+    limits
         .max_event_bytes
         .saturating_mul(2)
         .saturating_add(64 * 1024)
-        .max(8 << 20);
+        .max(8 << 20)
+}
+
+/// Builds the router for `hub`.
+pub fn router(hub: Hub) -> Router {
+    let body_limit = publish_body_limit(&hub.inner.config.limits);
     let mut app = Router::new()
         .route("/", get(ops::landing))
         .route("/admin/", get(ops::admin_page))

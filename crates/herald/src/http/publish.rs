@@ -33,14 +33,7 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
             "this credential may not publish",
         ));
     }
-    let limit = inner
-        .config
-        .limits
-        .max_event_bytes
-        .saturating_mul(2)
-        .saturating_add(64 * 1024)
-        .max(8 << 20);
-    let body = json_body(req, limit).await?;
+    let body = json_body(req, super::publish_body_limit(&inner.config.limits)).await?;
     let (inputs, batch) = match body {
         Value::Object(mut o) if o.contains_key("events") => {
             if o.len() > 1 {

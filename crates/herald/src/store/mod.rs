@@ -511,33 +511,16 @@ impl History for Store {
     fn resolve(&self, last: &LastEventId, tenant: Option<&str>) -> BoxFuture<'_, Result<ResumePoint, ()>> {
         let head = self.shared.head.load(Ordering::Acquire);
         let oldest = self.shared.oldest.load(Ordering::Acquire);
-        let seq = match last {
-            LastEventId::Seq(seq) if *seq > head => return Box::pin(async { Err(()) }),
-            LastEventId::Seq(seq) => Some(*seq),
-            LastEventId::Client(id) => {
-                let table = self.db.begin_read().ok().and_then(|r| r.open_table(IDS).ok());
-                let found = |t: Option<&str>| {
-                    table.as_ref().and_then(|ids| {
-                        ids.get(crate::history::scoped_id(t, id).as_str())
-                            .ok()
-                            .flatten()
-                            .map(|v| v.value())
-                    })
-                };
-                // The subscriber's tenant and hub-wide events are the only
-                // scopes it can have seen; the earlier match is the safe
-                // side (a duplicate, never a gap).
-                [tenant.and_then(|t| found(Some(t))), found(None)]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            }
+        let table = match last {
+            LastEventId::Client(_) => self.db.begin_read().ok().and_then(|r| r.open_table(IDS).ok()),
+            LastEventId::Seq(_) => None,
         };
-        let point = match seq {
-            Some(seq) if seq + 1 >= oldest => ResumePoint::After(seq),
-            _ => ResumePoint::Reset,
-        };
-        Box::pin(async move { Ok(point) })
+        let point = crate::history::resume_point(last, tenant, head, oldest, |key| {
+            table
+                .as_ref()
+                .and_then(|ids| ids.get(key).ok().flatten().map(|v| v.value()))
+        });
+        Box::pin(async move { point })
     }
 
     fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Page> {
