@@ -55,24 +55,34 @@ pub fn client_ip<B>(req: &Request<B>, config: &Config) -> IpAddr {
         .unwrap_or(peer)
 }
 
-/// The credential in the `Authorization` header or `herald_token` cookie.
-pub fn header_credential(headers: &HeaderMap) -> Option<Source<'_>> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        let token = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or("")
-            .trim();
-        return Some(Source::Bearer(token));
-    }
+/// The `Authorization` header, trimmed, and whether it used the `Bearer`
+/// scheme (the value after it is returned then).
+pub fn authorization(headers: &HeaderMap) -> Option<(&str, bool)> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    Some(match v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+        Some(token) => (token.trim(), true),
+        None => (v, false),
+    })
+}
+
+/// The value of the cookie `name`, if the request carries it.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("herald_token="))
-        .map(Source::Cookie)
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The native credential: `Authorization: Bearer`, else the `herald_token`
+/// cookie. (`?token=` is read by the stream endpoints alone.) A header
+/// without the `Bearer` scheme is an empty credential, refused as such.
+pub fn header_credential(headers: &HeaderMap) -> Option<Source<'_>> {
+    if let Some((token, bearer)) = authorization(headers) {
+        return Some(Source::Bearer(if bearer { token } else { "" }));
+    }
+    cookie(headers, "herald_token").map(Source::Cookie)
 }
 
 /// Query parameters, repeated keys kept in order.

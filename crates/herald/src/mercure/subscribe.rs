@@ -3,13 +3,13 @@
 use crate::history::ResumePoint;
 use crate::http::error::ApiError;
 use crate::http::events::{open, StreamRequest};
-use crate::http::request::{client_ip, last_event_id, query_pairs, ConnInfo};
+use crate::http::request::{authorization, client_ip, cookie, last_event_id, query_pairs, ConnInfo};
 use crate::hub::{now_ms, Hub};
 use crate::registry::{MercureSubscription, StreamKind};
 use crate::stream::Start;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, Request};
+use axum::http::{HeaderValue, Request};
 use axum::response::Response;
 use herald_core::LastEventId;
 
@@ -21,26 +21,17 @@ pub const MAX_SELECTORS: usize = 1000;
 /// `mercureAuthorization` cookie. The flag says whether it came from the
 /// cookie (publishing with it needs an allowed origin).
 pub fn token<B>(req: &Request<B>) -> (Option<String>, bool) {
-    if let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let v = v.trim();
-        let t = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .unwrap_or(v);
-        return (Some(t.trim().to_string()), false);
+    // Mercure clients send the bare token as well as `Bearer <token>`.
+    if let Some((token, _)) = authorization(req.headers()) {
+        return (Some(token.to_string()), false);
     }
     if let Some((_, t)) = query_pairs(req).into_iter().find(|(k, _)| k == "authorization") {
         return (Some(t), false);
     }
-    let cookie = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("mercureAuthorization=").map(str::to_string));
-    let from_cookie = cookie.is_some();
-    (cookie, from_cookie)
+    match cookie(req.headers(), "mercureAuthorization") {
+        Some(c) => (Some(c.to_string()), true),
+        None => (None, false),
+    }
 }
 
 /// Handler for Mercure subscriptions.
