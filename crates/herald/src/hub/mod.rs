@@ -1,0 +1,167 @@
+//! The hub: the protocol-independent heart of Herald. [`Hub`] is the
+//! library's entry point; the `herald` binary is a thin shell around it.
+//!
+//! One concern per file: [`builder`] wires the parts together and starts
+//! the background tasks, [`verify`] turns a presented credential into a
+//! principal (rate limit, deny rules, audit), [`publish`] validates and
+//! sequences events, [`revoke`] closes streams and keeps deny rules, and
+//! [`lifecycle`] runs the shared heartbeat and the graceful shutdown.
+
+mod builder;
+mod lifecycle;
+mod publish;
+mod revoke;
+mod verify;
+
+use crate::audit::AuditLog;
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::history::History;
+use crate::http::error::ApiError;
+use crate::ratelimit::FailureLimiter;
+use crate::registry::Registry;
+use crate::revocations::DenyList;
+use crate::secrets::Secrets;
+use crate::store::Store;
+use herald_core::{Event, Limits, Principal, Revocation};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// The embedded store's file name inside the data dir.
+pub const STORE_FILE: &str = "herald.redb";
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Audit records kept (in memory and in the store).
+const AUDIT_KEPT: usize = 100_000;
+
+/// A Server-Sent Events hub. Cheap to clone; all clones are the same hub.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+/// The hub's shared state.
+pub struct HubInner {
+    /// Effective configuration.
+    pub(crate) config: Config,
+    /// Credential verification.
+    pub(crate) auth: Authenticator,
+    /// Live streams.
+    pub(crate) registry: Arc<Registry>,
+    /// Stored events.
+    pub(crate) history: Arc<dyn History>,
+    /// Security events.
+    pub(crate) audit: AuditLog,
+    /// Sticky revocations.
+    pub(crate) deny: DenyList,
+    /// The cluster this node belongs to, when clustered.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Mercure token verification (`None` when Mercure has no key).
+    pub(crate) mercure: Option<crate::mercure::auth::MercureAuth>,
+    /// The embedded store, when history is durable.
+    pub(crate) store: Option<Arc<Store>>,
+    /// Tag invalidation controls.
+    pub(crate) invalidation: crate::invalidation::Invalidation,
+    /// Failed authentications per client IP.
+    pub(crate) auth_failures: FailureLimiter,
+    /// Event limits.
+    pub(crate) limits: Limits,
+    /// Held shared by every publish in flight; shutdown takes it exclusively
+    /// to wait for them before closing streams.
+    in_flight: tokio::sync::RwLock<()>,
+    draining: AtomicBool,
+    /// Cancelled when the hub shuts down.
+    pub(crate) shutdown: CancellationToken,
+    /// Where the generated secret was written, if it was.
+    pub(crate) generated_secret_file: Option<std::path::PathBuf>,
+}
+
+/// Why the hub could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting is wrong (exit code 2).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The store cannot be used (exit code 1).
+    #[error("{0}")]
+    Store(String),
+}
+
+/// Builds a [`Hub`].
+pub struct HubBuilder {
+    config: Config,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    history: Option<Arc<dyn History>>,
+    secrets: Option<Secrets>,
+}
+
+impl Hub {
+    /// Starts building a hub from a configuration.
+    pub fn builder(config: Config) -> HubBuilder {
+        HubBuilder {
+            config,
+            cluster: None,
+            history: None,
+            secrets: None,
+        }
+    }
+
+    /// The axum router serving the whole HTTP surface. Nest it into an app
+    /// with `Router::nest_service` / `merge`.
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.clone())
+    }
+
+    /// Shared state (for the HTTP layer and advanced embedding).
+    pub fn inner(&self) -> &Arc<HubInner> {
+        &self.inner
+    }
+
+    /// Publishes events on behalf of `publisher` (validated and authorized
+    /// like an HTTP publish). Answers once the events are in history.
+    pub async fn publish(
+        &self,
+        publisher: &Principal,
+        events: Vec<serde_json::Value>,
+    ) -> Result<Vec<Arc<Event>>, ApiError> {
+        self.inner.publish_json(publisher, events).await
+    }
+
+    /// Applies a revocation: closes matching streams, keeps a deny rule.
+    /// Returns how many streams were closed.
+    pub async fn revoke(&self, revocation: Revocation) -> usize {
+        self.inner.revoke(revocation, None, None).await
+    }
+
+    /// Stops accepting publishes, waits for in-flight ones, and closes every
+    /// stream with `event: shutdown`.
+    pub async fn shutdown(&self) {
+        self.inner.begin_shutdown().await
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+}
+
+impl HubInner {
+    /// The Mercure verifier, or `404` when Mercure is disabled.
+    pub fn mercure_auth(&self) -> Result<&crate::mercure::auth::MercureAuth, ApiError> {
+        self.mercure
+            .as_ref()
+            .ok_or_else(|| ApiError::not_found("the Mercure endpoint is not enabled"))
+    }
+
+    /// Whether the hub is draining for shutdown.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,94 @@
+//! Revocation: closing the streams a revocation matches and keeping the
+//! deny rule that refuses the old credential afterwards, on this node and,
+//! in a cluster, on every node.
+
+use super::{now_ms, HubInner};
+use crate::audit::AuditEntry;
+use crate::queue::CloseReason;
+use crate::registry::Lookup;
+use herald_core::{DenyRule, Principal, Revocation};
+use serde_json::json;
+
+impl HubInner {
+    /// Applies a revocation; `by` is the admin or key that posted it, and
+    /// `within_tenant` limits it to one tenant's principals.
+    pub async fn revoke(&self, revocation: Revocation, within_tenant: Option<String>, by: Option<&Principal>) -> usize {
+        let now = now_ms();
+        let rule = DenyRule {
+            seen: Vec::new(),
+            revocation,
+            within_tenant,
+            at_ms: now,
+            expires_at_ms: now + (self.config.max_token_lifetime_secs + self.config.jwt_leeway_secs) * 1000,
+        };
+        let (closed, stored) = self.apply_rule(rule, by);
+        // Streams are closed first (the in-memory rule already refuses
+        // reconnects); the answer waits until the rule and its audit record
+        // are durable (the writer commits jobs in order) and, in a cluster,
+        // shared with every node.
+        if let Some(store) = &self.store {
+            store.persist_deny(&stored).await;
+        }
+        if let Some(cluster) = &self.cluster {
+            if let Err(e) = cluster.broadcast_rule(&stored).await {
+                tracing::error!(error = %e, "revocation not shared with the cluster");
+            }
+        }
+        closed
+    }
+
+    /// Applies a deny rule on this node: closes the matching live streams,
+    /// drops SSE tokens it covers, keeps the rule, audits. Returns how many
+    /// streams closed and the rule as kept (with the credentials it saw).
+    pub fn apply_rule(&self, mut rule: DenyRule, by: Option<&Principal>) -> (usize, DenyRule) {
+        let now = now_ms();
+        // Start from the index the revocation names, so the cost is
+        // proportional to the streams it touches, not to all streams.
+        let lookup = match &rule.revocation {
+            Revocation::RoleGrantRevoke { account, .. } | Revocation::AccountRevoke { account, .. } => {
+                Lookup::Account(account)
+            }
+            Revocation::SessionRevoke { session, .. } => Lookup::Session(*session),
+            Revocation::TokenRevoke { jti } => Lookup::Jti(jti),
+            Revocation::TenantRevoke { tenant } => Lookup::Tenant(tenant),
+        };
+        let matching = self.registry.find(lookup, |s| rule.applies_to(&s.principal));
+        rule.seen.extend(matching.iter().map(|s| s.principal.fingerprint));
+        let reason = rule.revocation.reason();
+        // The rule goes in before the streams close, so a client that
+        // reconnects the instant its stream ends is already refused.
+        self.auth.sse_tokens.revoke_where(|p| rule.denies(p));
+        let detail = describe(&rule.revocation);
+        let rule_tenant = rule.within_tenant.clone();
+        self.deny.add(rule.clone());
+        let mut closed = 0;
+        for s in matching {
+            if self.registry.close(s.id, CloseReason::Revoked(reason)).is_some() {
+                closed += 1;
+            }
+        }
+        metrics::counter!("herald_revocations_total").increment(1);
+        let mut entry = by.map_or_else(AuditEntry::default, |p| AuditEntry::about("revocation_applied", p));
+        entry.kind = "revocation_applied";
+        entry.detail = json!({"closed": closed, "revocation": detail, "within_tenant": rule_tenant});
+        self.audit.record(entry, now);
+        (closed, rule)
+    }
+}
+
+/// A revocation as audit JSON (session ids only as a hash prefix).
+fn describe(r: &Revocation) -> serde_json::Value {
+    match r {
+        Revocation::RoleGrantRevoke { account, role } => {
+            json!({"type": r.reason(), "account": account, "role": role})
+        }
+        Revocation::SessionRevoke { account, session } => {
+            json!({"type": r.reason(), "account": account, "session": session.prefix()})
+        }
+        Revocation::AccountRevoke { account, .. } => {
+            json!({"type": r.reason(), "account": account})
+        }
+        Revocation::TokenRevoke { jti } => json!({"type": r.reason(), "jti": jti}),
+        Revocation::TenantRevoke { tenant } => json!({"type": r.reason(), "tenant": tenant}),
+    }
+}

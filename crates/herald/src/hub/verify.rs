@@ -1,0 +1,81 @@
+//! Credential verification shared by every protocol: the failed
+//! authentication limit, the sticky deny rules, metrics and the audit trail
+//! wrap whatever verifier a protocol uses.
+
+use super::{now_ms, HubInner};
+use crate::audit::AuditEntry;
+use crate::auth::{AuthError, Source};
+use crate::http::error::ApiError;
+use herald_core::Principal;
+use serde_json::json;
+use std::net::IpAddr;
+
+impl HubInner {
+    /// Verifies a credential and applies the sticky deny rules and the
+    /// failed-authentication limit. Every refusal is audited.
+    pub fn authenticate(&self, source: Option<Source<'_>>, ip: IpAddr, consume: bool) -> Result<Principal, ApiError> {
+        let Some(source) = source else {
+            self.check_rate(ip)?;
+            return Err(ApiError::missing_credential());
+        };
+        self.verify(ip, |now| self.auth.authenticate(source, now, consume))
+    }
+
+    /// Authenticates a request that is not a stream open: SSE tokens are
+    /// refused here, since they exist only to open streams.
+    pub fn authenticate_api(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, ApiError> {
+        let p = self.authenticate(source, ip, false)?;
+        if matches!(p.kind, herald_core::CredentialKind::SseToken { .. }) {
+            return Err(ApiError::from(AuthError::new(
+                "invalid_token",
+                "SSE tokens only open streams; use a JWT or an API key here",
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Refuses an address that failed authentication too often.
+    pub fn check_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
+        match self.auth_failures.blocked(ip, now_ms()) {
+            Some(retry) => Err(ApiError::too_many(
+                "auth_rate_limited",
+                "too many failed authentications from this address",
+                retry,
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a credential check with everything every protocol shares: the
+    /// failed-authentication limit, the sticky deny rules, metrics and the
+    /// audit trail.
+    pub fn verify(
+        &self,
+        ip: IpAddr,
+        check: impl FnOnce(u64) -> Result<Principal, AuthError>,
+    ) -> Result<Principal, ApiError> {
+        self.check_rate(ip)?;
+        let now = now_ms();
+        let result = check(now).and_then(|p| match self.deny.denies(&p, now) {
+            Some(reason) => Err(AuthError::new(
+                "credential_revoked",
+                format!("this credential was revoked ({reason})"),
+            )),
+            None => Ok(p),
+        });
+        result.map_err(|e| {
+            self.auth_failures.record(ip, now);
+            metrics::counter!("herald_auth_failures_total", "code" => e.code).increment(1);
+            self.audit.record(
+                AuditEntry {
+                    kind: "auth_failed",
+                    ip: Some(ip),
+                    detail: json!({"code": e.code, "reason": e.description}),
+                    ..AuditEntry::default()
+                },
+                now,
+            );
+            ApiError::from(e)
+        })
+    }
+}
