@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let event = json!({"topics": ["news"], "data": "hello from the app", "audience": "public"});
                     match hub.publish(&backend, vec![event]).await {
                         Ok(events) => format!("published seq {}\n", events[0].seq),
-                        Err(e) => format!("failed: {}\n", e.message),
+                        Err(e) => format!("failed: {e}\n"),
                     }
                 }
             }),

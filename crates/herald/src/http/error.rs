@@ -92,6 +92,41 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<crate::hub::VerifyError> for ApiError {
+    fn from(e: crate::hub::VerifyError) -> ApiError {
+        use crate::hub::VerifyError;
+        match e {
+            VerifyError::Missing => ApiError::missing_credential(),
+            VerifyError::RateLimited { retry_after } => ApiError::too_many(
+                "auth_rate_limited",
+                "too many failed authentications from this address",
+                retry_after,
+            ),
+            VerifyError::Refused(a) => ApiError::from(a),
+        }
+    }
+}
+
+impl From<crate::hub::PublishError> for ApiError {
+    fn from(e: crate::hub::PublishError) -> ApiError {
+        use crate::hub::PublishError;
+        match e {
+            PublishError::Invalid(i) => ApiError::from(i),
+            PublishError::Draining => ApiError::draining(),
+            PublishError::DuplicateId(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate_id",
+                format!("an event with id `{id}` was already published"),
+            ),
+            PublishError::Unavailable(why) => {
+                let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", why);
+                e.retry_after = Some(1);
+                e
+            }
+        }
+    }
+}
+
 impl From<Invalid> for ApiError {
     fn from(i: Invalid) -> ApiError {
         let status = match i.code {

@@ -13,11 +13,13 @@ mod publish;
 mod revoke;
 mod verify;
 
+pub use publish::PublishError;
+pub use verify::VerifyError;
+
 use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::history::History;
-use crate::http::error::ApiError;
 use crate::ratelimit::FailureLimiter;
 use crate::registry::Registry;
 use crate::revocations::DenyList;
@@ -130,7 +132,7 @@ impl Hub {
         &self,
         publisher: &Principal,
         events: Vec<serde_json::Value>,
-    ) -> Result<Vec<Arc<Event>>, ApiError> {
+    ) -> Result<Vec<Arc<Event>>, PublishError> {
         self.inner.publish_json(publisher, events).await
     }
 
@@ -153,13 +155,6 @@ impl Hub {
 }
 
 impl HubInner {
-    /// The Mercure verifier, or `404` when Mercure is disabled.
-    pub fn mercure_auth(&self) -> Result<&crate::mercure::auth::MercureAuth, ApiError> {
-        self.mercure
-            .as_ref()
-            .ok_or_else(|| ApiError::not_found("the Mercure endpoint is not enabled"))
-    }
-
     /// Whether the hub is draining for shutdown.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)

@@ -4,9 +4,33 @@
 
 use super::{now_ms, HubInner};
 use crate::history::HistoryError;
-use crate::http::error::ApiError;
+use herald_core::Invalid;
 use herald_core::{Event, EventDraft, Principal};
 use std::sync::Arc;
+
+/// Why a publish was not stored. The protocol adapters turn it into their
+/// answer (`400`/`403`/`413`, `409`, `503`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    /// An event is invalid or not allowed for its publisher.
+    #[error("{} ({})", .0.message, .0.code)]
+    Invalid(Invalid),
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Draining,
+    /// An event with this client id is already in history (in its tenant).
+    #[error("an event with id `{0}` was already published")]
+    DuplicateId(String),
+    /// History cannot take writes now (store or cluster unavailable).
+    #[error("history unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<Invalid> for PublishError {
+    fn from(e: Invalid) -> PublishError {
+        PublishError::Invalid(e)
+    }
+}
 
 impl HubInner {
     /// Validates, authorizes, sequences, stores and dispatches events.
@@ -14,7 +38,7 @@ impl HubInner {
         &self,
         publisher: &Principal,
         inputs: Vec<serde_json::Value>,
-    ) -> Result<Vec<Arc<Event>>, ApiError> {
+    ) -> Result<Vec<Arc<Event>>, PublishError> {
         let batch = inputs.len() > 1;
         let mut drafts = Vec::with_capacity(inputs.len());
         for (i, input) in inputs.iter().enumerate() {
@@ -24,7 +48,7 @@ impl HubInner {
                     if batch {
                         e.message = format!("events[{i}]: {}", e.message);
                     }
-                    ApiError::from(e)
+                    PublishError::Invalid(e)
                 })?;
             d.topics.shrink_to_fit();
             drafts.push(d);
@@ -33,22 +57,14 @@ impl HubInner {
     }
 
     /// Sequences, stores and dispatches already-validated drafts.
-    pub async fn publish_drafts(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, ApiError> {
+    pub async fn publish_drafts(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, PublishError> {
         let _in_flight = self.in_flight.read().await;
         if self.is_draining() {
-            return Err(ApiError::draining());
+            return Err(PublishError::Draining);
         }
         let events = self.history.append(drafts, now_ms()).await.map_err(|e| match e {
-            HistoryError::DuplicateId(id) => ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "duplicate_id",
-                format!("an event with id `{id}` was already published"),
-            ),
-            HistoryError::Unavailable(why) => {
-                let mut e = ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", why);
-                e.retry_after = Some(1);
-                e
-            }
+            HistoryError::DuplicateId(id) => PublishError::DuplicateId(id),
+            HistoryError::Unavailable(why) => PublishError::Unavailable(why),
         })?;
         metrics::counter!("herald_events_published_total").increment(events.len() as u64);
         Ok(events)

@@ -5,28 +5,56 @@
 use super::{now_ms, HubInner};
 use crate::audit::AuditEntry;
 use crate::auth::{AuthError, Source};
-use crate::http::error::ApiError;
 use herald_core::Principal;
 use serde_json::json;
 use std::net::IpAddr;
 
+/// Why a request was not authenticated. The protocol adapters turn it
+/// into their answer (`401` with `WWW-Authenticate`, or `429`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The request carried no credential.
+    #[error("no credential was presented")]
+    Missing,
+    /// The address failed too often; retry after this many seconds.
+    #[error("too many failed authentications from this address")]
+    RateLimited {
+        /// Seconds until the address may try again.
+        retry_after: u64,
+    },
+    /// The credential was refused (invalid, expired, revoked…).
+    #[error("{0}")]
+    Refused(AuthError),
+}
+
+impl From<AuthError> for VerifyError {
+    fn from(e: AuthError) -> VerifyError {
+        VerifyError::Refused(e)
+    }
+}
+
 impl HubInner {
     /// Verifies a credential and applies the sticky deny rules and the
     /// failed-authentication limit. Every refusal is audited.
-    pub fn authenticate(&self, source: Option<Source<'_>>, ip: IpAddr, consume: bool) -> Result<Principal, ApiError> {
+    pub fn authenticate(
+        &self,
+        source: Option<Source<'_>>,
+        ip: IpAddr,
+        consume: bool,
+    ) -> Result<Principal, VerifyError> {
         let Some(source) = source else {
             self.check_rate(ip)?;
-            return Err(ApiError::missing_credential());
+            return Err(VerifyError::Missing);
         };
         self.verify(ip, |now| self.auth.authenticate(source, now, consume))
     }
 
     /// Authenticates a request that is not a stream open: SSE tokens are
     /// refused here, since they exist only to open streams.
-    pub fn authenticate_api(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, ApiError> {
+    pub fn authenticate_api(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, VerifyError> {
         let p = self.authenticate(source, ip, false)?;
         if matches!(p.kind, herald_core::CredentialKind::SseToken { .. }) {
-            return Err(ApiError::from(AuthError::new(
+            return Err(VerifyError::Refused(AuthError::new(
                 "invalid_token",
                 "SSE tokens only open streams; use a JWT or an API key here",
             )));
@@ -35,13 +63,9 @@ impl HubInner {
     }
 
     /// Refuses an address that failed authentication too often.
-    pub fn check_rate(&self, ip: IpAddr) -> Result<(), ApiError> {
+    pub fn check_rate(&self, ip: IpAddr) -> Result<(), VerifyError> {
         match self.auth_failures.blocked(ip, now_ms()) {
-            Some(retry) => Err(ApiError::too_many(
-                "auth_rate_limited",
-                "too many failed authentications from this address",
-                retry,
-            )),
+            Some(retry_after) => Err(VerifyError::RateLimited { retry_after }),
             None => Ok(()),
         }
     }
@@ -53,7 +77,7 @@ impl HubInner {
         &self,
         ip: IpAddr,
         check: impl FnOnce(u64) -> Result<Principal, AuthError>,
-    ) -> Result<Principal, ApiError> {
+    ) -> Result<Principal, VerifyError> {
         self.check_rate(ip)?;
         let now = now_ms();
         let result = check(now).and_then(|p| match self.deny.denies(&p, now) {
@@ -75,7 +99,7 @@ impl HubInner {
                 },
                 now,
             );
-            ApiError::from(e)
+            VerifyError::Refused(e)
         })
     }
 }

@@ -58,6 +58,13 @@ pub fn router(hub: Hub) -> Router<Hub> {
     r
 }
 
+/// The hub's Mercure verifier, or `404` when Mercure is disabled.
+pub fn verifier(hub: &crate::hub::HubInner) -> Result<&auth::MercureAuth, crate::http::error::ApiError> {
+    hub.mercure
+        .as_ref()
+        .ok_or_else(|| crate::http::error::ApiError::not_found("the Mercure endpoint is not enabled"))
+}
+
 /// The discovery header every hub response carries.
 pub fn link_header() -> HeaderValue {
     HeaderValue::from_static("</.well-known/mercure>; rel=\"mercure\"")

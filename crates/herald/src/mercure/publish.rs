@@ -161,7 +161,7 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
         hub.check_rate(ip)?;
         return Err(ApiError::missing_credential());
     };
-    let mercure = hub.mercure_auth()?;
+    let mercure = super::verifier(&hub)?;
     let principal = hub.verify(ip, |now| mercure.publisher(&token, now).map(|t| t.principal))?;
     if principal.publish.is_empty() {
         return Err(ApiError::forbidden(

@@ -39,7 +39,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let ip = client_ip(&req, &hub.config);
-    let mercure = hub.mercure_auth()?;
+    let mercure = super::verifier(&hub)?;
     let (token, _) = token(&req);
     let (principal, payload) = match token {
         Some(t) => {
