@@ -33,7 +33,7 @@ fn registry(n: usize) -> (Arc<Registry>, Vec<herald::registry::StreamSlot>) {
             queue: SubscriberQueue::new(1 << 20, 1 << 30, 0),
             kind: StreamKind::Events,
             connection: None,
-            mercure: None,
+            extension: None,
         };
         slots.push(r.admit(s).map(|a| a.slot).unwrap_or_else(|_| panic!("admitted")));
     }

@@ -51,7 +51,7 @@ impl Drop for StreamGuard {
             detail["revocation"] = r.into();
         }
         self.hub.audit_stream("stream_closed", &self.subscriber, detail);
-        crate::mercure::subscriptions::announce(&self.hub, &self.subscriber, false);
+        self.hub.stream_life(&self.subscriber, crate::hub::StreamLife::Closed);
     }
 }
 

@@ -111,7 +111,7 @@ pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<
             start: Start::AuditAfter(after),
             connection,
             spend_token,
-            mercure: None,
+            extension: None,
         },
     )
     .await

@@ -107,6 +107,27 @@ impl From<crate::hub::VerifyError> for ApiError {
     }
 }
 
+impl From<crate::hub::AdmitError> for ApiError {
+    fn from(e: crate::hub::AdmitError) -> ApiError {
+        use crate::hub::AdmitError;
+        use crate::registry::CapExceeded;
+        match e {
+            AdmitError::Draining => ApiError::draining(),
+            AdmitError::Token(a) => ApiError::from(a),
+            AdmitError::Cap(cap) => {
+                let message = match cap {
+                    CapExceeded::Session => "this session has as many streams open as it may",
+                    CapExceeded::Account => "this account has as many streams open as it may",
+                    CapExceeded::Ip => "this address has as many streams open as it may",
+                    CapExceeded::Hub => "the hub is at its stream capacity",
+                    CapExceeded::Audit => "this session has as many audit streams open as it may",
+                };
+                ApiError::too_many(cap.code(), message, 5)
+            }
+        }
+    }
+}
+
 impl From<crate::hub::PublishError> for ApiError {
     fn from(e: crate::hub::PublishError) -> ApiError {
         use crate::hub::PublishError;

@@ -7,16 +7,14 @@
 use super::error::ApiError;
 use super::request::{client_ip, header_credential, last_event_id, query_pairs, ConnInfo};
 use crate::auth::Source;
-use crate::hub::{now_ms, Hub, HubInner};
-use crate::queue::SubscriberQueue;
-use crate::registry::{CapExceeded, StreamKind, Subscriber};
-use crate::stream::{self, Start};
+use crate::hub::{Hub, HubInner};
+use crate::registry::StreamKind;
+use crate::stream::Start;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::Response;
 use herald_core::{Principal, Selector, SelectorSet};
-use serde_json::json;
 use std::sync::Arc;
 
 /// Handler for `GET /v1/events`.
@@ -64,7 +62,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             start,
             connection,
             spend_token: sse_token_of(source),
-            mercure: None,
+            extension: None,
         },
     )
     .await
@@ -117,25 +115,7 @@ fn authorize_selectors(p: &Principal, selectors: &SelectorSet) -> Result<(), Api
     Ok(())
 }
 
-/// Everything needed to open a stream, whatever the protocol.
-pub struct StreamRequest {
-    /// Who is subscribing.
-    pub principal: Principal,
-    /// What it asked for.
-    pub selectors: SelectorSet,
-    /// Client address.
-    pub ip: std::net::IpAddr,
-    /// Events or audit.
-    pub kind: StreamKind,
-    /// Where the replay starts.
-    pub start: Start,
-    /// The connection's kill switch, when served by Herald's own server.
-    pub connection: Option<crate::kill::KillSwitch>,
-    /// A single-use SSE token to spend once the stream is admitted.
-    pub spend_token: Option<String>,
-    /// Mercure subscription details, for Mercure subscribers.
-    pub mercure: Option<Box<crate::registry::MercureSubscription>>,
-}
+pub use crate::hub::StreamRequest;
 
 /// The raw SSE token in a credential source, if it is one.
 pub fn sse_token_of(source: Option<Source<'_>>) -> Option<String> {
@@ -149,59 +129,10 @@ pub fn sse_token_of(source: Option<Source<'_>>) -> Option<String> {
     }
 }
 
-/// Admits a stream against the caps and builds its response. Shared by the
-/// native event stream, the audit stream and Mercure.
+/// Admits a stream ([`HubInner::admit_stream`]) and answers it as SSE.
+/// Shared by the native event stream, the audit stream and Mercure.
 pub async fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, ApiError> {
-    if hub.is_draining() {
-        return Err(ApiError::draining());
-    }
-    let now = now_ms();
-    let principal = Arc::new(r.principal);
-    let subscriber = Subscriber {
-        id: hub.registry.next_id(),
-        principal: principal.clone(),
-        selectors: r.selectors,
-        ip: r.ip,
-        opened_at_ms: now,
-        queue: SubscriberQueue::new(hub.config.limits.queue_events, hub.config.limits.queue_bytes, now),
-        kind: r.kind,
-        connection: r.connection,
-        mercure: r.mercure,
-    };
-    let admitted = match hub.registry.admit(subscriber) {
-        Ok(a) => a,
-        Err(cap) => {
-            // The record names the account refused (tenant and sub), so
-            // an operator can tell who is hitting a cap.
-            let mut e = crate::audit::AuditEntry::about("cap_rejected", &principal);
-            e.ip = Some(r.ip);
-            e.detail = json!({"cap": cap.code()});
-            hub.audit.record(e, now);
-            metrics::counter!("herald_cap_rejections_total", "cap" => cap.code()).increment(1);
-            return Err(ApiError::too_many(cap.code(), cap_message(cap), 5));
-        }
-    };
-    // Spend a single-use SSE token now that the stream is admitted. If it
-    // was spent concurrently by another request, this stream loses.
-    if let Some(raw) = &r.spend_token {
-        if let Err(e) = hub.auth.sse_tokens.redeem(raw, now, true) {
-            drop(admitted);
-            return Err(e.into());
-        }
-        // The spend is durable before the stream is answered, so a crash
-        // cannot make a single-use token usable twice.
-        if let Some(store) = &hub.store {
-            store.flush().await;
-        }
-    }
-    let sub = admitted.subscriber.clone();
-    hub.audit_stream(
-        "stream_opened",
-        &sub,
-        json!({"selectors": sub.selectors.as_strings(), "kind": format!("{:?}", sub.kind)}),
-    );
-    crate::mercure::subscriptions::announce(hub, &sub, true);
-    let body = stream::body(hub.clone(), sub, admitted.slot, r.start);
+    let body = hub.admit_stream(r).await?;
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
@@ -209,14 +140,4 @@ pub async fn open(hub: &Arc<HubInner>, r: StreamRequest) -> Result<Response, Api
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(resp)
-}
-
-fn cap_message(cap: CapExceeded) -> &'static str {
-    match cap {
-        CapExceeded::Session => "this session has as many streams open as it may",
-        CapExceeded::Account => "this account has as many streams open as it may",
-        CapExceeded::Ip => "this address has as many streams open as it may",
-        CapExceeded::Hub => "the hub is at its stream capacity",
-        CapExceeded::Audit => "this session has as many audit streams open as it may",
-    }
 }

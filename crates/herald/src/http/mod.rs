@@ -27,6 +27,17 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 /// Paths whose `GET` answers an event stream.
 pub const STREAM_PATHS: [&str; 3] = ["/v1/events", crate::mercure::PATH, "/v1/audit/events"];
 
+impl Hub {
+    /// The axum router serving the whole HTTP surface (native API, Mercure,
+    /// admin). Nest it into an app with `Router::nest_service` / `merge`.
+    ///
+    /// Defined here, with the adapters, so the hub itself never depends on
+    /// a protocol.
+    pub fn router(&self) -> axum::Router {
+        router(self.clone())
+    }
+}
+
 /// The largest request body the hub reads: a batch may hold many events,
 /// each up to the event limit, so this only bounds memory; the per-event
 /// limit answers `413` precisely.

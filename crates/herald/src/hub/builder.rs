@@ -127,6 +127,7 @@ impl HubBuilder {
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             generated_secret_file: secrets.generated_secret_file,
+            stream_listeners: Default::default(),
             config,
         });
         if let Some(store) = &store {

@@ -3,16 +3,19 @@
 //!
 //! One concern per file: [`builder`] wires the parts together and starts
 //! the background tasks, [`verify`] turns a presented credential into a
-//! principal (rate limit, deny rules, audit), [`publish`] validates and
+//! principal (rate limit, deny rules, audit), [`admission`] opens streams
+//! (caps, slot, lifecycle listeners), [`publish`] validates and
 //! sequences events, [`revoke`] closes streams and keeps deny rules, and
 //! [`lifecycle`] runs the shared heartbeat and the graceful shutdown.
 
+mod admission;
 mod builder;
 mod lifecycle;
 mod publish;
 mod revoke;
 mod verify;
 
+pub use admission::{AdmitError, StreamLife, StreamListener, StreamRequest};
 pub use publish::PublishError;
 pub use verify::VerifyError;
 
@@ -83,6 +86,8 @@ pub struct HubInner {
     pub(crate) shutdown: CancellationToken,
     /// Where the generated secret was written, if it was.
     pub(crate) generated_secret_file: Option<std::path::PathBuf>,
+    /// Told when streams open and close (protocol adapters subscribe).
+    pub(crate) stream_listeners: parking_lot::RwLock<Vec<(&'static str, StreamListener)>>,
 }
 
 /// Why the hub could not be built.
@@ -113,12 +118,6 @@ impl Hub {
             history: None,
             secrets: None,
         }
-    }
-
-    /// The axum router serving the whole HTTP surface. Nest it into an app
-    /// with `Router::nest_service` / `merge`.
-    pub fn router(&self) -> axum::Router {
-        crate::http::router(self.clone())
     }
 
     /// Shared state (for the HTTP layer and advanced embedding).

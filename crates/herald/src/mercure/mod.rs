@@ -26,6 +26,11 @@ pub const RESERVED_PREFIX: &str = "/.well-known/mercure";
 
 /// Routes of the Mercure endpoint.
 pub fn router(hub: Hub) -> Router<Hub> {
+    // Subscription events follow every Mercure stream's life.
+    hub.inner.on_stream(
+        "mercure.subscriptions",
+        std::sync::Arc::new(|hub, s, life| subscriptions::announce(hub, s, life == crate::hub::StreamLife::Opened)),
+    );
     let m = &hub.inner.config.mercure;
     let mut r = Router::new()
         .route(PATH, get(subscribe::subscribe).post(publish::publish))

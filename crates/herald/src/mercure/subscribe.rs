@@ -1,11 +1,12 @@
 //! Mercure subscribe: `GET /.well-known/mercure?topic=...`.
 
+use super::subscriptions::MercureSubscription;
 use crate::history::ResumePoint;
 use crate::http::error::ApiError;
 use crate::http::events::{open, StreamRequest};
 use crate::http::request::{authorization, client_ip, cookie, last_event_id, query_pairs, ConnInfo};
 use crate::hub::{now_ms, Hub};
-use crate::registry::{MercureSubscription, StreamKind};
+use crate::registry::StreamKind;
 use crate::stream::Start;
 use axum::body::Body;
 use axum::extract::State;
@@ -91,7 +92,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             start,
             connection,
             spend_token: None,
-            mercure: Some(Box::new(MercureSubscription { subscriber, payload })),
+            extension: Some(Box::new(MercureSubscription { subscriber, payload })),
         },
     )
     .await?;

@@ -20,6 +20,21 @@ use std::sync::Arc;
 
 const CONTEXT: &str = "https://mercure.rocks/";
 
+/// What the subscriptions API shows about a Mercure stream; kept as the
+/// stream's [`Subscriber::extension`].
+#[derive(Debug, Clone)]
+pub struct MercureSubscription {
+    /// `urn:uuid:...`, unique per stream.
+    pub subscriber: String,
+    /// The `mercure.payload` claim.
+    pub payload: Option<Value>,
+}
+
+/// The Mercure details of a stream, if a Mercure subscriber opened it.
+fn mercure_of(s: &Subscriber) -> Option<&MercureSubscription> {
+    s.extension.as_ref()?.downcast_ref::<MercureSubscription>()
+}
+
 /// A random (version 4) UUID, formatted.
 pub fn uuid_v4() -> String {
     let mut b: [u8; 16] = rand::random();
@@ -60,7 +75,7 @@ fn subscription_id(topic: &str, subscriber: &str) -> String {
 
 /// The JSON-LD of one subscription of `s` (one per topic selector).
 fn describe(s: &Subscriber, topic: &str, active: bool) -> Option<Value> {
-    let m = s.mercure.as_ref()?;
+    let m = mercure_of(s)?;
     let mut v = json!({
         "id": subscription_id(topic, &m.subscriber),
         "type": "Subscription",
@@ -83,7 +98,7 @@ fn describe(s: &Subscriber, topic: &str, active: bool) -> Option<Value> {
 /// `mercure.subscribe` claim covers it see them (the one visibility rule
 /// decides, as for every event).
 pub fn announce(hub: &Arc<HubInner>, s: &Subscriber, active: bool) {
-    if !hub.config.mercure.subscriptions || s.mercure.is_none() {
+    if !hub.config.mercure.subscriptions || mercure_of(s).is_none() {
         return;
     }
     let now = crate::hub::now_ms();
@@ -158,8 +173,8 @@ fn respond(req: &Request<Body>, body: Value) -> Response {
 
 fn collect(hub: &HubInner, topic: Option<&str>, subscriber: Option<&str>) -> Vec<Value> {
     let mut out = Vec::new();
-    for s in hub.registry.find(Lookup::All, |s| s.mercure.is_some()) {
-        let Some(m) = &s.mercure else { continue };
+    for s in hub.registry.find(Lookup::All, |s| mercure_of(s).is_some()) {
+        let Some(m) = mercure_of(&s) else { continue };
         if subscriber.is_some_and(|id| id != m.subscriber) {
             continue;
         }

@@ -49,18 +49,10 @@ pub struct Subscriber {
     pub kind: StreamKind,
     /// Cuts the whole connection when the writer is stuck (zombie).
     pub connection: Option<KillSwitch>,
-    /// Set for streams opened through the Mercure protocol (boxed: most
-    /// streams are not, and every stream carries this field).
-    pub mercure: Option<Box<MercureSubscription>>,
-}
-
-/// What the Mercure subscriptions API shows about a stream.
-#[derive(Debug, Clone)]
-pub struct MercureSubscription {
-    /// `urn:uuid:...`, unique per stream.
-    pub subscriber: String,
-    /// The `mercure.payload` claim.
-    pub payload: Option<serde_json::Value>,
+    /// What the protocol adapter that opened the stream keeps about it
+    /// (Mercure: its subscriber id and payload). Opaque here, so the
+    /// registry knows no protocol; boxed, since most streams carry none.
+    pub extension: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Subscriber {

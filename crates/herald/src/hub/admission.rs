@@ -1,0 +1,147 @@
+//! Stream admission: the one way a stream comes to exist, whatever the
+//! protocol that asked for it.
+//!
+//! A protocol adapter authenticates the request (through [`super::verify`]),
+//! checks the selectors against the credential and decides where the
+//! replay starts; then it hands a [`StreamRequest`] here. Admission checks
+//! the caps and takes the slot in one step ([`crate::registry::Registry::admit`]),
+//! spends a single-use SSE token only once the slot is won (a `429` never
+//! burns one), audits the opening, tells the lifecycle listeners, and
+//! returns the SSE body. From then on the stream ends in one place only:
+//! its body's guard, which releases the slot exactly once and tells the
+//! listeners it closed ([`crate::stream`]).
+//!
+//! Lifecycle listeners let an adapter follow streams without the hub
+//! knowing it: the Mercure adapter announces subscription events from them.
+
+use super::{now_ms, HubInner};
+use crate::auth::AuthError;
+use crate::kill::KillSwitch;
+use crate::queue::SubscriberQueue;
+use crate::registry::{CapExceeded, StreamKind, Subscriber};
+use crate::stream::{self, Start};
+use herald_core::{Principal, SelectorSet};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Everything needed to open a stream, whatever the protocol.
+pub struct StreamRequest {
+    /// Who is subscribing (already authenticated and checked against the
+    /// deny rules).
+    pub principal: Principal,
+    /// What it asked for (already checked against the credential).
+    pub selectors: SelectorSet,
+    /// Client address.
+    pub ip: std::net::IpAddr,
+    /// Events or audit.
+    pub kind: StreamKind,
+    /// Where the replay starts.
+    pub start: Start,
+    /// The connection's kill switch, when served by Herald's own server.
+    pub connection: Option<KillSwitch>,
+    /// A single-use SSE token to spend once the stream is admitted.
+    pub spend_token: Option<String>,
+    /// What the adapter keeps about the stream
+    /// ([`Subscriber::extension`]).
+    pub extension: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+/// Why a stream was not opened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdmitError {
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Draining,
+    /// A cap is full.
+    #[error("stream cap reached: {}", .0.code())]
+    Cap(CapExceeded),
+    /// The single-use SSE token was spent (or expired) in the meantime.
+    #[error("{0}")]
+    Token(AuthError),
+}
+
+/// A point in a stream's life that listeners hear about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamLife {
+    /// Admitted, before its first byte.
+    Opened,
+    /// Ended, its slot released.
+    Closed,
+}
+
+/// Told when any stream opens or closes. Called synchronously on the path
+/// that opens or ends the stream: it must not wait.
+pub type StreamListener = Arc<dyn Fn(&Arc<HubInner>, &Subscriber, StreamLife) + Send + Sync>;
+
+impl HubInner {
+    /// Adds a lifecycle listener under `name`; a second listener with the
+    /// same name replaces the first (an adapter's router may be built more
+    /// than once).
+    pub fn on_stream(&self, name: &'static str, listener: StreamListener) {
+        let mut listeners = self.stream_listeners.write();
+        listeners.retain(|(n, _)| *n != name);
+        listeners.push((name, listener));
+    }
+
+    /// Tells every lifecycle listener about `s`.
+    pub(crate) fn stream_life(self: &Arc<Self>, s: &Subscriber, life: StreamLife) {
+        let listeners: Vec<StreamListener> = self.stream_listeners.read().iter().map(|(_, l)| l.clone()).collect();
+        for l in listeners {
+            l(self, s, life);
+        }
+    }
+
+    /// Admits a stream against the caps and returns its SSE body.
+    pub async fn admit_stream(self: &Arc<Self>, r: StreamRequest) -> Result<axum::body::Body, AdmitError> {
+        if self.is_draining() {
+            return Err(AdmitError::Draining);
+        }
+        let now = now_ms();
+        let principal = Arc::new(r.principal);
+        let subscriber = Subscriber {
+            id: self.registry.next_id(),
+            principal: principal.clone(),
+            selectors: r.selectors,
+            ip: r.ip,
+            opened_at_ms: now,
+            queue: SubscriberQueue::new(self.config.limits.queue_events, self.config.limits.queue_bytes, now),
+            kind: r.kind,
+            connection: r.connection,
+            extension: r.extension,
+        };
+        let admitted = match self.registry.admit(subscriber) {
+            Ok(a) => a,
+            Err(cap) => {
+                // The record names the account refused (tenant and sub), so
+                // an operator can tell who is hitting a cap.
+                let mut e = crate::audit::AuditEntry::about("cap_rejected", &principal);
+                e.ip = Some(r.ip);
+                e.detail = json!({"cap": cap.code()});
+                self.audit.record(e, now);
+                metrics::counter!("herald_cap_rejections_total", "cap" => cap.code()).increment(1);
+                return Err(AdmitError::Cap(cap));
+            }
+        };
+        // Spend a single-use SSE token now that the stream is admitted. If it
+        // was spent concurrently by another request, this stream loses.
+        if let Some(raw) = &r.spend_token {
+            if let Err(e) = self.auth.sse_tokens.redeem(raw, now, true) {
+                drop(admitted);
+                return Err(AdmitError::Token(e));
+            }
+            // The spend is durable before the stream is answered, so a crash
+            // cannot make a single-use token usable twice.
+            if let Some(store) = &self.store {
+                store.flush().await;
+            }
+        }
+        let sub = admitted.subscriber.clone();
+        self.audit_stream(
+            "stream_opened",
+            &sub,
+            json!({"selectors": sub.selectors.as_strings(), "kind": format!("{:?}", sub.kind)}),
+        );
+        self.stream_life(&sub, StreamLife::Opened);
+        Ok(stream::body(self.clone(), sub, admitted.slot, r.start))
+    }
+}
