@@ -26,6 +26,7 @@ pub mod audit;
 pub mod audit_stream;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod history;

@@ -231,7 +231,7 @@ mod tests {
     const SECRET: &str = "native-test-secret-at-least-32-bytes!";
 
     fn now_s() -> u64 {
-        crate::hub::now_ms() / 1000
+        crate::clock::now_ms() / 1000
     }
 
     fn verifier() -> JwtVerifier {
@@ -243,7 +243,7 @@ mod tests {
     }
 
     fn verify(token: &str) -> Result<Principal, AuthError> {
-        verifier().verify(token, &SessionKey::derive(b"k"), crate::hub::now_ms())
+        verifier().verify(token, &SessionKey::derive(b"k"), crate::clock::now_ms())
     }
 
     #[test]

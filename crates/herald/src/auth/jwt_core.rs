@@ -1,7 +1,7 @@
 //! The one JWT verification core every protocol uses.
 //!
 //! Native tokens ([`super::jwt`]) and Mercure tokens
-//! ([`crate::mercure::auth`]) differ in which claims they require and which
+//! ([`super::mercure`]) differ in which claims they require and which
 //! issuer, audience and lifetime they accept, never in how a token is taken
 //! apart. This module does that once:
 //!

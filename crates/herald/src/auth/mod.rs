@@ -10,6 +10,7 @@
 pub mod api_key;
 pub mod jwt;
 pub mod jwt_core;
+pub mod mercure;
 pub mod sse_token;
 
 use herald_core::{Principal, SessionKey};

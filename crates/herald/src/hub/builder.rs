@@ -111,7 +111,7 @@ impl HubBuilder {
             cluster: self.cluster.clone(),
             mercure: if config.mercure.enabled {
                 Some(
-                    crate::mercure::auth::MercureAuth::from_config(&config, secrets.jwt_secret.as_deref())
+                    crate::auth::mercure::MercureAuth::from_config(&config, secrets.jwt_secret.as_deref())
                         .map_err(|e| BuildError::Config(e.to_string()))?,
                 )
             } else {

@@ -36,12 +36,7 @@ use tokio_util::sync::CancellationToken;
 /// The embedded store's file name inside the data dir.
 pub const STORE_FILE: &str = "herald.redb";
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::clock::now_ms;
 
 /// Audit records kept (in memory and in the store).
 const AUDIT_KEPT: usize = 100_000;
@@ -69,7 +64,7 @@ pub struct HubInner {
     /// The cluster this node belongs to, when clustered.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Mercure token verification (`None` when Mercure has no key).
-    pub(crate) mercure: Option<crate::mercure::auth::MercureAuth>,
+    pub(crate) mercure: Option<crate::auth::mercure::MercureAuth>,
     /// The embedded store, when history is durable.
     pub(crate) store: Option<Arc<Store>>,
     /// Tag invalidation controls.

@@ -8,7 +8,9 @@
 //! and reach only subscribers whose `mercure.subscribe` claim matches one of
 //! their topics.
 
-pub mod auth;
+/// Mercure tokens are verified with every other credential, in
+/// [`crate::auth::mercure`]; re-exported here where Mercure users look.
+pub use crate::auth::mercure as auth;
 pub mod publish;
 pub mod subscribe;
 pub mod subscriptions;

@@ -226,7 +226,7 @@ mod tests {
     }
 
     fn now_ms() -> u64 {
-        crate::hub::now_ms()
+        crate::clock::now_ms()
     }
 
     fn code(claims: Value) -> &'static str {
