@@ -1,7 +1,7 @@
 //! `POST /v1/invalidate` and the admin controls under `/v1/invalidation`.
 
 use super::error::ApiError;
-use super::publish::json_body;
+use super::request::json_body;
 use super::request::{client_ip, header_credential};
 use crate::audit::AuditEntry;
 use crate::hub::{now_ms, Hub, HubInner};

@@ -1,7 +1,7 @@
 //! `POST /v1/publish`: one event, or `{"events": [...]}`.
 
 use super::error::ApiError;
-use super::request::{client_ip, header_credential, read_body};
+use super::request::{client_ip, header_credential};
 use crate::hub::Hub;
 use axum::body::Body;
 use axum::extract::State;
@@ -9,15 +9,6 @@ use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-
-/// Reads a JSON body through the hub's one body reader
-/// ([`read_body`]: `413`, `408`), answering `400 invalid_json` with the
-/// JSON error shape (axum's own rejections are plain text).
-pub async fn json_body(req: Request<Body>, limit: usize) -> Result<Value, ApiError> {
-    let bytes = read_body(req, limit).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")))
-}
 
 /// Handler for `POST /v1/publish`.
 pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
@@ -33,7 +24,7 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
             "this credential may not publish",
         ));
     }
-    let body = json_body(req, super::publish_body_limit(&inner.config.limits)).await?;
+    let body = super::request::json_body(req, super::publish_body_limit(&inner.config.limits)).await?;
     let (inputs, batch) = match body {
         Value::Object(mut o) if o.contains_key("events") => {
             if o.len() > 1 {

@@ -149,6 +149,15 @@ pub async fn read_body(req: Request<Body>, limit: usize) -> Result<Bytes, ApiErr
     }
 }
 
+/// Reads a JSON body through the hub's one body reader
+/// ([`read_body`]: `413`, `408`), answering `400 invalid_json` with the
+/// JSON error shape (axum's own rejections are plain text).
+pub async fn json_body(req: Request<Body>, limit: usize) -> Result<serde_json::Value, ApiError> {
+    let bytes = read_body(req, limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}")))
+}
+
 /// `scheme://host[:port]` in the form origins are compared in: ASCII lower
 /// case, the scheme's default port dropped, one trailing `/` tolerated (a
 /// configured origin may be written as a URL). Anything else — a path, a

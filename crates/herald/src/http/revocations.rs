@@ -7,7 +7,7 @@
 //! nothing: its ids are whatever the failing caller sent.
 
 use super::error::ApiError;
-use super::publish::json_body;
+use super::request::json_body;
 use super::request::{client_ip, header_credential};
 use crate::hub::Hub;
 use axum::body::Body;

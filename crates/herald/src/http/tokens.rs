@@ -8,7 +8,7 @@
 //! SSE token cannot mint another.
 
 use super::error::ApiError;
-use super::publish::json_body;
+use super::request::json_body;
 use super::request::{client_ip, header_credential};
 use crate::audit::AuditEntry;
 use crate::auth::sse_token::{minter_key, MintError};

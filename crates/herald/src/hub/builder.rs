@@ -5,10 +5,10 @@ use super::{now_ms, BuildError, Hub, HubBuilder, HubInner, AUDIT_KEPT, STORE_FIL
 use crate::audit::AuditLog;
 use crate::auth::{api_key::ApiKeys, jwt::JwtVerifier, sse_token::SseTokens, Authenticator};
 use crate::config::{FsyncMode, SessionCapPolicy, StoreKind};
+use crate::deny_list::DenyList;
 use crate::history::{History, MemoryHistory};
 use crate::ratelimit::FailureLimiter;
 use crate::registry::{Caps, Registry};
-use crate::revocations::DenyList;
 use crate::secrets::{self, Secrets};
 use crate::store::{FsyncPolicy, Store, StoreConfig};
 use herald_core::{Event, Limits};
