@@ -10,8 +10,8 @@
 //!
 //! Slots are bounded per tenant (hub-wide events count as one more tenant):
 //! a publisher can mint as many audiences as it likes, but past the bound its
-//! tenant's oldest slot gives way, never another tenant's. Retention by age
-//! applies to slots as it does to history.
+//! tenant's oldest slot gives way, never another tenant's. The embedded
+//! store also expires slots with the retention age, as it does history.
 //!
 //! [`RetainedIndex`] is the bookkeeping shared by the in-memory history and
 //! the embedded store; each keeps the events themselves in its own way,

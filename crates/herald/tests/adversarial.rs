@@ -1662,3 +1662,24 @@ async fn a_refused_stream_open_does_not_spend_the_sse_token() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A single-use SSE token for the audit stream is presented in the
+/// `Authorization` header instead of `?token=`: it must be spent all the
+/// same, or it could open audit streams forever.
+#[tokio::test]
+async fn a_single_use_token_is_spent_however_it_is_presented() {
+    let hub = start();
+    let root = jwt(json!({"sub": "root", "herald": {"admin": true, "subscribe": ["*"]}}));
+    for path in ["/v1/audit/events", "/v1/events?topic=t"] {
+        let (status, minted) = hub.post("/v1/tokens", Some(&root), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{minted}");
+        let token = minted["token"].as_str().expect("token").to_string();
+        let first = hub.stream_with(path, Some(&token), None).await;
+        assert!(first.is_ok(), "{path}: the token opens one stream");
+        let again = hub.stream_with(path, Some(&token), None).await;
+        let Err(r) = again else {
+            panic!("{path}: a spent single-use token opened a second stream")
+        };
+        assert_eq!(error_code(r, StatusCode::UNAUTHORIZED).await, "token_used", "{path}");
+    }
+}

@@ -97,10 +97,13 @@ pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<
     };
     let ip = client_ip(&req, &hub.config);
     let connection = req.extensions().get::<ConnInfo>().map(|c| c.kill.clone());
-    let spend_token = query
-        .iter()
-        .find(|(k, _)| k == "token")
-        .and_then(|(_, t)| super::events::sse_token_of(Some(Source::Query(t))));
+    // A single-use SSE token is spent wherever it was presented (query,
+    // header or cookie), exactly as `admin` read it.
+    let source = match query.iter().find(|(k, _)| k == "token") {
+        Some((_, t)) => Some(Source::Query(t)),
+        None => header_credential(req.headers()),
+    };
+    let spend_token = super::events::sse_token_of(source);
     super::events::open(
         &hub,
         super::events::StreamRequest {
