@@ -5,10 +5,11 @@
 # whose code parses the fuzzed bytes, and to no other.
 #
 # Why not RUSTFLAGS: that would instrument all of the hub's dependencies
-# (tokio, hyper, rustls, the store, NATS...), code no fuzz input reaches,
-# and roughly double the cold build; it would also reach build scripts and
-# proc macros unless every build named a --target. Coverage outside these
-# crates would only be noise for the fuzzer.
+# (tokio, hyper, rustls, the store, NATS, the regex compiler...), code that
+# no fuzz input steers, making every run slower (the selector and template
+# targets ran five times slower with the regex crates instrumented) and
+# its coverage noisier; it would also reach build scripts and proc macros
+# unless every build named a --target.
 set -euo pipefail
 
 # Packages, by the name cargo puts in CARGO_PKG_NAME for every crate it

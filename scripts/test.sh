@@ -43,6 +43,9 @@ echo "== rust tests"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+echo "== fuzz smoke (docs/fuzzing.md)"
+bash scripts/fuzz.sh smoke
+
 echo "== browser tests"
 cargo build -p herald --bin herald
 (cd tests/browser && npm ci --no-audit --no-fund --silent && npm test)

@@ -30,8 +30,7 @@ fuzz_target!(|data: &[u8]| {
     // TOML integers are signed: a value no TOML file could hold is not a
     // round-trip failure.
     let Ok(written) = toml::to_string(&config) else { return };
-    let reloaded = load(again, written.as_bytes())
-        .unwrap_or_else(|e| panic!("{written}\ndoes not load back: {e}"));
+    let reloaded = load(again, written.as_bytes()).unwrap_or_else(|e| panic!("{written}\ndoes not load back: {e}"));
     assert_eq!(
         serde_json::to_value(&reloaded).expect("serialize"),
         serde_json::to_value(&config).expect("serialize"),

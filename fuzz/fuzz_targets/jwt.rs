@@ -94,8 +94,14 @@ fn check_principal(p: &Principal, v: &Verifiers) {
     let max = v.config.max_token_lifetime_secs;
     let now = NOW_MS / 1000;
     let exp = p.expires_at_ms.expect("an accepted token expires") / 1000;
-    assert!(exp.saturating_add(leeway) >= now, "accepted an expired token: exp {exp}");
-    assert!(exp.saturating_sub(now) <= max.saturating_add(leeway), "exp {exp} is too far ahead");
+    assert!(
+        exp.saturating_add(leeway) >= now,
+        "accepted an expired token: exp {exp}"
+    );
+    assert!(
+        exp.saturating_sub(now) <= max.saturating_add(leeway),
+        "exp {exp} is too far ahead"
+    );
     if let Some(iat) = p.issued_at_ms.map(|ms| ms / 1000) {
         assert!(iat <= now.saturating_add(leeway), "accepted iat {iat} in the future");
         assert!(exp.saturating_sub(iat) <= max, "lifetime over the maximum");
@@ -108,7 +114,9 @@ fn check_principal(p: &Principal, v: &Verifiers) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let token = match mode % 3 {
         0 => String::from_utf8_lossy(rest).into_owned(),
         1 => sign(br#"{"alg":"HS256","typ":"JWT"}"#, rest),
@@ -126,7 +134,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(v.native.verify(&token, &v.session_key, NOW_MS).as_ref(), Ok(p));
     }
     if let Ok(p) = &strict {
-        assert_eq!(native.as_ref(), Ok(p), "the strict verifier accepted what the lax one refused");
+        assert_eq!(
+            native.as_ref(),
+            Ok(p),
+            "the strict verifier accepted what the lax one refused"
+        );
     }
 
     let subscriber = v.mercure.subscriber(&token, NOW_MS);
@@ -141,7 +153,10 @@ fuzz_target!(|data: &[u8]| {
 
     if native.is_ok() || subscriber.is_ok() {
         let forged = tampered(&token).expect("an accepted token has a signature");
-        assert!(v.native.verify(&forged, &v.session_key, NOW_MS).is_err(), "accepted {forged:?}");
+        assert!(
+            v.native.verify(&forged, &v.session_key, NOW_MS).is_err(),
+            "accepted {forged:?}"
+        );
         assert!(v.mercure.subscriber(&forged, NOW_MS).is_err(), "accepted {forged:?}");
     }
 });

@@ -28,8 +28,14 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(!update.topics.is_empty() && update.topics.len() <= limits.max_topics);
     for t in &update.topics {
-        assert!(!t.is_empty() && t.len() <= 1024 && !t.chars().any(char::is_control), "{t:?}");
-        assert!(!t.starts_with('$') && !t.starts_with(herald::mercure::RESERVED_PREFIX), "{t:?}");
+        assert!(
+            !t.is_empty() && t.len() <= 1024 && !t.chars().any(char::is_control),
+            "{t:?}"
+        );
+        assert!(
+            !t.starts_with('$') && !t.starts_with(herald::mercure::RESERVED_PREFIX),
+            "{t:?}"
+        );
     }
     if let Some(t) = &update.event_type {
         assert!(!t.is_empty() && !RESERVED_TYPES.contains(&t.as_str()), "{t:?}");
@@ -56,5 +62,11 @@ fuzz_target!(|data: &[u8]| {
     let seq = 7;
     let event = draft.into_event(seq, 1);
     let id = update.id.clone().unwrap_or_else(|| seq.to_string());
-    assert_one_event(&event.frame, Some(&id), update.event_type.as_deref(), &update.data, update.retry);
+    assert_one_event(
+        &event.frame,
+        Some(&id),
+        update.event_type.as_deref(),
+        &update.data,
+        update.retry,
+    );
 });

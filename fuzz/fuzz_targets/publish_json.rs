@@ -15,14 +15,18 @@ use herald_fuzz::assert_one_event;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
     // Small limits, so the size and count refusals are within reach.
     let limits = Limits {
         max_event_bytes: 2048,
         max_topics: 4,
     };
     let key = SessionKey::new([3; 32]);
-    let Ok(draft) = EventDraft::from_json(&json, &key, &limits) else { return };
+    let Ok(draft) = EventDraft::from_json(&json, &key, &limits) else {
+        return;
+    };
     assert_eq!(EventDraft::from_json(&json, &key, &limits).as_ref(), Ok(&draft));
     assert!(!draft.topics.is_empty() && draft.topics.len() <= limits.max_topics);
     for t in &draft.topics {
@@ -35,13 +39,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(size <= limits.max_event_bytes);
 
     let unnumbered = draft.clone().into_unnumbered(1);
-    assert_one_event(
-        &unnumbered.frame,
-        None,
-        draft.event_type.as_deref(),
-        &draft.data,
-        None,
-    );
+    assert_one_event(&unnumbered.frame, None, draft.event_type.as_deref(), &draft.data, None);
 
     let seq = 42;
     let event = draft.clone().into_event(seq, 1);

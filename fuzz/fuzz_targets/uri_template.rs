@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let mut lines = text.split('\n');
     let source = lines.next().unwrap_or("");
     let values: Vec<&str> = lines.collect();
-    let Ok(template) = UriTemplate::parse(source) else { return };
+    let Ok(template) = UriTemplate::parse(source) else {
+        return;
+    };
     assert_eq!(template.as_str(), source);
     for v in &values {
         let m = template.matches(v);

@@ -1,5 +1,5 @@
 //! What Herald's fuzz targets share: an independent SSE parser to check
-//! frames against, and a way to cut one fuzz input into several fields.
+//! the frames Herald builds against.
 //!
 //! The parser here is written from the WHATWG "interpreting an event
 //! stream" algorithm, not from Herald's encoder, so that a frame Herald
@@ -106,24 +106,17 @@ pub fn normalize_newlines(data: &str) -> String {
 pub fn assert_one_event(frame: &[u8], id: Option<&str>, event_type: Option<&str>, data: &str, retry: Option<u64>) {
     let text = std::str::from_utf8(frame).expect("a frame is UTF-8");
     let parsed = parse_sse(text);
-    assert_eq!(parsed.events.len(), 1, "frame {text:?} must be exactly one event: {parsed:?}");
+    assert_eq!(
+        parsed.events.len(),
+        1,
+        "frame {text:?} must be exactly one event: {parsed:?}"
+    );
     assert!(parsed.pending.is_empty(), "frame {text:?} leaves a partial line");
     let event = &parsed.events[0];
     assert_eq!(event.data, normalize_newlines(data), "frame {text:?} changed the data");
     assert_eq!(event.event_type, event_type.unwrap_or("message"), "frame {text:?}");
     assert_eq!(event.last_event_id.as_deref(), id, "frame {text:?}");
     assert_eq!(parsed.retry, retry, "frame {text:?}");
-}
-
-/// Splits a fuzz input into `N` fields at its first `N - 1` newlines; the
-/// last field keeps any further newlines. Missing fields are empty.
-pub fn fields<const N: usize>(input: &str) -> [&str; N] {
-    let mut out = [""; N];
-    let mut parts = input.splitn(N, '\n');
-    for slot in out.iter_mut() {
-        *slot = parts.next().unwrap_or("");
-    }
-    out
 }
 
 #[cfg(test)]
@@ -134,9 +127,21 @@ mod tests {
     fn parses_the_spec_examples() {
         let s = parse_sse("data: YHOO\ndata: +2\ndata: 10\n\n");
         assert_eq!(s.events[0].data, "YHOO\n+2\n10");
-        let s = parse_sse(": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n");
-        let got: Vec<_> = s.events.iter().map(|e| (e.last_event_id.as_deref(), e.data.as_str())).collect();
-        assert_eq!(got, [(Some("1"), "first event"), (Some(""), "second event"), (Some(""), " third event")]);
+        let s =
+            parse_sse(": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n");
+        let got: Vec<_> = s
+            .events
+            .iter()
+            .map(|e| (e.last_event_id.as_deref(), e.data.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (Some("1"), "first event"),
+                (Some(""), "second event"),
+                (Some(""), " third event")
+            ]
+        );
         let s = parse_sse("data\n\ndata\ndata\n\ndata:");
         assert_eq!(s.events.len(), 2);
         assert_eq!(s.events[1].data, "\n");
@@ -144,8 +149,17 @@ mod tests {
     }
 
     #[test]
-    fn fields_split_at_the_first_newlines() {
-        assert_eq!(fields::<3>("a\nb\nc\nd"), ["a", "b", "c\nd"]);
-        assert_eq!(fields::<3>("a"), ["a", "", ""]);
+    fn every_line_terminator_ends_a_line() {
+        let s = parse_sse("\u{feff}retry: 1500\r\nid: x\rdata: a\r\n\r\nretry: soon\n");
+        assert_eq!(
+            s.events,
+            [SseEvent {
+                last_event_id: Some("x".into()),
+                event_type: "message".into(),
+                data: "a".into(),
+            }]
+        );
+        assert_eq!(s.retry, Some(1500));
+        assert!(s.pending.is_empty());
     }
 }
