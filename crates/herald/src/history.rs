@@ -187,9 +187,14 @@ impl MemoryHistory {
     fn resolve_now(&self, last: &LastEventId, tenant: Option<&str>) -> Result<ResumePoint, ()> {
         let s = self.state.lock();
         let oldest = s.events.front().map_or(s.head + 1, |e| e.seq);
-        resume_point(last, tenant, s.head, oldest, |key| s.by_id.get(key).copied())
+        resume_point(last, tenant, s.head, oldest, |key| s.by_id.get(key).copied()).map_err(|_| ())
     }
 }
+
+/// A `Last-Event-ID` that is a sequence number beyond the head: no event
+/// with it was ever issued by this hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BeyondHead;
 
 /// The one rule mapping a `Last-Event-ID` to a resume point, for every
 /// history: `head` is the last sequence number assigned, `oldest` the
@@ -204,9 +209,9 @@ pub fn resume_point(
     head: u64,
     oldest: u64,
     lookup: impl Fn(&str) -> Option<u64>,
-) -> Result<ResumePoint, ()> {
+) -> Result<ResumePoint, BeyondHead> {
     let seq = match last {
-        LastEventId::Seq(seq) if *seq > head => return Err(()),
+        LastEventId::Seq(seq) if *seq > head => return Err(BeyondHead),
         LastEventId::Seq(seq) => *seq,
         LastEventId::Client(id) => {
             let found = |t: Option<&str>| lookup(&scoped_id(t, id));

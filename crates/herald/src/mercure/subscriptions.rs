@@ -140,7 +140,7 @@ fn authorize(hub: &Arc<HubInner>, req: &Request<Body>, path: &str) -> Result<Pri
         hub.check_rate(ip)?;
         return Err(ApiError::missing_credential());
     };
-    let mercure = super::verifier(&hub)?;
+    let mercure = super::verifier(hub)?;
     let p = hub.verify(ip, |now| mercure.subscriber(&token, now).map(|t| t.principal))?;
     let allowed = p.private_updates.as_ref().is_some_and(|s| s.matches(path));
     if !allowed {

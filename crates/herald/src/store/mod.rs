@@ -526,7 +526,8 @@ impl History for Store {
             table
                 .as_ref()
                 .and_then(|ids| ids.get(key).ok().flatten().map(|v| v.value()))
-        });
+        })
+        .map_err(|_| ());
         Box::pin(async move { point })
     }
 
