@@ -53,6 +53,9 @@ function fromHub(type, e, streamLastId, reason) {
  * @param {string[]} options.topics Topic selectors (`orders.42`, `orders.*`, `https://x/{id}`).
  * @param {() => Promise<string>} options.mintToken Returns a fresh SSE token from your backend.
  * @param {string[]} [options.eventTypes] Event types to listen for besides `message`.
+ *   List every type published on the subscribed topics: the helper recognises
+ *   the hub's control events by the id of the last event it was handed, and
+ *   an event of a type it does not listen to still moves the stream's id.
  * @param {(e: {type: string, id: string, data: string, json: () => any}) => void} options.onEvent
  *   Called for every event.
  * @param {(c: {type: string, reason?: string}) => void} [options.onControl]

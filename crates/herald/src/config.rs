@@ -234,8 +234,9 @@ pub struct LimitsConfig {
     /// tenant (hub-wide events count as one more tenant); past it the
     /// tenant's oldest retained event gives up its slot.
     pub retained_per_tenant: usize,
-    /// Most invalidation audiences held while invalidations are paused;
-    /// past it a new audience's invalidation is refused (`429`).
+    /// Most invalidation audiences held per tenant (hub-wide counting as one
+    /// more) while invalidations are paused; past it a new audience's
+    /// invalidation is refused (`429`).
     pub invalidation_held_audiences: usize,
 }
 

@@ -175,7 +175,7 @@ impl MemoryHistory {
     fn trim(&self, s: &mut MemoryState) {
         while s.events.len() > self.capacity {
             if let Some(old) = s.events.pop_front() {
-                // A repeated (Mercure) id may now point at a newer event.
+                // The id's earliest use is gone: resuming from it is a reset.
                 let key = scoped_id(old.audience.tenant.as_deref(), &old.id);
                 if s.by_id.get(&key) == Some(&old.seq) {
                     s.by_id.remove(&key);
@@ -246,9 +246,13 @@ impl MemoryState {
                 self.retained.insert(key, event.clone());
             }
         }
+        // A reused id (Mercure allows it) keeps pointing at its earliest
+        // use: a resume from it may repeat events, never skip them, and a
+        // reuse cannot move another publisher's id forward.
         if !event.id.bytes().all(|b| b.is_ascii_digit()) {
             self.by_id
-                .insert(scoped_id(event.audience.tenant.as_deref(), &event.id), event.seq);
+                .entry(scoped_id(event.audience.tenant.as_deref(), &event.id))
+                .or_insert(event.seq);
         }
         self.events.push_back(event);
     }

@@ -147,7 +147,9 @@ impl Invalidation {
         if !s.paused {
             return Decision::Publish(tags);
         }
-        let full = s.held.len() >= self.max_audiences;
+        // Counted per tenant, so one tenant filling the held set never
+        // refuses another's invalidations.
+        let full = s.held.iter().filter(|(a, _)| a.tenant == audience.tenant).count() >= self.max_audiences;
         match s.held.iter_mut().find(|(a, _)| a == audience) {
             Some((_, held)) => match coalesce(held, tags) {
                 Some(next) => *held = next,

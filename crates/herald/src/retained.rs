@@ -10,7 +10,9 @@
 //!
 //! Slots are bounded per tenant (hub-wide events count as one more tenant):
 //! a publisher can mint as many audiences as it likes, but past the bound its
-//! tenant's oldest slot gives way, never another tenant's. The embedded
+//! tenant's oldest slot gives way, never another tenant's, and restricted
+//! slots (users, sessions, roles, groups, private) give way before the
+//! tenant-wide state, so narrow audiences cannot flush what everyone sees. The embedded
 //! store also expires slots with the retention age, as it does history.
 //!
 //! [`RetainedIndex`] is the bookkeeping shared by the in-memory history and
@@ -118,14 +120,25 @@ struct Slot {
     seq: u64,
     tenant: Option<String>,
     published_at_ms: u64,
+    /// Whether the audience restricts nothing beyond the tenant: the state
+    /// everyone in the tenant shares, evicted only when nothing else is left.
+    shared: bool,
+}
+
+/// Whether `a` restricts nothing beyond its tenant.
+fn is_shared(a: &Audience) -> bool {
+    a.users.is_none() && a.sessions.is_none() && a.roles.is_none() && a.groups.is_none() && !a.private
 }
 
 /// Which slots exist, which event holds each, and the per-tenant bound.
 #[derive(Debug)]
 pub struct RetainedIndex {
     slots: HashMap<String, Slot>,
-    /// Per tenant, its slots oldest first (by the holding event's `seq`).
-    by_tenant: HashMap<Option<String>, BTreeSet<(u64, String)>>,
+    /// Per tenant, its slots oldest first (by the holding event's `seq`):
+    /// `false` before `true` in the key, so restricted slots are evicted
+    /// before the tenant-wide state any publisher of narrow audiences could
+    /// otherwise flush.
+    by_tenant: HashMap<Option<String>, BTreeSet<(bool, u64, String)>>,
     per_tenant: usize,
 }
 
@@ -160,6 +173,7 @@ impl RetainedIndex {
                     seq: event.seq,
                     tenant: event.audience.tenant.clone(),
                     published_at_ms: event.published_at_ms,
+                    shared: is_shared(&event.audience),
                 },
             );
             changes.written.push(key);
@@ -178,6 +192,7 @@ impl RetainedIndex {
                 seq: event.seq,
                 tenant: event.audience.tenant.clone(),
                 published_at_ms: event.published_at_ms,
+                shared: is_shared(&event.audience),
             },
         );
         self.enforce_bound(event.audience.tenant.as_ref())
@@ -186,13 +201,13 @@ impl RetainedIndex {
     fn put(&mut self, key: String, slot: Slot) {
         if let Some(old) = self.slots.remove(&key) {
             if let Some(set) = self.by_tenant.get_mut(&old.tenant) {
-                set.remove(&(old.seq, key.clone()));
+                set.remove(&(old.shared, old.seq, key.clone()));
             }
         }
         self.by_tenant
             .entry(slot.tenant.clone())
             .or_default()
-            .insert((slot.seq, key.clone()));
+            .insert((slot.shared, slot.seq, key.clone()));
         self.slots.insert(key, slot);
     }
 
@@ -201,7 +216,7 @@ impl RetainedIndex {
         let mut removed = Vec::new();
         if let Some(set) = self.by_tenant.get_mut(&tenant) {
             while set.len() > self.per_tenant {
-                let Some((_, key)) = set.pop_first() else { break };
+                let Some((_, _, key)) = set.pop_first() else { break };
                 self.slots.remove(&key);
                 removed.push(key);
             }
@@ -224,7 +239,7 @@ impl RetainedIndex {
         for key in &old {
             if let Some(slot) = self.slots.remove(key) {
                 if let Some(set) = self.by_tenant.get_mut(&slot.tenant) {
-                    set.remove(&(slot.seq, key.clone()));
+                    set.remove(&(slot.shared, slot.seq, key.clone()));
                     if set.is_empty() {
                         self.by_tenant.remove(&slot.tenant);
                     }
@@ -281,6 +296,18 @@ mod tests {
         let longer = slot_key("t.x", &acme.audience);
         assert!(!(longer > lo && longer < hi));
         assert_eq!(slot_topic(&longer), Some("t.x"));
+    }
+
+    #[test]
+    fn restricted_slots_give_way_before_the_tenant_wide_state() {
+        let mut idx = RetainedIndex::new(2);
+        let public = event(1, "orders", json!({"tenant": "acme"}));
+        idx.retain(&public);
+        for (seq, user) in [(2, "u1"), (3, "u2"), (4, "u3")] {
+            let c = idx.retain(&event(seq, "chat", json!({"tenant": "acme", "users": [user]})));
+            assert!(!c.removed.contains(&slot_key("orders", &public.audience)), "{c:?}");
+        }
+        assert_eq!(idx.len(), 2);
     }
 
     #[test]

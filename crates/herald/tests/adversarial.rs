@@ -1683,3 +1683,57 @@ async fn a_single_use_token_is_spent_however_it_is_presented() {
         assert_eq!(error_code(r, StatusCode::UNAUTHORIZED).await, "token_used", "{path}");
     }
 }
+
+/// A page on another site opens Mercure streams with the user's
+/// `mercureAuthorization` cookie to take the account's slots.
+#[tokio::test]
+async fn mercure_cookie_streams_from_foreign_sites_are_refused() {
+    let hub = mercure_hub("cors_origins = [\"https://app.example\"]\n");
+    let token = mercure_jwt(json!({"sub": "alice", "mercure": {"subscribe": ["*"]}}));
+    let open = |origin: &'static str| {
+        client()
+            .get(format!("{}/.well-known/mercure?topic=https://example.com/t", hub.base))
+            .header("cookie", format!("mercureAuthorization={token}"))
+            .header("origin", origin)
+            .send()
+    };
+    let r = open("https://evil.example").await.expect("get");
+    assert_eq!(error_code(r, StatusCode::FORBIDDEN).await, "origin_forbidden");
+    let r = open("https://app.example").await.expect("get");
+    assert_eq!(r.status(), 200, "the listed origin opens a stream with the cookie");
+}
+
+/// A Mercure publisher reuses the id of a hub-wide native event to push
+/// every native subscriber's resume point past events it never received.
+#[tokio::test]
+async fn reusing_an_id_never_moves_a_resume_point_forward() {
+    let hub = mercure_hub("");
+    let (status, v) = hub
+        .publish(
+            &hub.admin_key,
+            json!({"topics": ["t"], "id": "ord-7", "data": "first", "audience": "public"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    fence(&hub, "t", "after-1").await;
+    fence(&hub, "t", "after-2").await;
+    let r = mercure_publish(
+        &hub,
+        Some(&mercure_publisher()),
+        &[("topic", "t"), ("id", "ord-7"), ("data", "reused")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    fence(&hub, "t", "end").await;
+    let reader = jwt(json!({"sub": "bob", "herald": {"subscribe": ["t"]}}));
+    let mut s = hub
+        .stream_with("/v1/events?topic=t", Some(&reader), Some("ord-7"))
+        .await
+        .expect("resume opens");
+    let got = before_fence(&mut s, "end").await;
+    assert_eq!(
+        datas(&got),
+        vec!["after-1", "after-2", "reused"],
+        "the resume starts after the id's first use"
+    );
+}

@@ -198,7 +198,8 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
         },
         retain: false,
         retry: update.retry,
-        // Mercure lets publishers reuse ids; resume then follows the newest.
+        // Mercure lets publishers reuse ids; a resume from one starts after
+        // its earliest use (see history::MemoryState::keep).
         unique_id: false,
     };
     let events = hub.publish_drafts(vec![draft]).await?;

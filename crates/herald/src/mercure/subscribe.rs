@@ -41,7 +41,23 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
     let query = query_pairs(&req);
     let ip = client_ip(&req, &hub.config);
     let mercure = super::verifier(&hub)?;
-    let (token, _) = token(&req);
+    let (token, from_cookie) = token(&req);
+    if from_cookie {
+        // As for native streams: another site could open streams with the
+        // user's cookie, taking the account's slots. Allowed: the Mercure
+        // CORS origins (`*` allows any) and the hub's own.
+        let mut allowed = hub.config.mercure.cors_origins.clone();
+        allowed.extend(crate::http::request::own_origins(&req, hub.config.tls_cert.is_some()));
+        if let Err(refused) = crate::http::request::check_cookie_stream(req.headers(), &allowed) {
+            return Err(crate::http::request::refuse_origin(
+                &hub,
+                ip,
+                req.uri().path(),
+                &refused,
+                "a stream opened with the mercureAuthorization cookie must come from one of mercure.cors_origins or the hub's own origin",
+            ));
+        }
+    }
     let (principal, payload) = match token {
         Some(t) => {
             let mut payload = None;

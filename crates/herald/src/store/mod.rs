@@ -201,17 +201,21 @@ fn migrate_to_scoped_keys(db: &Database) -> Result<(), redb::Error> {
             }
         }
         let mut retained = txn.open_table(RETAINED)?;
-        let mut old: Vec<Vec<u8>> = Vec::new();
+        // Each old record is the latest retained event of the topic it is
+        // keyed by; it moves to that topic's slot only (an event retained
+        // on several topics may be older than another topic's state).
+        let mut old: Vec<(String, Vec<u8>)> = Vec::new();
         for item in retained.iter()? {
-            let (_, v) = item?;
-            old.push(v.value().to_vec());
+            let (k, v) = item?;
+            old.push((k.value().to_string(), v.value().to_vec()));
         }
         retained.retain(|_, _| false)?;
-        for bytes in old {
+        for (topic, bytes) in old {
             if let Ok(e) = codec::decode_event(&bytes) {
-                for t in &e.topics {
-                    retained.insert(crate::retained::slot_key(t, &e.audience).as_str(), bytes.as_slice())?;
-                }
+                retained.insert(
+                    crate::retained::slot_key(&topic, &e.audience).as_str(),
+                    bytes.as_slice(),
+                )?;
             }
         }
         let mut meta = txn.open_table(META)?;

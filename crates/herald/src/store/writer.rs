@@ -114,8 +114,12 @@ impl Writer {
                                 count += 1;
                                 bytes += encoded.len() as u64;
                                 if !event.id.bytes().all(|b| b.is_ascii_digit()) {
+                                    // A reused (Mercure) id keeps its earliest use: a
+                                    // resume from it may repeat, never skip.
                                     let key = crate::history::scoped_id(event.audience.tenant.as_deref(), &event.id);
-                                    ids.insert(key.as_str(), head)?;
+                                    if ids.get(key.as_str())?.is_none() {
+                                        ids.insert(key.as_str(), head)?;
+                                    }
                                 }
                                 if event.retain {
                                     let changes = self.slots.retain(&event);
@@ -173,7 +177,7 @@ impl Writer {
                     events.remove(seq)?;
                     count = count.saturating_sub(1);
                     if let Some(e) = decoded {
-                        // A repeated (Mercure) id may now point at a newer event.
+                        // The id's earliest use is gone: resuming from it is a reset.
                         let key = crate::history::scoped_id(e.audience.tenant.as_deref(), &e.id);
                         let current = ids.get(key.as_str())?.map(|v| v.value());
                         if current == Some(seq) {
