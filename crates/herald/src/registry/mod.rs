@@ -262,9 +262,6 @@ pub struct Admitted {
     pub subscriber: Arc<Subscriber>,
     /// Its slot guard.
     pub slot: StreamSlot,
-    /// Streams evicted to make room, already closed with `evicted` and
-    /// released; each one's own stream task audits its closing.
-    pub evicted: Vec<Arc<Subscriber>>,
 }
 
 impl Registry {
@@ -286,7 +283,6 @@ impl Registry {
     pub fn admit(self: &Arc<Self>, s: Subscriber) -> Result<Admitted, CapExceeded> {
         let mut idx = self.index.write();
         let p = &s.principal;
-        let mut evicted = Vec::new();
         if idx.streams.len() >= self.caps.hub_total {
             return Err(CapExceeded::Hub);
         }
@@ -345,9 +341,11 @@ impl Registry {
                     return Err(CapExceeded::Account);
                 }
                 for id in in_session.into_iter().take(to_evict) {
+                    // Closed and released here, under the lock that admits
+                    // the newcomer; each evicted stream's own task audits
+                    // its closing.
                     if let Some(old) = idx.remove(id) {
                         old.close(CloseReason::Evicted);
-                        evicted.push(old);
                     }
                 }
             }
@@ -363,7 +361,6 @@ impl Registry {
                 id: s.id,
             },
             subscriber: s,
-            evicted,
         })
     }
 
