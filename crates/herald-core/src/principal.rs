@@ -62,16 +62,24 @@ pub struct Account<'a> {
     pub sub: &'a str,
 }
 
+/// The key naming a tenant (or, for `None`, the hub-wide scope) in
+/// bookkeeping keys: `h`, or `t<len>:<tenant>`. Length-prefixed, so no
+/// tenant name can spell another's key; every per-tenant key of the hub
+/// (accounts, client ids, retained slots) starts with it.
+pub fn tenant_key(tenant: Option<&str>) -> String {
+    match tenant {
+        None => "h".to_string(),
+        Some(t) => format!("t{}:{t}", t.len()),
+    }
+}
+
 impl Account<'_> {
     /// An unambiguous string key for bookkeeping (SSE-token counts, store
     /// keys): `h:sub` for a hub-wide account, `t<len>:<tenant>:sub` for a
-    /// tenant's, so no choice of `sub` in one tenant can spell another
-    /// tenant's key.
+    /// tenant's ([`tenant_key`]), so no choice of `sub` in one tenant can
+    /// spell another tenant's key.
     pub fn key(&self) -> String {
-        match self.tenant {
-            None => format!("h:{}", self.sub),
-            Some(t) => format!("t{}:{t}:{}", t.len(), self.sub),
-        }
+        format!("{}:{}", tenant_key(self.tenant), self.sub)
     }
 }
 
@@ -183,5 +191,39 @@ impl Principal {
     /// Whether the credential has expired at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_some_and(|exp| now_ms >= exp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_keys_are_length_prefixed_by_tenant() {
+        // Stored bookkeeping uses these keys: their form must not drift.
+        let hub = Account {
+            tenant: None,
+            sub: "alice",
+        };
+        let acme = Account {
+            tenant: Some("acme"),
+            sub: "alice",
+        };
+        assert_eq!(
+            (hub.key(), acme.key()),
+            ("h:alice".to_string(), "t4:acme:alice".to_string())
+        );
+        let tricky = Account {
+            tenant: Some("acme:x"),
+            sub: "y",
+        };
+        assert_ne!(
+            tricky.key(),
+            Account {
+                tenant: Some("acme"),
+                sub: "x:y"
+            }
+            .key()
+        );
     }
 }

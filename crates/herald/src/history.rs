@@ -53,6 +53,21 @@ pub struct Page {
     pub skipped: Vec<u64>,
 }
 
+impl Page {
+    /// The retained snapshot made of the events of the selected slots: in
+    /// `seq` order, each event once (an event retained on several topics
+    /// holds several slots).
+    pub fn snapshot(mut events: Vec<Arc<Event>>, head: u64) -> Page {
+        events.sort_by_key(|e| e.seq);
+        events.dedup_by_key(|e| e.seq);
+        Page {
+            events,
+            head,
+            ..Page::default()
+        }
+    }
+}
+
 /// Receives committed events, in `seq` order, exactly once each. The hub's
 /// dispatcher is the sink: live delivery is driven by what the history
 /// committed, which keeps every stream in `seq` order even when many
@@ -334,21 +349,15 @@ impl History for MemoryHistory {
             events.extend(
                 s.retained
                     .range(lo..hi)
-                    .filter(|(k, _)| crate::retained::slot_topic(k).is_some_and(|t| selectors.matches(t)))
+                    .filter(|(k, _)| crate::retained::selected(k, selectors))
                     .map(|(_, e)| e.clone()),
             );
         }
         let head = s.head;
+        // Sorted after the lock is released: appends wait on it.
         drop(s);
-        events.sort_by_key(|e| e.seq);
-        events.dedup_by_key(|e| e.seq);
-        Box::pin(async move {
-            Page {
-                events,
-                head,
-                ..Page::default()
-            }
-        })
+        let page = Page::snapshot(events, head);
+        Box::pin(async move { page })
     }
 
     fn head(&self) -> u64 {

@@ -22,15 +22,9 @@
 use herald_core::{Audience, Event, Selector, SelectorSet};
 use std::collections::{BTreeSet, HashMap};
 
-/// The part of a slot key that names the tenant: `h` for hub-wide events,
-/// `t<len>:<tenant>` otherwise. Length-prefixed, so no tenant name can spell
-/// another's prefix.
-pub fn tenant_prefix(tenant: Option<&str>) -> String {
-    match tenant {
-        None => "h".to_string(),
-        Some(t) => format!("t{}:{t}", t.len()),
-    }
-}
+/// The part of a slot key that names the tenant
+/// ([`herald_core::principal::tenant_key`]).
+pub use herald_core::principal::tenant_key as tenant_prefix;
 
 /// The key of the slot an event retained on `topic` occupies:
 /// `<tenant prefix>\0<topic>\0<audience>`. Topics never contain control
@@ -53,6 +47,13 @@ pub fn slot_topic(key: &str) -> Option<&str> {
     let mut parts = key.splitn(3, '\0');
     parts.next()?;
     parts.next()
+}
+
+/// Whether the slot under `key` is one a subscriber with `selectors` asked
+/// for: judged by the slot's own topic ([`slot_topic`]), not by any topic
+/// of the event holding it.
+pub fn selected(key: &str, selectors: &SelectorSet) -> bool {
+    slot_topic(key).is_some_and(|t| selectors.matches(t))
 }
 
 /// A canonical form of everything in an audience but its tenant (which

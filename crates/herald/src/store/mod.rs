@@ -572,7 +572,7 @@ impl History for Store {
                         continue;
                     };
                     for (k, v) in iter.flatten() {
-                        if !crate::retained::slot_topic(k.value()).is_some_and(|t| selectors.matches(t)) {
+                        if !crate::retained::selected(k.value(), selectors) {
                             continue;
                         }
                         if let Ok(e) = codec::decode_event(v.value()) {
@@ -584,15 +584,8 @@ impl History for Store {
                 }
             }
         }
-        events.sort_by_key(|e| e.seq);
-        events.dedup_by_key(|e| e.seq);
-        Box::pin(async move {
-            Page {
-                events,
-                head,
-                ..Page::default()
-            }
-        })
+        let page = Page::snapshot(events, head);
+        Box::pin(async move { page })
     }
 
     fn head(&self) -> u64 {
