@@ -148,7 +148,9 @@ pub fn router(hub: Hub) -> Router {
 /// the account's slots even though that site cannot read it.
 async fn cookie_write_guard(State(hub): State<Hub>, req: Request<Body>, next: Next) -> Response {
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let stream = req.method() == Method::GET && matches!(req.uri().path(), "/v1/events" | "/v1/audit/events");
+    // Native stream endpoints only: Mercure checks its own cookie.
+    let path = req.uri().path();
+    let stream = req.method() == Method::GET && STREAM_PATHS.contains(&path) && path != crate::mercure::PATH;
     if (reads && !stream) || !matches!(request::header_credential(req.headers()), Some(Source::Cookie(_))) {
         return next.run(req).await;
     }
