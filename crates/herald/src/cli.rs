@@ -248,6 +248,9 @@ async fn serve(config: Config) -> i32 {
             stream: config.cluster_stream.clone(),
             replicas: config.cluster_replicas.max(1),
             max_events: config.history_size,
+            window: config.cluster_window.min(config.history_size),
+            caps: config.cluster_caps,
+            lease: std::time::Duration::from_secs(config.cluster_lease_secs),
             max_age: std::time::Duration::from_secs(config.retention_max_age_secs),
             control_max_age: std::time::Duration::from_secs(config.max_token_lifetime_secs + config.jwt_leeway_secs),
             retained_per_tenant: config.limits.retained_per_tenant,
@@ -305,6 +308,9 @@ async fn serve(config: Config) -> i32 {
             return 1;
         }
     };
+    // Before the line that says the hub is up, so a SIGTERM sent right
+    // after it stops the hub gracefully.
+    let stop = crate::server::shutdown_signal();
     let addr = listener.local_addr().map_or(config.listen, |a| a);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, tls = tls.is_some(), "herald listening");
@@ -320,7 +326,7 @@ async fn serve(config: Config) -> i32 {
             file.display()
         );
     }
-    crate::server::serve(hub, listener, tls, crate::server::shutdown_signal()).await;
+    crate::server::serve(hub, listener, tls, stop).await;
     tracing::info!("herald stopped");
     0
 }

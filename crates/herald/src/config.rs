@@ -82,6 +82,21 @@ pub struct Config {
     pub cluster_stream: String,
     /// Replicas of those streams.
     pub cluster_replicas: usize,
+    /// Events each cluster node keeps in memory for resume (env
+    /// `HERALD_CLUSTER_WINDOW`). Separate from what JetStream keeps
+    /// (`history_size`, `retention_max_age_secs`): an older resume is read
+    /// from JetStream.
+    pub cluster_window: usize,
+    /// Count the session, account (and, with `cluster_ip_caps`, address)
+    /// stream caps across the whole cluster rather than per node.
+    pub cluster_caps: bool,
+    /// Count the per-address cap across the cluster too (behind a balancer
+    /// that hides client addresses, leave it off).
+    pub cluster_ip_caps: bool,
+    /// A node's cluster-wide stream places outlive its last heartbeat by
+    /// at most twice this, seconds; a node that cannot renew its heartbeat
+    /// for this long closes its streams.
+    pub cluster_lease_secs: u64,
 }
 
 /// `[mercure]`: Herald speaking the Mercure protocol.
@@ -273,6 +288,10 @@ impl Default for Config {
             cluster: None,
             cluster_stream: "HERALD".into(),
             cluster_replicas: 1,
+            cluster_window: 10_000,
+            cluster_caps: true,
+            cluster_ip_caps: false,
+            cluster_lease_secs: 10,
         }
     }
 }
@@ -382,6 +401,7 @@ impl Config {
             ("limits.retained_per_tenant", l.retained_per_tenant),
             ("limits.invalidation_held_audiences", l.invalidation_held_audiences),
             ("history_size", self.history_size),
+            ("cluster_window", self.cluster_window),
         ] {
             if v == 0 {
                 return err(key, "must be greater than 0");
@@ -393,6 +413,7 @@ impl Config {
             ("limits.write_stall_secs", l.write_stall_secs),
             ("body_timeout_secs", self.body_timeout_secs),
             ("max_token_lifetime_secs", self.max_token_lifetime_secs),
+            ("cluster_lease_secs", self.cluster_lease_secs),
         ] {
             if v == 0 {
                 return err(key, "must be greater than 0");

@@ -200,9 +200,28 @@ impl MemoryHistory {
     }
 
     fn resolve_now(&self, last: &LastEventId, tenant: Option<&str>) -> Result<ResumePoint, ()> {
+        self.resolve_reaching(last, tenant, u64::MAX).map_err(|_| ())
+    }
+
+    /// Resolves a `Last-Event-ID` when events from `reach` on are kept
+    /// elsewhere too (a cluster node's window is backed by JetStream, which
+    /// holds more than the window): a resume is a reset only when neither
+    /// holds the events it needs. Client ids are known only in the window.
+    pub fn resolve_reaching(
+        &self,
+        last: &LastEventId,
+        tenant: Option<&str>,
+        reach: u64,
+    ) -> Result<ResumePoint, BeyondHead> {
         let s = self.state.lock();
-        let oldest = s.events.front().map_or(s.head + 1, |e| e.seq);
-        resume_point(last, tenant, s.head, oldest, |key| s.by_id.get(key).copied()).map_err(|_| ())
+        let oldest = s.events.front().map_or(s.head + 1, |e| e.seq).min(reach);
+        resume_point(last, tenant, s.head, oldest, |key| s.by_id.get(key).copied())
+    }
+
+    /// The oldest sequence number in the window (the head + 1 when empty).
+    pub fn oldest(&self) -> u64 {
+        let s = self.state.lock();
+        s.events.front().map_or(s.head + 1, |e| e.seq)
     }
 }
 

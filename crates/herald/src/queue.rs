@@ -31,6 +31,9 @@ pub enum CloseReason {
     Zombie,
     /// The hub is shutting down.
     Shutdown,
+    /// This cluster node could not renew its lease on the cluster-wide
+    /// caps, so other nodes may have given the stream's place away.
+    LeaseLost,
 }
 
 impl CloseReason {
@@ -45,6 +48,7 @@ impl CloseReason {
             CloseReason::Overflow => "overflow",
             CloseReason::Zombie => "zombie",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::LeaseLost => "lease_lost",
         }
     }
 
@@ -57,6 +61,8 @@ impl CloseReason {
             CloseReason::Evicted => ("evicted", "session_stream_cap"),
             CloseReason::Kicked => ("kicked", "admin"),
             CloseReason::Shutdown => ("shutdown", "shutdown"),
+            // Told as a shutdown: the client reconnects, on any node.
+            CloseReason::LeaseLost => ("shutdown", "lease_lost"),
             CloseReason::Overflow => ("overflow", "queue_full"),
             CloseReason::ClientGone | CloseReason::Zombie => return None,
         };

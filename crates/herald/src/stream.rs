@@ -116,6 +116,16 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                 if !page.more {
                     break page.head;
                 }
+                if page.head <= after {
+                    // The history could not read on (a cluster node that
+                    // lost JetStream mid-replay). Going live would skip the
+                    // events it could not read: end the stream instead, and
+                    // the client resumes from what it received.
+                    if !out.is_empty() {
+                        yield Ok(out.split().freeze());
+                    }
+                    return;
+                }
                 after = page.head;
                 if out.len() > 256 * 1024 {
                     yield Ok(out.split().freeze());

@@ -349,3 +349,269 @@ async fn herald_keeps_serving_when_one_of_three_nats_servers_dies() {
     assert_eq!(e.data, "after");
     drop(nats);
 }
+
+/// Nodes of one cluster with extra settings (a `[limits]` table may end `extra`).
+fn node_with(nats: &Nats, stream: &str, extra: &str) -> Server {
+    start_with(&format!(
+        "cluster = \"{}\"\ncluster_stream = \"{stream}\"\n{extra}",
+        nats.url
+    ))
+}
+
+async fn mint(on: &Server, credential: &str) -> String {
+    let (s, v) = on
+        .post("/v1/tokens", Some(credential), json!({"subscribe": ["x"]}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v["token"].as_str().expect("token").to_string()
+}
+
+#[tokio::test]
+async fn an_sse_token_minted_on_one_node_opens_a_stream_on_another_once() {
+    let n = nats();
+    let (a, b, c) = (node(&n, "T7"), node(&n, "T7"), node(&n, "T7"));
+    let alice = user("alice", json!({}));
+    let token = mint(&a, &alice).await;
+    let mut on_b = b
+        .stream_with(&format!("/v1/events?topic=x&token={token}"), None, None)
+        .await
+        .expect("a token minted on A opens a stream on B");
+    let refused = c
+        .stream_with(&format!("/v1/events?topic=x&token={token}"), None, None)
+        .await
+        .err()
+        .expect("a spent token is refused on every node");
+    assert_eq!(
+        error_code(refused, reqwest::StatusCode::UNAUTHORIZED).await,
+        "token_used"
+    );
+    let refused = a
+        .stream_with(&format!("/v1/events?topic=x&token={token}"), None, None)
+        .await
+        .err()
+        .expect("also on the node that minted it");
+    assert_eq!(
+        error_code(refused, reqwest::StatusCode::UNAUTHORIZED).await,
+        "token_used"
+    );
+    // The stream opened with it is a real one.
+    let (s, v) = a
+        .publish(
+            &a.admin_key,
+            json!({"topics": ["x"], "data": "hi", "audience": {"users": ["alice"]}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(on_b.next_event(T).await.expect("delivered").data, "hi");
+
+    // Two nodes racing to spend one token: exactly one stream opens.
+    for round in 0..5 {
+        let token = mint(&c, &alice).await;
+        let path = format!("/v1/events?topic=x&token={token}");
+        let (ra, rb) = tokio::join!(a.stream_with(&path, None, None), b.stream_with(&path, None, None));
+        let opened = [ra.is_ok(), rb.is_ok()].iter().filter(|o| **o).count();
+        assert_eq!(opened, 1, "round {round}: one of two racing redemptions wins");
+        for r in [ra, rb] {
+            if let Err(resp) = r {
+                assert_eq!(error_code(resp, reqwest::StatusCode::UNAUTHORIZED).await, "token_used");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_outstanding_token_cap_counts_across_nodes() {
+    let n = nats();
+    let limits = "[limits]\nsse_tokens_outstanding = 3";
+    let (a, b) = (node_with(&n, "T8", limits), node_with(&n, "T8", limits));
+    let alice = user("alice", json!({}));
+    mint(&a, &alice).await;
+    mint(&b, &alice).await;
+    mint(&a, &alice).await;
+    let (s, v) = b.post("/v1/tokens", Some(&alice), json!({"subscribe": ["x"]})).await;
+    assert_eq!(s, 429, "the fourth outstanding token is refused on any node: {v}");
+    assert_eq!(v["error"]["code"], "too_many_tokens");
+}
+
+#[tokio::test]
+async fn a_revoked_credentials_sse_token_is_refused_on_every_node() {
+    let n = nats();
+    let (a, b) = (node(&n, "T9"), node(&n, "T9"));
+    let alice = user("alice", json!({"iat": now() - 10, "sid": "s1"}));
+    let token = mint(&a, &alice).await;
+    let (s, v) = a
+        .post(
+            "/v1/revocations",
+            Some(&a.admin_key),
+            json!({"type": "logout", "account": "alice"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = b
+        .stream_with(&format!("/v1/events?topic=x&token={token}"), None, None)
+        .await
+        .err()
+        .expect("a token of a revoked credential opens nothing on another node");
+    assert_eq!(refused.status(), 401);
+}
+
+#[tokio::test]
+async fn account_caps_hold_across_nodes_and_a_dead_nodes_places_come_back() {
+    let n = nats();
+    let extra = "cluster_lease_secs = 2\n[limits]\nper_account = 4";
+    let (a, b, c) = (
+        node_with(&n, "T10", extra),
+        node_with(&n, "T10", extra),
+        node_with(&n, "T10", extra),
+    );
+    let bob = user("bob", json!({}));
+    let mut held = Vec::new();
+    for (i, on) in [&a, &b, &c, &a].into_iter().enumerate() {
+        held.push(
+            on.stream_with("/v1/events?topic=x", Some(&bob), None)
+                .await
+                .unwrap_or_else(|_| panic!("stream {i} within the cap")),
+        );
+    }
+    for (i, on) in [&a, &b, &c].into_iter().enumerate() {
+        let refused = on
+            .stream_with("/v1/events?topic=x", Some(&bob), None)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("the fifth stream of the account is refused on every node ({i})"));
+        assert_eq!(
+            error_code(refused, reqwest::StatusCode::TOO_MANY_REQUESTS).await,
+            "account_stream_cap"
+        );
+    }
+    // Another account of the same name in a tenant is another account.
+    let acme_bob = user("bob", json!({"tenant": "acme"}));
+    let _other = b
+        .stream_with("/v1/events?topic=x", Some(&acme_bob), None)
+        .await
+        .expect("bob in acme is not the hub-wide bob");
+    // A closed stream gives its place back.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + T;
+    let reopened = loop {
+        match c.stream_with("/v1/events?topic=x", Some(&bob), None).await {
+            Ok(s) => break s,
+            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(r) => panic!("a released place is free again: {}", r.status()),
+        }
+    };
+    held.push(reopened);
+    // A node that dies gives its places back within two leases.
+    // (Killed with its stream still open: the stream never says goodbye.)
+    drop(b);
+    let on_b = held.remove(1);
+    drop(on_b);
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        match a.stream_with("/v1/events?topic=x", Some(&bob), None).await {
+            Ok(s) => {
+                held.push(s);
+                break;
+            }
+            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(r) => panic!("a dead node's places come back: {}", r.status()),
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(1),
+        "not given back before the lease ran out: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_is_stored_whole_with_real_ids() {
+    let n = nats();
+    let (a, b) = (node(&n, "T11"), node(&n, "T11"));
+    let reader = user("reader", json!({}));
+    let mut on_b = b.stream("/v1/events?topic=batch", &reader).await;
+    let events: Vec<_> = (0..5)
+        .map(|i| json!({"topics": ["batch"], "data": format!("b{i}"), "audience": "public", "id": format!("ord-{i}")}))
+        .collect();
+    let (s, v) = a.publish(&a.admin_key, json!({"events": events})).await;
+    assert_eq!(s, 200, "{v}");
+    let answered = v["events"].as_array().expect("one answer per event");
+    assert_eq!(answered.len(), 5, "{v}");
+    let ids: Vec<String> = answered
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..5).map(|i| format!("ord-{i}")).collect::<Vec<_>>(),
+        "the answer carries the client ids"
+    );
+    let seqs: Vec<u64> = answered.iter().map(|e| e["seq"].as_u64().expect("seq")).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "stored together: {seqs:?}");
+    let got = on_b.take(5, T).await;
+    assert_eq!(
+        got.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+        ["b0", "b1", "b2", "b3", "b4"]
+    );
+    // A batch with one id already stored is refused whole.
+    let again = json!({"events": [
+        {"topics": ["batch"], "data": "new", "audience": "public", "id": "ord-new"},
+        {"topics": ["batch"], "data": "dup", "audience": "public", "id": "ord-2"},
+    ]});
+    let (s, v) = b.publish(&b.admin_key, again).await;
+    assert_eq!(s, 409, "{v}");
+    let (more, _) = on_b.ended_within(Duration::from_secs(1)).await;
+    assert!(!more, "the stream stays open");
+    let (s, v) = b
+        .publish(
+            &b.admin_key,
+            json!({"topics": ["batch"], "data": "after", "audience": "public"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let next = on_b.next_event(T).await.expect("the next event");
+    assert_eq!(next.data, "after", "nothing of the refused batch was stored");
+}
+
+#[tokio::test]
+async fn a_resume_older_than_the_window_is_served_from_jetstream() {
+    let n = nats();
+    let a = node_with(&n, "T12", "cluster_window = 5");
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let (s, v) = a
+            .publish(
+                &a.admin_key,
+                json!({"topics": ["w"], "data": format!("e{i}"), "audience": "public"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        ids.push(v["id"].as_str().expect("id").to_string());
+    }
+    let reader = user("reader", json!({}));
+    let mut s = a
+        .stream_with("/v1/events?topic=w", Some(&reader), Some(&ids[1]))
+        .await
+        .expect("resume");
+    let got = s.take(28, T).await;
+    assert!(
+        got.iter().all(|e| e.event != "reset"),
+        "no reset while JetStream holds the events"
+    );
+    assert_eq!(
+        got.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        (2..30).map(|i| format!("e{i}")).collect::<Vec<_>>(),
+        "every event after the resume point, once, in order"
+    );
+    // A node started later resumes from JetStream too.
+    let late = node_with(&n, "T12", "cluster_window = 5");
+    let mut s = late
+        .stream_with("/v1/events?topic=w", Some(&reader), Some(&ids[9]))
+        .await
+        .expect("resume on a late node");
+    let got = s.take(20, T).await;
+    assert_eq!(got.len(), 20);
+    assert_eq!(got[0].data, "e10");
+}

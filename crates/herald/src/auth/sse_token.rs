@@ -12,6 +12,7 @@
 use super::{fingerprint, AuthError};
 use crate::store::codec::{PrincipalRecord, TokenRecord};
 use crate::store::Store;
+use futures_util::future::BoxFuture;
 use herald_core::{CredentialKind, Principal};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -53,6 +54,59 @@ pub enum MintError {
     /// The credential the token would be minted from has expired.
     #[error("the credential minting this SSE token has expired")]
     ParentExpired,
+    /// The shared ledger (a cluster's) cannot be reached: the token would
+    /// work on this node only, so none is minted.
+    #[error("SSE tokens cannot be minted now: {0}")]
+    Unavailable(String),
+}
+
+/// Why the shared ledger refused or failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    /// The minter already has this many tokens outstanding, cluster-wide.
+    #[error("at most {0} SSE tokens may be outstanding per minter and subject")]
+    TooMany(usize),
+    /// The token was already spent (here or on another node).
+    #[error("the SSE token was already used")]
+    Used,
+    /// No such token.
+    #[error("unknown SSE token")]
+    Unknown,
+    /// The ledger cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Why a single-use token could not be spent.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SpendError {
+    /// Refused: spent already, expired or unknown.
+    #[error("{0}")]
+    Refused(AuthError),
+    /// The shared ledger cannot be reached, so whether it was spent
+    /// elsewhere is unknown: the stream is refused (deny when unsure).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Where SSE tokens are shared between the nodes of a cluster, so a token
+/// minted on one node opens a stream on any node, once. The local
+/// [`SseTokens`] stays the cache and the single node's ledger; this is the
+/// source of truth for what is spent and how many are outstanding.
+pub trait TokenLedger: Send + Sync {
+    /// Records a freshly minted token, refusing it when its minter already
+    /// has `max_outstanding` tokens outstanding for the same subject.
+    fn mint<'a>(
+        &'a self,
+        hash: [u8; 32],
+        record: TokenRecord,
+        max_outstanding: usize,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<(), LedgerError>>;
+    /// The token's record, if any node minted it.
+    fn fetch(&self, hash: [u8; 32]) -> BoxFuture<'_, Result<Option<TokenRecord>, LedgerError>>;
+    /// Spends a single-use token, atomically: of two nodes racing, one wins.
+    fn spend(&self, hash: [u8; 32]) -> BoxFuture<'_, Result<(), LedgerError>>;
 }
 
 /// The key the outstanding-token cap counts under: the minter's account and
@@ -62,6 +116,13 @@ pub enum MintError {
 pub fn minter_key(minter: &Principal, subject: &Principal) -> String {
     let by = minter.account().key();
     format!("{}:{by}|{}", by.len(), subject.account().key())
+}
+
+fn used() -> AuthError {
+    AuthError::new(
+        "token_used",
+        "this SSE token was already used; mint a fresh one for each connection",
+    )
 }
 
 #[derive(Default)]
@@ -75,6 +136,7 @@ pub struct SseTokens {
     state: Mutex<State>,
     max_outstanding: usize,
     store: OnceLock<Arc<Store>>,
+    ledger: OnceLock<Arc<dyn TokenLedger>>,
 }
 
 /// A freshly minted token.
@@ -96,7 +158,108 @@ impl SseTokens {
             state: Mutex::new(State::default()),
             max_outstanding,
             store: OnceLock::new(),
+            ledger: OnceLock::new(),
         }
+    }
+
+    /// Shares tokens through `ledger` from now on (a cluster node).
+    pub fn attach_ledger(&self, ledger: Arc<dyn TokenLedger>) {
+        let _ = self.ledger.set(ledger);
+    }
+
+    /// Mints a token ([`SseTokens::mint`]) and, on a cluster node, records
+    /// it in the shared ledger before it is handed out, so it works on
+    /// every node and counts against the cluster-wide cap.
+    pub async fn mint_shared(
+        &self,
+        principal: Principal,
+        minter: String,
+        expires_at_ms: u64,
+        single_use: bool,
+        now_ms: u64,
+    ) -> Result<Minted, MintError> {
+        let minted = self.mint(principal, minter, expires_at_ms, single_use, now_ms)?;
+        let Some(ledger) = self.ledger.get() else {
+            return Ok(minted);
+        };
+        let h = hash(&minted.token);
+        let record = self.state.lock().by_hash.get(&h).map(Record::to_stored);
+        if let Some(record) = record {
+            if let Err(e) = ledger.mint(h, record, self.max_outstanding, now_ms).await {
+                self.drop_local(h);
+                return Err(match e {
+                    LedgerError::TooMany(n) => MintError::TooMany(n),
+                    other => MintError::Unavailable(other.to_string()),
+                });
+            }
+        }
+        Ok(minted)
+    }
+
+    /// On a cluster node, fetches a token minted on another node into this
+    /// node's cache, so [`SseTokens::redeem`] knows it. A token already
+    /// known here, or unknown everywhere, is left alone.
+    pub async fn prefetch(&self, raw: &str) {
+        let Some(ledger) = self.ledger.get() else {
+            return;
+        };
+        let h = hash(raw);
+        if self.state.lock().by_hash.contains_key(&h) {
+            return;
+        }
+        let rec = match ledger.fetch(h).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "the cluster's SSE token ledger is unreachable");
+                return;
+            }
+        };
+        let principal = match rec.principal.into_principal() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping an undecodable shared SSE token");
+                return;
+            }
+        };
+        let mut state = self.state.lock();
+        state.by_minter.entry(rec.minter.clone()).or_default().push(h);
+        state.by_hash.entry(h).or_insert(Record {
+            principal,
+            expires_at_ms: rec.expires_at_ms,
+            minter: rec.minter,
+            single_use: rec.single_use,
+            used: rec.used,
+        });
+    }
+
+    /// Spends a single-use token for a stream being opened: here, and on a
+    /// cluster node in the shared ledger too, where of two nodes racing
+    /// only one succeeds.
+    pub async fn spend(&self, raw: &str, now_ms: u64) -> Result<(), SpendError> {
+        self.redeem(raw, now_ms, true).map_err(SpendError::Refused)?;
+        let Some(ledger) = self.ledger.get() else {
+            return Ok(());
+        };
+        match ledger.spend(hash(raw)).await {
+            Ok(()) => Ok(()),
+            Err(LedgerError::Used) => Err(SpendError::Refused(used())),
+            Err(LedgerError::Unknown) => Err(SpendError::Refused(AuthError::new(
+                "invalid_token",
+                "unknown SSE token",
+            ))),
+            Err(e) => Err(SpendError::Unavailable(e.to_string())),
+        }
+    }
+
+    fn drop_local(&self, h: [u8; 32]) {
+        let mut state = self.state.lock();
+        state.by_hash.remove(&h);
+        for hashes in state.by_minter.values_mut() {
+            hashes.retain(|x| *x != h);
+        }
+        drop(state);
+        self.forget(h);
     }
 
     /// Keeps token bookkeeping in `store` from now on, after loading what it
@@ -208,10 +371,7 @@ impl SseTokens {
             ));
         }
         if record.single_use && record.used {
-            return Err(AuthError::new(
-                "token_used",
-                "this SSE token was already used; mint a fresh one for each connection",
-            ));
+            return Err(used());
         }
         if consume && !record.used {
             record.used = true;

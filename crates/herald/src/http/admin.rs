@@ -82,6 +82,11 @@ pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Js
 pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
+    // An SSE token minted on another cluster node is fetched first.
+    let token = query.iter().find(|(k, _)| k == "token").map(|(_, t)| t.clone());
+    if let Some(raw) = token {
+        hub.auth.sse_tokens.prefetch(&raw).await;
+    }
     let p = admin(&hub, &req, &query, true)?;
     let head = hub.audit.head();
     let after = match last_event_id(&req, &query, "last_event_id")? {

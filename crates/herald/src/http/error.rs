@@ -67,6 +67,14 @@ impl ApiError {
         e
     }
 
+    /// `503` when the cluster cannot be reached for a decision that must
+    /// be cluster-wide (a cap, a token): refused rather than guessed.
+    pub fn cluster_unavailable(why: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "cluster_unavailable", why);
+        e.retry_after = Some(1);
+        e
+    }
+
     /// `401` for a request that carried no credential.
     pub fn missing_credential() -> ApiError {
         let mut e = ApiError::new(
@@ -114,6 +122,7 @@ impl From<crate::hub::AdmitError> for ApiError {
         match e {
             AdmitError::Draining => ApiError::draining(),
             AdmitError::Token(a) => ApiError::from(a),
+            AdmitError::Unavailable(why) => ApiError::cluster_unavailable(why),
             AdmitError::Cap(cap) => {
                 let message = match cap {
                     CapExceeded::Session => "this session has as many streams open as it may",

@@ -31,7 +31,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
     // request must not get the hub to parse and compile up to
     // `max_selectors` selectors. The token is not spent yet: it is spent
     // only once the stream is admitted, so a 429 does not burn it.
-    let principal = hub.authenticate(source, ip, false)?;
+    let principal = hub.authenticate_stream(source, ip).await?;
     let selectors = selectors_from_query(&query, hub.config.limits.max_selectors)?;
     authorize_selectors(&principal, &selectors)?;
 

@@ -178,19 +178,21 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
     let minted = hub
         .auth
         .sse_tokens
-        .mint(
+        .mint_shared(
             principal.clone(),
             count_key,
             expires_at_ms,
             r.single_use.unwrap_or(true),
             now,
         )
+        .await
         .map_err(|e| match e {
             MintError::TooMany(_) => ApiError::too_many("too_many_tokens", e.to_string(), 30),
             MintError::ParentExpired => ApiError::from(AuthError::new(
                 "token_expired",
                 "the credential minting this SSE token has expired",
             )),
+            MintError::Unavailable(_) => ApiError::cluster_unavailable(e.to_string()),
         })?;
     // What the token really lives: the ttl asked for, or less when the
     // parent expires first. Rounded down, so a client never believes it has

@@ -15,10 +15,13 @@
 //! knowing it: the Mercure adapter announces subscription events from them.
 
 use super::{now_ms, HubInner};
+use crate::auth::sse_token::SpendError;
 use crate::auth::AuthError;
+use crate::cluster::leases::{Claim, Lease, LeaseRefused};
 use crate::kill::KillSwitch;
+use crate::queue::CloseReason;
 use crate::queue::SubscriberQueue;
-use crate::registry::{CapExceeded, StreamKind, Subscriber};
+use crate::registry::{CapExceeded, Lookup, StreamKind, Subscriber};
 use crate::stream::{self, Start};
 use herald_core::{Principal, SelectorSet};
 use serde_json::json;
@@ -58,6 +61,10 @@ pub enum AdmitError {
     /// The single-use SSE token was spent (or expired) in the meantime.
     #[error("{0}")]
     Token(AuthError),
+    /// The cluster cannot be reached to check a cluster-wide cap or spend
+    /// a token, so the stream is refused (deny when unsure).
+    #[error("the cluster cannot be reached: {0}")]
+    Unavailable(String),
 }
 
 /// A point in a stream's life that listeners hear about.
@@ -91,6 +98,63 @@ impl HubInner {
         }
     }
 
+    /// Audits and counts a refusal by a cap.
+    fn refuse_cap(&self, principal: &Principal, ip: std::net::IpAddr, cap: CapExceeded, now: u64) -> AdmitError {
+        // The record names the account refused (tenant and sub), so an
+        // operator can tell who is hitting a cap.
+        let mut e = crate::audit::AuditEntry::about("cap_rejected", principal);
+        e.ip = Some(ip);
+        e.detail = json!({"cap": cap.code()});
+        self.audit.record(e, now);
+        metrics::counter!("herald_cap_rejections_total", "cap" => cap.code()).increment(1);
+        AdmitError::Cap(cap)
+    }
+
+    /// Takes the stream's places in the cluster-wide caps (session,
+    /// account and, with `cluster_ip_caps`, address), when this node is
+    /// part of a cluster that counts them. Audit streams keep their
+    /// per-node cap.
+    async fn cluster_lease(&self, s: &Subscriber, now: u64) -> Result<Option<Lease>, LeaseRefused> {
+        let Some(leases) = self.cluster.as_ref().and_then(|c| c.leases()) else {
+            return Ok(None);
+        };
+        if s.kind != StreamKind::Events {
+            return Ok(None);
+        }
+        let caps = &self.config.limits;
+        let account = s.principal.account().key();
+        let mut claims = Vec::with_capacity(3);
+        if let Some(session) = s.principal.session {
+            claims.push(Claim::new(
+                CapExceeded::Session,
+                &format!("{}|{}", account, session.to_hex()),
+                caps.per_session,
+                caps.session_policy == crate::config::SessionCapPolicy::Evict,
+            ));
+        }
+        claims.push(Claim::new(CapExceeded::Account, &account, caps.per_account, false));
+        if self.config.cluster_ip_caps {
+            claims.push(Claim::new(CapExceeded::Ip, &s.ip.to_string(), caps.per_ip, false));
+        }
+        leases.acquire(&claims, s.id, now).await.map(Some)
+    }
+
+    /// Closes streams for the cluster's caps: one evicted by a newer
+    /// stream of its session on another node, or (`None`) every events
+    /// stream when this node's lease lapsed.
+    pub(crate) fn close_leased(&self, id: Option<u64>) {
+        match id {
+            Some(id) => {
+                self.registry.close(id, CloseReason::Evicted);
+            }
+            None => {
+                for s in self.registry.find(Lookup::All, |s| s.kind == StreamKind::Events) {
+                    self.registry.close(s.id, CloseReason::LeaseLost);
+                }
+            }
+        }
+    }
+
     /// Admits a stream against the caps and returns its SSE body.
     pub async fn admit_stream(self: &Arc<Self>, r: StreamRequest) -> Result<axum::body::Body, AdmitError> {
         if self.is_draining() {
@@ -109,25 +173,29 @@ impl HubInner {
             connection: r.connection,
             extension: r.extension,
         };
-        let admitted = match self.registry.admit(subscriber) {
-            Ok(a) => a,
-            Err(cap) => {
-                // The record names the account refused (tenant and sub), so
-                // an operator can tell who is hitting a cap.
-                let mut e = crate::audit::AuditEntry::about("cap_rejected", &principal);
-                e.ip = Some(r.ip);
-                e.detail = json!({"cap": cap.code()});
-                self.audit.record(e, now);
-                metrics::counter!("herald_cap_rejections_total", "cap" => cap.code()).increment(1);
-                return Err(AdmitError::Cap(cap));
-            }
+        // On a cluster node, the caps that count across nodes are taken
+        // first; a local refusal then gives them back (the lease drops).
+        let lease = match self.cluster_lease(&subscriber, now).await {
+            Ok(lease) => lease,
+            Err(LeaseRefused::Cap(cap)) => return Err(self.refuse_cap(&principal, r.ip, cap, now)),
+            Err(LeaseRefused::Unavailable(why)) => return Err(AdmitError::Unavailable(why)),
         };
+        let mut admitted = match self.registry.admit(subscriber) {
+            Ok(a) => a,
+            Err(cap) => return Err(self.refuse_cap(&principal, r.ip, cap, now)),
+        };
+        if let Some(lease) = lease {
+            admitted.slot.hold(Box::new(lease));
+        }
         // Spend a single-use SSE token now that the stream is admitted. If it
         // was spent concurrently by another request, this stream loses.
         if let Some(raw) = &r.spend_token {
-            if let Err(e) = self.auth.sse_tokens.redeem(raw, now, true) {
+            if let Err(e) = self.auth.sse_tokens.spend(raw, now).await {
                 drop(admitted);
-                return Err(AdmitError::Token(e));
+                return Err(match e {
+                    SpendError::Refused(e) => AdmitError::Token(e),
+                    SpendError::Unavailable(e) => AdmitError::Unavailable(e),
+                });
             }
             // The spend is durable before the stream is answered, so a crash
             // cannot make a single-use token usable twice.

@@ -159,6 +159,16 @@ impl HubBuilder {
                     c.publish_audit(r);
                 }
             }));
+            // SSE tokens work on every node, once.
+            inner.auth.sse_tokens.attach_ledger(cluster.tokens());
+            if let Some(leases) = cluster.leases() {
+                let target = Arc::downgrade(&inner);
+                leases.on_close(Arc::new(move |id| {
+                    if let Some(hub) = target.upgrade() {
+                        hub.close_leased(id);
+                    }
+                }));
+            }
         }
         let registry = inner.registry.clone();
         inner.history.set_sink(Arc::new(move |events: &[Arc<Event>]| {

@@ -49,6 +49,18 @@ impl HubInner {
         self.verify(ip, |now| self.auth.authenticate(source, now, consume))
     }
 
+    /// Authenticates a stream open. On a cluster node an SSE token minted
+    /// on another node is fetched from the shared ledger first; it is not
+    /// spent here (admission spends it once the stream wins its slot).
+    pub async fn authenticate_stream(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, VerifyError> {
+        if let Some(Source::Query(raw) | Source::Bearer(raw) | Source::Cookie(raw)) = source {
+            if raw.starts_with(crate::auth::sse_token::PREFIX) {
+                self.auth.sse_tokens.prefetch(raw).await;
+            }
+        }
+        self.authenticate(source, ip, false)
+    }
+
     /// Authenticates a request that is not a stream open: SSE tokens are
     /// refused here, since they exist only to open streams.
     pub fn authenticate_api(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, VerifyError> {

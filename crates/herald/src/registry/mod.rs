@@ -245,6 +245,17 @@ pub struct Registry {
 pub struct StreamSlot {
     registry: Arc<Registry>,
     id: u64,
+    /// Places the stream holds elsewhere (a cluster's caps), given back
+    /// with the slot.
+    held: Option<Box<dyn Send + Sync>>,
+}
+
+impl StreamSlot {
+    /// Ties `held` to the slot: it is dropped, after the slot is
+    /// released, when the stream ends.
+    pub fn hold(&mut self, held: Box<dyn Send + Sync>) {
+        self.held = Some(held);
+    }
 }
 
 impl Drop for StreamSlot {
@@ -359,6 +370,7 @@ impl Registry {
             slot: StreamSlot {
                 registry: self.clone(),
                 id: s.id,
+                held: None,
             },
             subscriber: s,
         })

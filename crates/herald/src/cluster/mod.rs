@@ -12,13 +12,21 @@
 //! from the beginning (kept for the longest credential lifetime): a
 //! revocation posted to one node closes matching streams on all of them,
 //! and a node started later still refuses revoked credentials.
+//!
+//! What must be decided once for the whole cluster lives in JetStream
+//! key-value buckets, with JetStream's compare-and-set as the only
+//! arbiter: SSE tokens ([`tokens`]) and stream caps ([`leases`]).
+//! [`history`] is the [`crate::history::History`] of a cluster node.
 
-use crate::history::{History, HistoryError, MemoryHistory, Page, ResumePoint, Sink};
-use crate::store::codec::{decode_event, encode_event, DenyRecord};
+pub mod history;
+pub mod leases;
+pub mod tokens;
+
+use crate::history::MemoryHistory;
+use crate::store::codec::{decode_event, DenyRecord};
 use async_nats::jetstream::{self, consumer, stream};
-use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use herald_core::{DenyRule, Event, EventDraft, LastEventId, SelectorSet};
+use herald_core::{DenyRule, Event, EventDraft};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -32,8 +40,16 @@ pub struct ClusterConfig {
     pub stream: String,
     /// Replicas for streams created by Herald.
     pub replicas: usize,
-    /// Events kept in the stream (and in each node's window).
+    /// Events kept in the JetStream stream (`history_size`).
     pub max_events: usize,
+    /// Events kept in each node's memory for resume (`cluster_window`);
+    /// older resumes are read from JetStream.
+    pub window: usize,
+    /// Stream caps across the cluster (`cluster_caps`).
+    pub caps: bool,
+    /// How long a node's places outlive its last heartbeat, at most twice
+    /// this (`cluster_lease_secs`).
+    pub lease: Duration,
     /// Oldest event kept.
     pub max_age: Duration,
     /// How long revocations are kept (the longest credential lifetime).
@@ -42,15 +58,18 @@ pub struct ClusterConfig {
     pub retained_per_tenant: usize,
 }
 
-/// Creates (or finds) a stream, retrying while a JetStream cluster is still
-/// forming (electing its leaders takes a few seconds after it starts).
-async fn create_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, ClusterError> {
+/// Runs a JetStream administration call, retrying while a JetStream
+/// cluster is still forming (electing its leaders takes a few seconds
+/// after it starts).
+async fn retry_forming<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    mut call: impl FnMut() -> F,
+) -> Result<T, ClusterError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match js.get_or_create_stream(config.clone()).await {
-            Ok(s) => return Ok(s),
+        match call().await {
+            Ok(v) => return Ok(v),
             Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::info!(error = %e, stream = %config.name, "waiting for JetStream");
+                tracing::info!(error = %e, "waiting for JetStream");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => return Err(err(e)),
@@ -58,11 +77,22 @@ async fn create_stream(js: &jetstream::Context, config: stream::Config) -> Resul
     }
 }
 
+/// Creates a stream, or brings an existing one to `config` (a stream made
+/// by an older Herald lacks atomic batches).
+async fn create_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, ClusterError> {
+    retry_forming(|| js.create_or_update_stream(config.clone())).await?;
+    retry_forming(|| js.get_stream(config.name.clone())).await
+}
+
 /// A node's connection to the cluster and its view of the event stream.
 pub struct Cluster {
     client: async_nats::Client,
     js: jetstream::Context,
+    /// The event stream, read directly for resumes older than the window.
+    events: stream::Stream,
     window: MemoryHistory,
+    tokens: Arc<tokens::ClusterTokens>,
+    leases: Option<Arc<leases::Leases>>,
     dispatched: watch::Receiver<u64>,
     events_subject: String,
     control_subject: String,
@@ -143,6 +173,27 @@ fn follow(stream: stream::Stream, mut handle: impl FnMut(&jetstream::Message, u6
     });
 }
 
+/// The event a stored record at `seq` stands for: the record does not know
+/// its sequence (JetStream assigned it), and an event without a client id
+/// is known by its sequence.
+fn event_of(payload: &[u8], seq: u64) -> Result<Event, crate::store::codec::DecodeError> {
+    let mut e = decode_event(payload)?;
+    if e.id.is_empty() {
+        e.id = seq.to_string();
+    }
+    let draft = EventDraft {
+        topics: e.topics,
+        event_type: e.event_type,
+        data: e.data,
+        id: Some(e.id),
+        audience: e.audience,
+        retain: e.retain,
+        retry: e.retry,
+        unique_id: false,
+    };
+    Ok(draft.into_event(seq, e.published_at_ms))
+}
+
 /// What applies a revocation that came from another node.
 pub type RuleHandler = Arc<dyn Fn(DenyRule) + Send + Sync>;
 
@@ -185,6 +236,8 @@ impl Cluster {
             max_age: config.max_age,
             num_replicas: config.replicas,
             duplicate_window: Duration::from_secs(120),
+            // A `{"events": [...]}` batch is stored all or none.
+            allow_atomic_publish: true,
             ..Default::default()
         };
         let control_config = stream::Config {
@@ -204,12 +257,22 @@ impl Cluster {
         let audit = create_stream(&js, audit_config).await?;
         let events = create_stream(&js, events_config).await?;
         let control = create_stream(&js, control_config).await?;
+        let tokens =
+            Arc::new(tokens::ClusterTokens::open(&js, &config.stream, config.replicas, config.control_max_age).await?);
+        let leases = if config.caps {
+            Some(leases::Leases::open(client.clone(), &js, &config.stream, config.replicas, config.lease).await?)
+        } else {
+            None
+        };
         let (tx, rx) = watch::channel(0u64);
         let node = format!("node-{}", hex::encode(rand::random::<[u8; 6]>()));
         let cluster = Arc::new(Cluster {
             client,
             js,
-            window: MemoryHistory::with_retained_per_tenant(config.max_events, config.retained_per_tenant),
+            events: events.clone(),
+            window: MemoryHistory::with_retained_per_tenant(config.window.max(1), config.retained_per_tenant),
+            tokens,
+            leases,
             dispatched: rx,
             events_subject,
             control_subject,
@@ -224,24 +287,8 @@ impl Cluster {
         let weak = Arc::downgrade(&cluster);
         follow(events, move |msg, seq| {
             let Some(c) = weak.upgrade() else { return false };
-            match decode_event(&msg.payload) {
-                Ok(mut e) => {
-                    // The stored record does not know its sequence: JetStream assigned it.
-                    if e.id.is_empty() {
-                        e.id = seq.to_string();
-                    }
-                    let draft = EventDraft {
-                        topics: e.topics,
-                        event_type: e.event_type,
-                        data: e.data,
-                        id: Some(e.id),
-                        audience: e.audience,
-                        retain: e.retain,
-                        retry: e.retry,
-                        unique_id: false,
-                    };
-                    c.window.ingest(Arc::new(draft.into_event(seq, e.published_at_ms)));
-                }
+            match event_of(&msg.payload, seq) {
+                Ok(e) => c.window.ingest(Arc::new(e)),
                 Err(e) => tracing::error!(error = %e, seq, "undecodable event in the cluster stream"),
             }
             let _ = tx.send(seq);
@@ -270,6 +317,23 @@ impl Cluster {
             }
             true
         });
+        // Serve only once caught up with what the stream held when this
+        // node joined: a resume from an id another node issued must not be
+        // refused as never issued, nor a retained snapshot be short.
+        let mut events_info = cluster.events.clone();
+        let target = match events_info.info().await {
+            Ok(info) if info.state.messages > 0 => Some(info.state.last_sequence),
+            _ => None,
+        };
+        if let Some(target) = target {
+            let mut rx = cluster.dispatched.clone();
+            if tokio::time::timeout(Duration::from_secs(120), rx.wait_for(|d| *d >= target))
+                .await
+                .is_err()
+            {
+                tracing::warn!(target, "still reading the cluster's event stream; serving anyway");
+            }
+        }
         Ok(cluster)
     }
 
@@ -339,6 +403,16 @@ impl Cluster {
         }
     }
 
+    /// The cluster-wide SSE token ledger.
+    pub fn tokens(&self) -> Arc<tokens::ClusterTokens> {
+        self.tokens.clone()
+    }
+
+    /// The cluster-wide stream caps, unless `cluster_caps = false`.
+    pub fn leases(&self) -> Option<&Arc<leases::Leases>> {
+        self.leases.as_ref()
+    }
+
     /// Whether the node can reach NATS now.
     pub fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
@@ -356,104 +430,5 @@ impl Cluster {
             .map_err(err)?;
         ack.await.map_err(err)?;
         Ok(())
-    }
-
-    async fn append_now(&self, drafts: Vec<EventDraft>, now_ms: u64) -> Result<Vec<Arc<Event>>, HistoryError> {
-        if !self.connected() {
-            return Err(HistoryError::Unavailable("the cluster (NATS) is unreachable".into()));
-        }
-        for d in &drafts {
-            if let (Some(id), true) = (&d.id, d.unique_id) {
-                if self.window.contains_id(d.audience.tenant.as_deref(), id) {
-                    return Err(HistoryError::DuplicateId(id.clone()));
-                }
-            }
-        }
-        let mut seqs = Vec::with_capacity(drafts.len());
-        for d in drafts {
-            // JetStream's duplicate window is keyed by message id. Unique
-            // client ids are scoped by tenant, so the key is too (another
-            // tenant's `ord-1` is not a duplicate); ids a publisher may
-            // reuse (Mercure) get a fresh key, or the reuse would be dropped.
-            let unique = d.unique_id && d.id.is_some();
-            let msg_id = match &d.id {
-                Some(id) if unique => crate::history::scoped_id(d.audience.tenant.as_deref(), id).replace('\0', "|"),
-                _ => format!("herald-{}", hex::encode(rand::random::<[u8; 12]>())),
-            };
-            let client_id = d.id.clone();
-            // Encoded without a sequence: JetStream assigns it.
-            let mut record = d.into_event(0, now_ms);
-            record.id = client_id.unwrap_or_default();
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", msg_id.as_str());
-            let pending = self
-                .js
-                .publish_with_headers(self.events_subject.clone(), headers, encode_event(&record).into())
-                .await
-                .map_err(|e| HistoryError::Unavailable(format!("cluster publish failed: {e}")))?;
-            let ack = tokio::time::timeout(Duration::from_secs(5), pending)
-                .await
-                .map_err(|_| HistoryError::Unavailable("the cluster did not acknowledge in time".into()))?
-                .map_err(|e| HistoryError::Unavailable(format!("cluster publish failed: {e}")))?;
-            if ack.duplicate && unique {
-                return Err(HistoryError::DuplicateId(client_id_of(&msg_id)));
-            }
-            seqs.push(ack.sequence);
-        }
-        // Answer once this node has dispatched them too (read-your-writes).
-        let last = seqs.iter().copied().max().unwrap_or(0);
-        let mut rx = self.dispatched.clone();
-        let _ = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|d| *d >= last)).await;
-        Ok(seqs
-            .into_iter()
-            .map(|s| {
-                self.window.get(s).unwrap_or_else(|| {
-                    Arc::new(
-                        EventDraft {
-                            topics: Vec::new(),
-                            event_type: None,
-                            data: String::new(),
-                            id: None,
-                            audience: Default::default(),
-                            retain: false,
-                            retry: None,
-                            unique_id: false,
-                        }
-                        .into_event(s, now_ms),
-                    )
-                })
-            })
-            .collect())
-    }
-}
-
-/// The client id inside a scoped message id (for the `409` message).
-fn client_id_of(msg_id: &str) -> String {
-    msg_id.split_once('|').map_or(msg_id, |(_, id)| id).to_string()
-}
-
-impl History for Cluster {
-    fn set_sink(&self, sink: Sink) {
-        self.window.set_sink(sink);
-    }
-
-    fn append(&self, drafts: Vec<EventDraft>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>> {
-        Box::pin(self.append_now(drafts, now_ms))
-    }
-
-    fn resolve(&self, last: &LastEventId, tenant: Option<&str>) -> BoxFuture<'_, Result<ResumePoint, ()>> {
-        self.window.resolve(last, tenant)
-    }
-
-    fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Page> {
-        self.window.since(after, limit)
-    }
-
-    fn retained(&self, tenant: Option<&str>, selectors: &SelectorSet) -> BoxFuture<'_, Page> {
-        self.window.retained(tenant, selectors)
-    }
-
-    fn head(&self) -> u64 {
-        self.window.head()
     }
 }

@@ -1,0 +1,317 @@
+//! The history of a cluster node: JetStream sequences and stores, each
+//! node's window serves resumes and dispatch.
+//!
+//! * **Appends.** One event is one JetStream message, deduplicated by a
+//!   message id. A batch is one JetStream *atomic batch* (nats-server 2.12
+//!   and later): its messages are stored together or not at all, with
+//!   consecutive sequence numbers, so a NATS failure midway can never leave
+//!   half a batch stored behind a `503`. The answer is built from what was
+//!   stored and the sequences JetStream assigned: the same events every
+//!   node builds when it reads them back.
+//! * **Resumes.** The window (`cluster_window` events) answers most
+//!   resumes from memory. A `Last-Event-ID` older than the window but still
+//!   in JetStream (`history_size`, `retention_max_age_secs`) is served from
+//!   JetStream, so a client is never reset while the events it needs are
+//!   kept.
+
+use super::{event_of, Cluster};
+use crate::history::{History, HistoryError, Page, ResumePoint, Sink};
+use crate::store::codec::encode_event;
+use async_nats::jetstream::consumer;
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use herald_core::{Event, EventDraft, LastEventId, SelectorSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// JetStream refuses atomic batches of more than this many messages.
+pub const MAX_ATOMIC_BATCH: usize = 1000;
+
+/// How long a publish waits for JetStream's acknowledgement.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn unavailable(why: impl std::fmt::Display) -> HistoryError {
+    HistoryError::Unavailable(format!("cluster publish failed: {why}"))
+}
+
+/// One message to store: its JetStream message id and its encoded record.
+struct Outgoing {
+    msg_id: String,
+    payload: bytes::Bytes,
+    unique: bool,
+    client_id: Option<String>,
+}
+
+/// The acknowledgement of an atomic batch's commit (or its refusal).
+#[derive(serde::Deserialize)]
+struct BatchAck {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    count: u64,
+    #[serde(default)]
+    duplicate: bool,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+impl Cluster {
+    fn outgoing(d: &EventDraft, now_ms: u64) -> Outgoing {
+        // JetStream's duplicate window is keyed by message id. Unique
+        // client ids are scoped by tenant, so the key is too (another
+        // tenant's `ord-1` is not a duplicate); ids a publisher may reuse
+        // (Mercure) get a fresh key, or the reuse would be dropped.
+        let unique = d.unique_id && d.id.is_some();
+        let msg_id = match &d.id {
+            Some(id) if unique => crate::history::scoped_id(d.audience.tenant.as_deref(), id).replace('\0', "|"),
+            _ => format!("herald-{}", hex::encode(rand::random::<[u8; 12]>())),
+        };
+        // Encoded without a sequence: JetStream assigns it.
+        let mut record = d.clone().into_event(0, now_ms);
+        record.id = d.id.clone().unwrap_or_default();
+        Outgoing {
+            msg_id,
+            payload: encode_event(&record).into(),
+            unique,
+            client_id: d.id.clone(),
+        }
+    }
+
+    /// Stores one event; its sequence.
+    async fn store_one(&self, out: Outgoing) -> Result<u64, HistoryError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", out.msg_id.as_str());
+        let pending = self
+            .js
+            .publish_with_headers(self.events_subject.clone(), headers, out.payload)
+            .await
+            .map_err(unavailable)?;
+        let ack = tokio::time::timeout(ACK_TIMEOUT, pending)
+            .await
+            .map_err(|_| HistoryError::Unavailable("the cluster did not acknowledge in time".into()))?
+            .map_err(unavailable)?;
+        if ack.duplicate && out.unique {
+            return Err(HistoryError::DuplicateId(out.client_id.unwrap_or_default()));
+        }
+        Ok(ack.sequence)
+    }
+
+    /// Stores a batch as one JetStream atomic batch; the sequences of its
+    /// events, in order. Every message but the last is sent without waiting
+    /// (JetStream stages them); the commit's acknowledgement says whether
+    /// the whole batch was stored.
+    async fn store_batch(&self, batch: Vec<Outgoing>) -> Result<Vec<u64>, HistoryError> {
+        let batch_id = hex::encode(rand::random::<[u8; 16]>());
+        let n = batch.len();
+        let mut commit = None;
+        for (i, out) in batch.into_iter().enumerate() {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Batch-Id", batch_id.as_str());
+            headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+            headers.insert("Nats-Msg-Id", out.msg_id.as_str());
+            if i + 1 == n {
+                headers.insert("Nats-Batch-Commit", "1");
+                commit = Some((headers, out.payload));
+            } else {
+                self.client
+                    .publish_with_headers(self.events_subject.clone(), headers, out.payload)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        let Some((headers, payload)) = commit else {
+            return Ok(Vec::new());
+        };
+        let reply = tokio::time::timeout(
+            ACK_TIMEOUT,
+            self.client
+                .request_with_headers(self.events_subject.clone(), headers, payload),
+        )
+        .await
+        .map_err(|_| HistoryError::Unavailable("the cluster did not acknowledge the batch in time".into()))?
+        .map_err(unavailable)?;
+        let ack: BatchAck = serde_json::from_slice(&reply.payload).map_err(unavailable)?;
+        if let Some(error) = ack.error {
+            // A batch naming an id already stored is refused whole (the
+            // hub answers `409` for it, as on one node).
+            let text = error.to_string();
+            if text.contains("duplicate") {
+                return Err(HistoryError::DuplicateId("(an event of this batch)".into()));
+            }
+            return Err(unavailable(text));
+        }
+        if ack.duplicate || ack.count != n as u64 || ack.seq < n as u64 {
+            return Err(unavailable(format!(
+                "the batch acknowledgement does not match: {} of {n} events at {}",
+                ack.count, ack.seq
+            )));
+        }
+        Ok((ack.seq + 1 - n as u64..=ack.seq).collect())
+    }
+
+    async fn append_now(&self, drafts: Vec<EventDraft>, now_ms: u64) -> Result<Vec<Arc<Event>>, HistoryError> {
+        if !self.connected() {
+            return Err(HistoryError::Unavailable("the cluster (NATS) is unreachable".into()));
+        }
+        if drafts.len() > MAX_ATOMIC_BATCH {
+            return Err(HistoryError::Unavailable(format!(
+                "a cluster stores at most {MAX_ATOMIC_BATCH} events in one batch"
+            )));
+        }
+        for d in &drafts {
+            if let (Some(id), true) = (&d.id, d.unique_id) {
+                if self.window.contains_id(d.audience.tenant.as_deref(), id) {
+                    return Err(HistoryError::DuplicateId(id.clone()));
+                }
+            }
+        }
+        let mut outgoing: Vec<Outgoing> = drafts.iter().map(|d| Cluster::outgoing(d, now_ms)).collect();
+        let seqs = if outgoing.len() == 1 {
+            let one = outgoing.pop().map(|o| self.store_one(o));
+            match one {
+                Some(f) => vec![f.await?],
+                None => Vec::new(),
+            }
+        } else {
+            self.store_batch(outgoing).await?
+        };
+        // Answer once this node has dispatched them too (read-your-writes);
+        // a node slow to read its own stream answers anyway, with the
+        // events as stored.
+        let last = seqs.iter().copied().max().unwrap_or(0);
+        let mut rx = self.dispatched.clone();
+        let _ = tokio::time::timeout(ACK_TIMEOUT, rx.wait_for(|d| *d >= last)).await;
+        Ok(drafts
+            .into_iter()
+            .zip(seqs)
+            .map(|(d, seq)| {
+                self.window.get(seq).unwrap_or_else(|| {
+                    // What every node builds from the stored record.
+                    let mut d = d;
+                    if d.id.is_none() {
+                        d.id = Some(seq.to_string());
+                    }
+                    d.unique_id = false;
+                    Arc::new(d.into_event(seq, now_ms))
+                })
+            })
+            .collect())
+    }
+
+    /// The oldest sequence JetStream still holds (a round trip).
+    async fn first_kept(&self) -> Option<u64> {
+        let mut events = self.events.clone();
+        events.info().await.ok().map(|i| i.state.first_sequence.max(1))
+    }
+
+    /// Events after `after` read from JetStream, up to `limit` and never
+    /// into the window (from `until` on, the window serves them).
+    async fn since_in_stream(&self, after: u64, limit: usize, until: u64) -> Page {
+        let empty = Page {
+            events: Vec::new(),
+            head: after,
+            more: true,
+            skipped: Vec::new(),
+        };
+        let consumer = self
+            .events
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                ..Default::default()
+            })
+            .await;
+        let Ok(consumer) = consumer else { return empty };
+        let Ok(mut messages) = consumer.messages().await else {
+            return empty;
+        };
+        let mut events = Vec::new();
+        let mut head = after;
+        let mut skipped = Vec::new();
+        let mut reached_window = false;
+        while events.len() < limit {
+            let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), messages.next()).await else {
+                break;
+            };
+            let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
+                continue;
+            };
+            if seq >= until {
+                reached_window = true;
+                break;
+            }
+            match event_of(&msg.payload, seq) {
+                Ok(e) => events.push(Arc::new(e)),
+                Err(e) => {
+                    tracing::error!(error = %e, seq, "undecodable event in the cluster stream");
+                    skipped.push(seq);
+                }
+            }
+            head = seq;
+            if seq + 1 >= until {
+                reached_window = true;
+                break;
+            }
+        }
+        // Everything before the window was read (JetStream may have holes
+        // where messages were deleted): the window serves the rest.
+        if reached_window {
+            head = until - 1;
+        }
+        Page {
+            events,
+            head,
+            more: true,
+            skipped,
+        }
+    }
+}
+
+impl History for Cluster {
+    fn set_sink(&self, sink: Sink) {
+        self.window.set_sink(sink);
+    }
+
+    fn append(&self, drafts: Vec<EventDraft>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>> {
+        Box::pin(self.append_now(drafts, now_ms))
+    }
+
+    fn resolve(&self, last: &LastEventId, tenant: Option<&str>) -> BoxFuture<'_, Result<ResumePoint, ()>> {
+        let last = last.clone();
+        let tenant = tenant.map(str::to_string);
+        Box::pin(async move {
+            let in_window = self
+                .window
+                .resolve_reaching(&last, tenant.as_deref(), u64::MAX)
+                .map_err(|_| ())?;
+            if in_window != ResumePoint::Reset || !matches!(last, LastEventId::Seq(_)) {
+                return Ok(in_window);
+            }
+            // Older than the window: JetStream may still hold it.
+            match self.first_kept().await {
+                Some(first) => self
+                    .window
+                    .resolve_reaching(&last, tenant.as_deref(), first)
+                    .map_err(|_| ()),
+                None => Ok(ResumePoint::Reset),
+            }
+        })
+    }
+
+    fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Page> {
+        let oldest = self.window.oldest();
+        if after + 1 >= oldest {
+            return self.window.since(after, limit);
+        }
+        Box::pin(self.since_in_stream(after, limit, oldest))
+    }
+
+    fn retained(&self, tenant: Option<&str>, selectors: &SelectorSet) -> BoxFuture<'_, Page> {
+        self.window.retained(tenant, selectors)
+    }
+
+    fn head(&self) -> u64 {
+        self.window.head()
+    }
+}
