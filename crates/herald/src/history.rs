@@ -268,11 +268,11 @@ pub fn resume_point(
 }
 
 impl MemoryState {
-    /// Indexes a sequenced event: its client id, its retained slots, the
-    /// window.
-    fn keep(&mut self, event: Arc<Event>) {
+    /// Writes a retained event into its slots (and clears the slots it
+    /// replaces).
+    fn retain_slots(&mut self, event: &Arc<Event>) {
         if event.retain {
-            let changes = self.slots.retain(&event);
+            let changes = self.slots.retain(event);
             for key in changes.removed {
                 self.retained.remove(&key);
             }
@@ -280,6 +280,12 @@ impl MemoryState {
                 self.retained.insert(key, event.clone());
             }
         }
+    }
+
+    /// Indexes a sequenced event: its client id, its retained slots, the
+    /// window.
+    fn keep(&mut self, event: Arc<Event>) {
+        self.retain_slots(&event);
         // A reused id (Mercure allows it) keeps pointing at its earliest
         // use: a resume from it may repeat events, never skip them, and a
         // reuse cannot move another publisher's id forward.
@@ -307,6 +313,14 @@ impl MemoryHistory {
         if let Some(sink) = &s.sink {
             sink(std::slice::from_ref(&event));
         }
+    }
+
+    /// Seeds the retained snapshot with an event older than the window
+    /// (a cluster node starting: JetStream keeps the latest retained event
+    /// of every slot apart from the events). Seeds are given in `seq`
+    /// order, before any event is ingested; the head does not move.
+    pub fn seed_retained(&self, event: Arc<Event>) {
+        self.state.lock().retain_slots(&event);
     }
 
     /// Whether an event with this client id is in the window, in `tenant`.

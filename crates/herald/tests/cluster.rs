@@ -615,3 +615,50 @@ async fn a_resume_older_than_the_window_is_served_from_jetstream() {
     assert_eq!(got.len(), 20);
     assert_eq!(got[0].data, "e10");
 }
+
+#[tokio::test]
+async fn a_node_started_later_shows_the_same_retained_snapshot() {
+    let n = nats();
+    // JetStream keeps five events: the retained one ages out of the event
+    // stream long before the late node starts.
+    let small = "history_size = 5\ncluster_window = 5";
+    let a = node_with(&n, "T13", small);
+    let (s, v) = a
+        .publish(
+            &a.admin_key,
+            json!({"topics": ["state"], "data": "v1", "audience": "public", "retain": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = a
+        .publish(
+            &a.admin_key,
+            json!({"topics": ["state"], "data": "v2", "audience": "public", "retain": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let retained_id = v["id"].as_str().expect("id").to_string();
+    for i in 0..12 {
+        let (s, v) = a
+            .publish(
+                &a.admin_key,
+                json!({"topics": ["noise"], "data": format!("n{i}"), "audience": "public"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let reader = user("reader", json!({}));
+    let late = node_with(&n, "T13", small);
+    for (name, on) in [("the first node", &a), ("the late node", &late)] {
+        let mut s = on.stream("/v1/events?topic=state", &reader).await;
+        let e = s
+            .next_event(T)
+            .await
+            .unwrap_or_else(|| panic!("the retained snapshot on {name}"));
+        assert_eq!(
+            (e.data.as_str(), e.id.clone()),
+            ("v2", Some(retained_id.clone())),
+            "the latest state, with its id"
+        );
+    }
+}

@@ -181,7 +181,7 @@ impl Cluster {
         let last = seqs.iter().copied().max().unwrap_or(0);
         let mut rx = self.dispatched.clone();
         let _ = tokio::time::timeout(ACK_TIMEOUT, rx.wait_for(|d| *d >= last)).await;
-        Ok(drafts
+        let events: Vec<Arc<Event>> = drafts
             .into_iter()
             .zip(seqs)
             .map(|(d, seq)| {
@@ -195,7 +195,11 @@ impl Cluster {
                     Arc::new(d.into_event(seq, now_ms))
                 })
             })
-            .collect())
+            .collect();
+        for e in &events {
+            self.mirror_retained(e).await;
+        }
+        Ok(events)
     }
 
     /// The oldest sequence JetStream still holds (a round trip).
@@ -313,5 +317,95 @@ impl History for Cluster {
 
     fn head(&self) -> u64 {
         self.window.head()
+    }
+}
+
+/// The header carrying a mirrored retained event's sequence (its record
+/// does not know it).
+const SEQ_HEADER: &str = "Herald-Seq";
+
+impl Cluster {
+    /// Keeps the latest retained event of each of `event`'s slots in the
+    /// retained stream, one subject per slot: JetStream's own limit of one
+    /// message per subject replaces the previous one. What the event stream
+    /// drops with age or count stays here, so every node, including one
+    /// started later, shows the same snapshot.
+    pub(super) async fn mirror_retained(&self, event: &Event) {
+        if !event.retain {
+            return;
+        }
+        let mut record = (*event).clone();
+        // Stored as the event stream stores it: the client id, or none.
+        if record.id == event.seq.to_string() {
+            record.id.clear();
+        }
+        let payload: bytes::Bytes = encode_event(&record).into();
+        for topic in &event.topics {
+            let slot = crate::retained::slot_key(topic, &event.audience);
+            let subject = format!(
+                "{}.{}",
+                self.retained_subject,
+                hex::encode(&blake3::hash(slot.as_bytes()).as_bytes()[..16])
+            );
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(SEQ_HEADER, event.seq.to_string().as_str());
+            let sent = match self.js.publish_with_headers(subject, headers, payload.clone()).await {
+                Ok(ack) => tokio::time::timeout(ACK_TIMEOUT, ack)
+                    .await
+                    .map(|r| r.is_ok())
+                    .unwrap_or(false),
+                Err(_) => false,
+            };
+            if !sent {
+                // The event itself is stored; only a node started after it
+                // aged out of the event stream would miss it.
+                tracing::warn!(seq = event.seq, "could not mirror a retained event");
+            }
+        }
+    }
+
+    /// Seeds the window's retained snapshot from the retained stream and
+    /// returns the sequence the event stream is to be read from: the
+    /// window's worth of the newest events (0: from the first).
+    pub(super) async fn seed_retained(&self, retained: &async_nats::jetstream::stream::Stream, window: usize) -> u64 {
+        let mut seeds = Vec::new();
+        let consumer = retained
+            .create_consumer(consumer::pull::OrderedConfig {
+                // One message per subject is all the stream keeps.
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await;
+        let mut info = retained.clone();
+        let expected = info.info().await.map(|i| i.state.messages).unwrap_or(0);
+        if let (Ok(consumer), true) = (consumer, expected > 0) {
+            if let Ok(mut messages) = consumer.messages().await {
+                while (seeds.len() as u64) < expected {
+                    let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), messages.next()).await else {
+                        break;
+                    };
+                    let seq = msg
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(SEQ_HEADER))
+                        .and_then(|v| v.as_str().parse::<u64>().ok());
+                    if let Some(Ok(e)) = seq.map(|seq| event_of(&msg.payload, seq)) {
+                        seeds.push(Arc::new(e));
+                    }
+                }
+            }
+        }
+        seeds.sort_by_key(|e| e.seq);
+        seeds.dedup_by_key(|e| e.seq);
+        for e in seeds {
+            self.window.seed_retained(e);
+        }
+        let mut events = self.events.clone();
+        match events.info().await {
+            Ok(i) if i.state.last_sequence > window as u64 => {
+                (i.state.last_sequence + 1 - window as u64).max(i.state.first_sequence)
+            }
+            _ => 0,
+        }
     }
 }

@@ -95,6 +95,9 @@ pub struct Cluster {
     leases: Option<Arc<leases::Leases>>,
     dispatched: watch::Receiver<u64>,
     events_subject: String,
+    /// Where the latest retained event of each slot is kept, one subject
+    /// per slot (`{prefix}.retained.<slot hash>`, one message each).
+    retained_subject: String,
     control_subject: String,
     audit_subject: String,
     node: String,
@@ -109,13 +112,18 @@ pub struct Cluster {
 /// What records an audit record that came from another node.
 pub type AuditHandler = Arc<dyn Fn(crate::audit::AuditRecord) + Send + Sync>;
 
-/// Reads `stream` in order, from its first message, for as long as
-/// `handle` returns `true`. The ordered consumer is recreated after the
-/// last sequence seen whenever it fails (a NATS server restarts or the
-/// client fails over to another one), so a node never stops following.
-fn follow(stream: stream::Stream, mut handle: impl FnMut(&jetstream::Message, u64) -> bool + Send + 'static) {
+/// Reads `stream` in order, from sequence `from` (0: its first message),
+/// for as long as `handle` returns `true`. The ordered consumer is
+/// recreated after the last sequence seen whenever it fails (a NATS server
+/// restarts or the client fails over to another one), so a node never
+/// stops following.
+fn follow(
+    stream: stream::Stream,
+    from: u64,
+    mut handle: impl FnMut(&jetstream::Message, u64) -> bool + Send + 'static,
+) {
     tokio::spawn(async move {
-        let mut last = 0u64;
+        let mut last = from.saturating_sub(1);
         loop {
             let deliver_policy = if last == 0 {
                 consumer::DeliverPolicy::All
@@ -257,6 +265,19 @@ impl Cluster {
         let audit = create_stream(&js, audit_config).await?;
         let events = create_stream(&js, events_config).await?;
         let control = create_stream(&js, control_config).await?;
+        let retained_subject = format!("{prefix}.retained");
+        let retained = create_stream(
+            &js,
+            stream::Config {
+                name: format!("{}_RETAINED", config.stream),
+                subjects: vec![format!("{retained_subject}.*")],
+                max_messages_per_subject: 1,
+                max_age: config.max_age,
+                num_replicas: config.replicas,
+                ..Default::default()
+            },
+        )
+        .await?;
         let tokens =
             Arc::new(tokens::ClusterTokens::open(&js, &config.stream, config.replicas, config.control_max_age).await?);
         let leases = if config.caps {
@@ -275,6 +296,7 @@ impl Cluster {
             leases,
             dispatched: rx,
             events_subject,
+            retained_subject,
             control_subject,
             audit_subject,
             node: node.clone(),
@@ -283,9 +305,12 @@ impl Cluster {
             audit_handler: parking_lot::Mutex::new(None),
             pending_audit: parking_lot::Mutex::new(Vec::new()),
         });
-        // Events: every node reads the whole stream in order.
+        // Retained snapshots first: the latest retained event of every
+        // slot, however old, so a node started later shows what the others
+        // show. Then the events, from where the window begins.
+        let from = cluster.seed_retained(&retained, config.window).await;
         let weak = Arc::downgrade(&cluster);
-        follow(events, move |msg, seq| {
+        follow(events, from, move |msg, seq| {
             let Some(c) = weak.upgrade() else { return false };
             match event_of(&msg.payload, seq) {
                 Ok(e) => c.window.ingest(Arc::new(e)),
@@ -296,7 +321,7 @@ impl Cluster {
         });
         // Revocations from other nodes.
         let weak = Arc::downgrade(&cluster);
-        follow(control, move |msg, _| {
+        follow(control, 0, move |msg, _| {
             let Some(c) = weak.upgrade() else { return false };
             if !c.sent_by_this_node(msg) {
                 match serde_json::from_slice::<DenyRecord>(&msg.payload).map(DenyRecord::into_rule) {
@@ -308,7 +333,7 @@ impl Cluster {
         });
         // Audit records from other nodes (the hub is attached later).
         let weak = Arc::downgrade(&cluster);
-        follow(audit, move |msg, _| {
+        follow(audit, 0, move |msg, _| {
             let Some(c) = weak.upgrade() else { return false };
             if !c.sent_by_this_node(msg) {
                 if let Ok(record) = serde_json::from_slice::<crate::audit::AuditRecord>(&msg.payload) {
