@@ -157,6 +157,9 @@ struct Stats {
     published: Latch,
     /// Shared HTTP/2 connections (with `--h2`), one per group of streams.
     h2_pool: Vec<tokio::sync::OnceCell<Result<Conn, String>>>,
+    /// From sending a stream's request to its `200` headers: what the hub
+    /// spends admitting it (authentication, caps, cluster leases).
+    open_latency: Mutex<Histogram<u64>>,
 }
 
 /// A flag that opens once and that any number of tasks can wait on.
@@ -211,6 +214,7 @@ impl Stats {
             resumed: AtomicUsize::new(0),
             settled: AtomicUsize::new(0),
             published: Latch::default(),
+            open_latency: Mutex::new(histogram()),
         }
     }
 
@@ -347,10 +351,15 @@ async fn stream(
                 }
                 None => Conn::open(&req.url, source(i, args.sources), false).await?,
             };
+            let sent = Instant::now();
             let resp = c.send(&req).await?;
             if resp.status() != 200 {
                 return Err(format!("status {}", resp.status()));
             }
+            let _ = stats
+                .open_latency
+                .lock()
+                .record(sent.elapsed().as_micros().max(1) as u64);
             Ok::<_, String>(resp)
         }
         .await;
@@ -631,6 +640,7 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         report["resumed"] = json!(stats.resumed.load(Ordering::Relaxed));
         report["listen_drops"] = json!(procstat::listen_drops().saturating_sub(drops_before));
         report["latency"] = percentiles(&merged);
+        report["stream_open"] = percentiles(&stats.open_latency.lock());
         report["deliveries_per_sec"] = json!(delivered as f64 / elapsed);
         report["server_cpu_secs"] = json!(cpu);
         report["client_cpu_secs"] = json!(client_cpu);

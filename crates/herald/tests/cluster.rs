@@ -662,3 +662,139 @@ async fn a_node_started_later_shows_the_same_retained_snapshot() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_rolling_restart_loses_and_duplicates_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let n = nats();
+    let mut nodes: Vec<Server> = (0..3).map(|_| node(&n, "T14")).collect();
+    // Where clients may go: the balancer's view of live nodes.
+    let bases = Arc::new(Mutex::new(nodes.iter().map(|s| s.base.clone()).collect::<Vec<_>>()));
+    let keys = Arc::new(Mutex::new(
+        nodes.iter().map(|s| s.admin_key.clone()).collect::<Vec<_>>(),
+    ));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pick = |bases: &Arc<Mutex<Vec<String>>>, keys: &Arc<Mutex<Vec<String>>>, k: usize| {
+        let b = bases.lock().expect("bases");
+        let i = k % b.len();
+        (b[i].clone(), keys.lock().expect("keys")[i].clone())
+    };
+    // The publisher retries an unanswered publish with the same id on the
+    // next node: a `409` then means it was stored the first time.
+    let publisher = {
+        let (bases, keys, stop) = (bases.clone(), keys.clone(), stop.clone());
+        tokio::spawn(async move {
+            let c = client();
+            let mut answered = Vec::new();
+            let mut k = 0usize;
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let body =
+                    json!({"topics": ["roll"], "data": n.to_string(), "audience": "public", "id": format!("r-{n}")});
+                loop {
+                    let (base, key) = pick(&bases, &keys, k);
+                    k += 1;
+                    let r = c
+                        .post(format!("{base}/v1/publish"))
+                        .bearer_auth(&key)
+                        .json(&body)
+                        .send()
+                        .await;
+                    match r.map(|r| r.status().as_u16()) {
+                        Ok(200) | Ok(409) => break,
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                answered.push(n);
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            answered
+        })
+    };
+    // The subscriber resumes on another node whenever its stream ends.
+    let reader = user("r", json!({}));
+    let subscriber = {
+        let bases = bases.clone();
+        tokio::spawn(async move {
+            let mut got: Vec<u32> = Vec::new();
+            // From the beginning: the publisher may start first.
+            let mut last: Option<String> = Some("0".into());
+            let mut k = 0usize;
+            loop {
+                let base = {
+                    let b = bases.lock().expect("bases");
+                    b[k % b.len()].clone()
+                };
+                k += 1;
+                let mut req = client()
+                    .get(format!("{base}/v1/events?topic=roll"))
+                    .bearer_auth(&reader);
+                if let Some(id) = &last {
+                    req = req.header("last-event-id", id);
+                }
+                let Ok(resp) = req.send().await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                if resp.status() != 200 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                let mut s = SseStream::new(resp);
+                while let Some(e) = s.next_event(Duration::from_secs(5)).await {
+                    if e.event == "shutdown" {
+                        break;
+                    }
+                    assert_ne!(e.event, "reset", "a rolling restart never loses the resume point");
+                    if e.data == "fence" {
+                        return got;
+                    }
+                    got.push(e.data.parse().expect("n"));
+                    last = e.id.clone();
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        // Out of the balancer first, then stopped, then replaced.
+        {
+            let gone = nodes[i].base.clone();
+            let mut b = bases.lock().expect("bases");
+            let at = b.iter().position(|x| *x == gone).expect("in the balancer");
+            b.remove(at);
+            keys.lock().expect("keys").remove(at);
+        }
+        let mut old = nodes.remove(i);
+        old.sigterm();
+        assert!(
+            old.wait_exit(Duration::from_secs(30)).is_some_and(|s| s.success()),
+            "a graceful stop"
+        );
+        let fresh = node(&n, "T14");
+        bases.lock().expect("bases").push(fresh.base.clone());
+        keys.lock().expect("keys").push(fresh.admin_key.clone());
+        nodes.insert(i, fresh);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let answered = publisher.await.expect("publisher");
+    let (s, v) = nodes[0]
+        .publish(
+            &nodes[0].admin_key,
+            json!({"topics": ["roll"], "data": "fence", "audience": "public"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let got = tokio::time::timeout(Duration::from_secs(60), subscriber)
+        .await
+        .expect("the subscriber reaches the fence")
+        .expect("subscriber");
+    assert!(answered.len() > 50, "the publisher kept publishing: {}", answered.len());
+    assert_eq!(
+        got, answered,
+        "every answered publish once, in order, across three restarts"
+    );
+}

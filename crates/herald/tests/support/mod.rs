@@ -273,7 +273,7 @@ pub struct SseStream {
 }
 
 impl SseStream {
-    fn new(resp: reqwest::Response) -> SseStream {
+    pub fn new(resp: reqwest::Response) -> SseStream {
         SseStream {
             body: Box::pin(resp.bytes_stream()),
             buf: String::new(),
