@@ -91,9 +91,8 @@ pub trait History: Send + Sync + 'static {
     /// Sequences and stores a batch atomically: all or none. Resolves once
     /// the events are durable (per the store's policy) and have been given
     /// to the sink, with the events in order. A duplicate id (in history or
-    /// in the batch, within the event's tenant) fails the whole batch. (The
-    /// cluster history publishes a batch message by message and cannot yet
-    /// keep the all-or-none half of this: docs/cluster.md says so.)
+    /// in the batch, within the event's tenant) fails the whole batch (the
+    /// cluster history keeps this with a JetStream atomic batch).
     fn append(&self, drafts: Vec<EventDraft>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Arc<Event>>, HistoryError>>;
 
     /// Maps a `Last-Event-ID` presented by a subscriber of `tenant` to a
