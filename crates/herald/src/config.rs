@@ -388,6 +388,14 @@ impl Config {
             return err(key, &why);
         }
         let l = &self.limits;
+        // A cluster stores a batch as one JetStream atomic batch, which
+        // holds at most 1,000 messages.
+        if self.cluster.is_some() && l.max_batch > 1000 {
+            return err(
+                "limits.max_batch",
+                "at most 1000 in a cluster (JetStream's atomic batch limit)",
+            );
+        }
         for (key, v) in [
             ("limits.per_session", l.per_session),
             ("limits.per_account", l.per_account),

@@ -223,6 +223,9 @@ impl SseTokens {
             }
         };
         let mut state = self.state.lock();
+        if state.by_hash.contains_key(&h) {
+            return;
+        }
         state.by_minter.entry(rec.minter.clone()).or_default().push(h);
         state.by_hash.entry(h).or_insert(Record {
             principal,
@@ -334,7 +337,9 @@ impl SseTokens {
         let State { by_hash, by_minter } = &mut *state;
         let mine = by_minter.entry(minter.clone()).or_default();
         mine.retain(|h| by_hash.get(h).is_some_and(|r| r.outstanding(now_ms)));
-        if mine.len() >= self.max_outstanding {
+        // On a cluster node the shared ledger counts (tokens minted here
+        // may be spent elsewhere, unseen by this node's cache).
+        if self.ledger.get().is_none() && mine.len() >= self.max_outstanding {
             return Err(MintError::TooMany(self.max_outstanding));
         }
         mine.push(h);

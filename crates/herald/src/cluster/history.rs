@@ -241,6 +241,12 @@ impl Cluster {
             let Ok(seq) = msg.info().map(|i| i.stream_sequence) else {
                 continue;
             };
+            if head == after && seq > after + 1 {
+                // JetStream dropped `after + 1` since the resume was
+                // resolved: going on would skip events. The stream ends; its
+                // client's next resume resolves to a reset.
+                return empty;
+            }
             if seq >= until {
                 reached_window = true;
                 break;
@@ -285,6 +291,14 @@ impl History for Cluster {
         let last = last.clone();
         let tenant = tenant.map(str::to_string);
         Box::pin(async move {
+            // An id another node issued that this node has not read yet:
+            // wait (briefly) until it has, rather than call it unknown.
+            if let LastEventId::Seq(seq) = last {
+                if seq > self.window.head() {
+                    let mut rx = self.dispatched.clone();
+                    let _ = tokio::time::timeout(ACK_TIMEOUT, rx.wait_for(|d| *d >= seq)).await;
+                }
+            }
             let in_window = self
                 .window
                 .resolve_reaching(&last, tenant.as_deref(), u64::MAX)

@@ -11,16 +11,19 @@
 //!
 //! **Leases.** A node proves it is alive with a heartbeat key that carries
 //! a per-message TTL (JetStream removes it when it is not renewed) and
-//! that it renews with compare-and-set every third of the lease. Holders
-//! of a node not heard from for two leases count for nothing and are
-//! pruned by the next write, so a node that dies gives its places back
-//! within two leases (`cluster_lease_secs`, 10 s by default: 20 s).
+//! that it renews with compare-and-set every third of the lease; the TTL is
+//! two leases. When it expires, JetStream leaves a marker that every node's
+//! watch sees: from then on the dead node's holders count for nothing and
+//! are pruned by the next write, so a node that dies gives its places back
+//! within two leases (`cluster_lease_secs`, 10 s by default: 20 s). Only
+//! that evidence makes a node dead; a stale or unknown view counts it alive
+//! (a cap may refuse too much, never admit too much).
 //! The other side of that promise: a node that cannot renew its heartbeat
 //! for one whole lease (partitioned from NATS, or paused) may already be
 //! counted as dead elsewhere, so it closes every stream it held a lease
 //! for and starts a new epoch; its clients reconnect and are counted
-//! afresh. A cap therefore never admits more than it allows, provided the
-//! watch that tells nodes about heartbeats lags less than a lease.
+//! afresh. A cap therefore never admits more than it allows, provided
+//! renewals and markers travel faster than a lease.
 
 use super::ClusterError;
 use crate::registry::CapExceeded;
@@ -96,9 +99,9 @@ pub struct Leases {
     /// When each node's heartbeat was last seen here.
     /// `None` once its heartbeat was removed (expired).
     seen: RwLock<HashMap<String, Option<Instant>>>,
-    /// When this node began following heartbeats: until two leases have
-    /// passed, a node not yet seen may still be alive.
-    started: Instant,
+    /// Whether the heartbeat watch has delivered every heartbeat that
+    /// existed when it began (until then an unseen node may be alive).
+    current: std::sync::atomic::AtomicBool,
     handler: Mutex<Option<LeaseHandler>>,
 }
 
@@ -126,6 +129,14 @@ impl Drop for Lease {
                 }
             }
         });
+    }
+}
+
+impl Lease {
+    /// Whether the lease was taken in this node's current epoch: one taken
+    /// while the epoch lapsed counts for nothing elsewhere.
+    pub fn is_current(&self) -> bool {
+        self.holder.n == self.leases.epoch()
     }
 }
 
@@ -164,8 +175,9 @@ impl Leases {
             description: "Herald stream caps across nodes".into(),
             history: 1,
             num_replicas: replicas,
-            // Per-message TTLs (the heartbeats) need limit markers.
-            limit_markers: Some(lease),
+            // Per-message TTLs (the heartbeats) need limit markers; the
+            // marker a TTL leaves is how other nodes learn a node is dead.
+            limit_markers: Some(lease * 2),
             ..Default::default()
         };
         let kv = super::retry_forming(|| js.create_key_value(config.clone())).await?;
@@ -178,7 +190,7 @@ impl Leases {
             lease,
             epoch: RwLock::new(new_epoch()),
             seen: RwLock::new(HashMap::new()),
-            started: Instant::now(),
+            current: std::sync::atomic::AtomicBool::new(false),
             handler: Mutex::new(None),
         });
         leases.beat_first().await?;
@@ -206,7 +218,9 @@ impl Leases {
     async fn beat(&self, epoch: &str, revision: u64) -> Result<u64, String> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Expected-Last-Subject-Sequence", revision.to_string().as_str());
-        headers.insert("Nats-TTL", format!("{}s", self.lease.as_secs()).as_str());
+        // Twice the lease: this node gives up its streams after one lease
+        // without a renewal, well before the others see the heartbeat go.
+        headers.insert("Nats-TTL", format!("{}s", (self.lease * 2).as_secs()).as_str());
         let subject = format!("$KV.{}.n.{epoch}", self.bucket);
         let ack = self
             .js
@@ -291,6 +305,9 @@ impl Leases {
                 // From each heartbeat's latest value, so nodes that beat
                 // before this watch began are known at once.
                 let watch = me.kv.watch_with_history("n.>").await;
+                // A fresh watch re-delivers every heartbeat; until it has,
+                // unseen nodes count as alive.
+                me.current.store(false, std::sync::atomic::Ordering::Release);
                 drop(me);
                 if let Ok(mut watch) = watch {
                     while let Some(Ok(entry)) = watch.next().await {
@@ -339,16 +356,18 @@ impl Leases {
     }
 
     /// Whether `node`'s holders still count. Dead means known dead: its
-    /// heartbeat was removed, or not renewed for two leases while this node
-    /// watched. Unsure counts as alive, so a cap is never over-admitted.
+    /// heartbeat was removed (the TTL marker was seen), or it is absent
+    /// from a watch that has delivered every current heartbeat. A stale or
+    /// unknown view counts as alive: a cap may then refuse too much, never
+    /// admit too much.
     fn alive(&self, node: &str, me: &str) -> bool {
         if node == me {
             return true;
         }
         match self.seen.read().get(node) {
-            Some(Some(t)) => t.elapsed() < self.lease * 2,
+            Some(Some(_)) => true,
             Some(None) => false,
-            None => self.started.elapsed() < self.lease * 2,
+            None => !self.current.load(std::sync::atomic::Ordering::Acquire),
         }
     }
 

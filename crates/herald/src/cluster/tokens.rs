@@ -176,6 +176,10 @@ impl TokenLedger for ClusterTokens {
             let Some((mut record, revision)) = self.record(&hash).await? else {
                 return Err(LedgerError::Unknown);
             };
+            // A multi-use token is redeemable until it expires.
+            if !record.single_use {
+                return Ok(());
+            }
             if record.used {
                 return Err(LedgerError::Used);
             }

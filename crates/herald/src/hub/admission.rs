@@ -185,7 +185,22 @@ impl HubInner {
             Err(cap) => return Err(self.refuse_cap(&principal, r.ip, cap, now)),
         };
         if let Some(lease) = lease {
+            // The lease's epoch lapsed while the places were taken: the
+            // other nodes count them free, so the stream may not open.
+            if !lease.is_current() {
+                return Err(AdmitError::Unavailable(
+                    "this node's cluster lease lapsed; retry".into(),
+                ));
+            }
             admitted.slot.hold(Box::new(lease));
+            // A revocation that arrived during the round trips to NATS
+            // found no stream to close: judge the credential again.
+            if self.deny.denies(&principal, now_ms()).is_some() {
+                return Err(AdmitError::Token(AuthError::new(
+                    "credential_revoked",
+                    "this credential was revoked",
+                )));
+            }
         }
         // Spend a single-use SSE token now that the stream is admitted. If it
         // was spent concurrently by another request, this stream loses.
