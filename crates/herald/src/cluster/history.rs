@@ -318,11 +318,20 @@ impl History for Cluster {
     }
 
     fn since(&self, after: u64, limit: usize) -> BoxFuture<'_, Page> {
-        let oldest = self.window.oldest();
-        if after + 1 >= oldest {
-            return self.window.since(after, limit);
-        }
-        Box::pin(self.since_in_stream(after, limit, oldest))
+        Box::pin(async move {
+            let oldest = self.window.oldest();
+            if after + 1 < oldest {
+                return self.since_in_stream(after, limit, oldest).await;
+            }
+            let page = self.window.since(after, limit).await;
+            // The window holds every sequence from its oldest on; if it was
+            // trimmed past `after` between the two reads, the missing
+            // start is read from JetStream.
+            match page.events.first() {
+                Some(first) if first.seq > after + 1 => self.since_in_stream(after, limit, first.seq).await,
+                _ => page,
+            }
+        })
     }
 
     fn retained(&self, tenant: Option<&str>, selectors: &SelectorSet) -> BoxFuture<'_, Page> {
