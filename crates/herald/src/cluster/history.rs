@@ -303,8 +303,25 @@ impl History for Cluster {
                 .window
                 .resolve_reaching(&last, tenant.as_deref(), u64::MAX)
                 .map_err(|_| ())?;
-            if in_window != ResumePoint::Reset || !matches!(last, LastEventId::Seq(_)) {
+            if in_window != ResumePoint::Reset {
                 return Ok(in_window);
+            }
+            if matches!(last, LastEventId::Client(_)) {
+                // A client id this node may not have read yet (it was just
+                // restarted or resumed from a pause): catch up with what
+                // JetStream holds, then look again.
+                let mut events = self.events.clone();
+                if let Ok(info) = events.info().await {
+                    let target = info.state.last_sequence;
+                    if target > self.window.head() {
+                        let mut rx = self.dispatched.clone();
+                        let _ = tokio::time::timeout(ACK_TIMEOUT, rx.wait_for(|d| *d >= target)).await;
+                    }
+                }
+                return self
+                    .window
+                    .resolve_reaching(&last, tenant.as_deref(), u64::MAX)
+                    .map_err(|_| ());
             }
             // Older than the window: JetStream may still hold it.
             match self.first_kept().await {

@@ -144,8 +144,12 @@ fn new_epoch() -> String {
     format!("e{}", hex::encode(rand::random::<[u8; 8]>()))
 }
 
+/// Whether a compare-and-set lost to another writer. nats-server 2.12+
+/// reports it as JetStream error 10164 ("wrong last sequence"), which
+/// async-nats 0.51 does not map to `WrongLastRevision`, so the text is
+/// checked too.
 fn is_conflict(e: &kv::UpdateError) -> bool {
-    matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision)
+    matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision) || e.to_string().contains("wrong last sequence")
 }
 
 fn decode(entry: &Option<kv::Entry>) -> (Vec<Holder>, u64) {

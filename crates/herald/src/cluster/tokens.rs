@@ -59,8 +59,12 @@ fn unavailable(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(e.to_string())
 }
 
+/// Whether a compare-and-set lost to another writer. nats-server 2.12+
+/// reports it as JetStream error 10164 ("wrong last sequence"), which
+/// async-nats 0.51 does not map to `WrongLastRevision`, so the text is
+/// checked too.
 fn is_conflict(e: &kv::UpdateError) -> bool {
-    matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision)
+    matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision) || e.to_string().contains("wrong last sequence")
 }
 
 impl ClusterTokens {

@@ -144,6 +144,11 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
         (Some(own), _) => Some(own.clone()),
         (None, named) => named.map(str::to_string),
     };
-    let closed = hub.revoke(revocation, within_tenant, Some(&by)).await;
+    // Not shared yet: refused, so the caller retries (a revocation is
+    // idempotent) rather than believe every node applied it.
+    let closed = hub
+        .revoke(revocation, within_tenant, Some(&by))
+        .await
+        .map_err(|e| ApiError::cluster_unavailable(e.to_string()))?;
     Ok(Json(json!({"closed": closed, "applied": true})))
 }

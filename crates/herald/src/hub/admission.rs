@@ -193,14 +193,15 @@ impl HubInner {
                 ));
             }
             admitted.slot.hold(Box::new(lease));
-            // A revocation that arrived during the round trips to NATS
-            // found no stream to close: judge the credential again.
-            if self.deny.denies(&principal, now_ms()).is_some() {
-                return Err(AdmitError::Token(AuthError::new(
-                    "credential_revoked",
-                    "this credential was revoked",
-                )));
-            }
+        }
+        // A revocation that arrived while the stream was being admitted
+        // (its resume point resolved, its cluster places taken) found no
+        // stream to close: judge the credential again, now registered.
+        if self.deny.denies(&principal, now_ms()).is_some() {
+            return Err(AdmitError::Token(AuthError::new(
+                "credential_revoked",
+                "this credential was revoked",
+            )));
         }
         // Spend a single-use SSE token now that the stream is admitted. If it
         // was spent concurrently by another request, this stream loses.

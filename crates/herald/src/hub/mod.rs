@@ -13,6 +13,7 @@ mod builder;
 mod lifecycle;
 mod publish;
 mod revoke;
+pub use revoke::NotShared;
 mod verify;
 
 pub use admission::{AdmitError, StreamLife, StreamListener, StreamRequest};
@@ -131,8 +132,10 @@ impl Hub {
     }
 
     /// Applies a revocation: closes matching streams, keeps a deny rule.
-    /// Returns how many streams were closed.
-    pub async fn revoke(&self, revocation: Revocation) -> usize {
+    /// Returns how many streams were closed here; in a cluster, an error
+    /// when the rule could not yet be shared with the other nodes (it is
+    /// applied here and keeps being shared in the background).
+    pub async fn revoke(&self, revocation: Revocation) -> Result<usize, NotShared> {
         self.inner.revoke(revocation, None, None).await
     }
 

@@ -9,10 +9,23 @@ use crate::registry::Lookup;
 use herald_core::{DenyRule, Principal, Revocation};
 use serde_json::json;
 
+/// A revocation applied on this node but not yet shared with the cluster.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("applied on this node but not yet shared with the cluster: {0}")]
+pub struct NotShared(pub String);
+
 impl HubInner {
     /// Applies a revocation; `by` is the admin or key that posted it, and
-    /// `within_tenant` limits it to one tenant's principals.
-    pub async fn revoke(&self, revocation: Revocation, within_tenant: Option<String>, by: Option<&Principal>) -> usize {
+    /// `within_tenant` limits it to one tenant's principals. Returns how
+    /// many streams closed on this node; in a cluster, an error when the
+    /// rule could not be shared with the other nodes in time (it is applied
+    /// here, and sharing goes on in the background).
+    pub async fn revoke(
+        &self,
+        revocation: Revocation,
+        within_tenant: Option<String>,
+        by: Option<&Principal>,
+    ) -> Result<usize, NotShared> {
         let now = now_ms();
         let rule = DenyRule {
             seen: Vec::new(),
@@ -30,11 +43,31 @@ impl HubInner {
             store.persist_deny(&stored).await;
         }
         if let Some(cluster) = &self.cluster {
-            if let Err(e) = cluster.broadcast_rule(&stored).await {
-                tracing::error!(error = %e, "revocation not shared with the cluster");
+            // A NATS server dying elects new stream leaders for a few
+            // seconds: retried through that, and beyond it in the
+            // background, so the rule reaches every node in the end.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+            loop {
+                match cluster.broadcast_rule(&stored).await {
+                    Ok(()) => break,
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::warn!(error = %e, "revocation not shared with the cluster yet; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "revocation not shared with the cluster; retrying in the background");
+                        let (cluster, rule) = (cluster.clone(), stored.clone());
+                        tokio::spawn(async move {
+                            while cluster.broadcast_rule(&rule).await.is_err() {
+                                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            }
+                        });
+                        return Err(NotShared(e.to_string()));
+                    }
+                }
             }
         }
-        closed
+        Ok(closed)
     }
 
     /// Applies a deny rule on this node: closes the matching live streams,
