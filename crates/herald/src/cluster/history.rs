@@ -27,6 +27,10 @@ use std::time::Duration;
 /// JetStream refuses atomic batches of more than this many messages.
 pub const MAX_ATOMIC_BATCH: usize = 1000;
 
+/// How long a resume from a client id waits for this node to catch up
+/// with JetStream before the id is judged unknown.
+const CATCH_UP: Duration = Duration::from_secs(20);
+
 /// How long a publish waits for JetStream's acknowledgement.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -310,13 +314,23 @@ impl History for Cluster {
                 // A client id this node may not have read yet (it was just
                 // restarted or resumed from a pause): catch up with what
                 // JetStream holds, then look again.
+                // Up to CATCH_UP: a node just restarted or resumed may
+                // need a while when NATS itself is recovering, and a reset
+                // (or a refusal, which ends a plain EventSource for good)
+                // would be wrong while JetStream holds the id.
+                let deadline = tokio::time::Instant::now() + CATCH_UP;
                 let mut events = self.events.clone();
-                if let Ok(info) = events.info().await {
+                while tokio::time::Instant::now() < deadline {
+                    let Ok(info) = events.info().await else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    };
                     let target = info.state.last_sequence;
-                    if target > self.window.head() {
-                        let mut rx = self.dispatched.clone();
-                        let _ = tokio::time::timeout(ACK_TIMEOUT, rx.wait_for(|d| *d >= target)).await;
+                    if target <= self.window.head() {
+                        break;
                     }
+                    let mut rx = self.dispatched.clone();
+                    let _ = tokio::time::timeout_at(deadline, rx.wait_for(|d| *d >= target)).await;
                 }
                 return self
                     .window

@@ -117,7 +117,12 @@ impl Drop for Lease {
         let leases = self.leases.clone();
         let keys = std::mem::take(&mut self.keys);
         let holder = self.holder.clone();
-        tokio::spawn(async move {
+        // Without a runtime (the process is ending) the places come back
+        // when this node's heartbeat expires.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
             // Retried for a while: a NATS hiccup must not leak a place
             // until this node dies.
             for key in keys {
