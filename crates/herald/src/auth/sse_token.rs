@@ -207,14 +207,22 @@ impl SseTokens {
         if self.state.lock().by_hash.contains_key(&h) {
             return;
         }
-        let rec = match ledger.fetch(h).await {
-            Ok(Some(rec)) => rec,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "the cluster's SSE token ledger is unreachable");
-                return;
+        // A record just written on another node may not have reached the
+        // replica that answers this read yet, and NATS may be electing a
+        // leader: look again for a moment before calling the token unknown.
+        let mut rec = None;
+        for attempt in 0..10u64 {
+            match ledger.fetch(h).await {
+                Ok(Some(found)) => {
+                    rec = Some(found);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "the cluster's SSE token ledger is unreachable"),
             }
-        };
+            tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
+        }
+        let Some(rec) = rec else { return };
         let principal = match rec.principal.into_principal() {
             Ok(p) => p,
             Err(e) => {
