@@ -183,8 +183,7 @@ impl Cluster {
         // a node slow to read its own stream answers anyway, with the
         // events as stored.
         let last = seqs.iter().copied().max().unwrap_or(0);
-        let mut rx = self.dispatched.clone();
-        let _ = tokio::time::timeout(ACK_TIMEOUT, rx.wait_for(|d| *d >= last)).await;
+        self.dispatched_through(last, ACK_TIMEOUT).await;
         let events: Vec<Arc<Event>> = drafts
             .into_iter()
             .zip(seqs)
@@ -299,8 +298,7 @@ impl History for Cluster {
             // wait (briefly) until it has, rather than call it unknown.
             if let LastEventId::Seq(seq) = last {
                 if seq > self.window.head() {
-                    let mut rx = self.dispatched.clone();
-                    let _ = tokio::time::timeout(ACK_TIMEOUT, rx.wait_for(|d| *d >= seq)).await;
+                    self.dispatched_through(seq, ACK_TIMEOUT).await;
                 }
             }
             let in_window = self
@@ -329,8 +327,8 @@ impl History for Cluster {
                     if target <= self.window.head() {
                         break;
                     }
-                    let mut rx = self.dispatched.clone();
-                    let _ = tokio::time::timeout_at(deadline, rx.wait_for(|d| *d >= target)).await;
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    self.dispatched_through(target, left).await;
                 }
                 return self
                     .window

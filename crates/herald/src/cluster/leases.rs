@@ -25,7 +25,7 @@
 //! afresh. A cap therefore never admits more than it allows, provided
 //! renewals and markers travel faster than a lease.
 
-use super::ClusterError;
+use super::{is_conflict, ClusterError};
 use crate::registry::CapExceeded;
 use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt;
@@ -147,14 +147,6 @@ impl Lease {
 
 fn new_epoch() -> String {
     format!("e{}", hex::encode(rand::random::<[u8; 8]>()))
-}
-
-/// Whether a compare-and-set lost to another writer. nats-server 2.12+
-/// reports it as JetStream error 10164 ("wrong last sequence"), which
-/// async-nats 0.51 does not map to `WrongLastRevision`, so the text is
-/// checked too.
-fn is_conflict(e: &kv::UpdateError) -> bool {
-    matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision) || e.to_string().contains("wrong last sequence")
 }
 
 fn decode(entry: &Option<kv::Entry>) -> (Vec<Holder>, u64) {

@@ -181,6 +181,15 @@ fn follow(
     });
 }
 
+/// Whether a key-value compare-and-set lost to another writer.
+/// nats-server 2.12+ reports it as JetStream error 10164 ("wrong last
+/// sequence"), which async-nats 0.51 does not map to `WrongLastRevision`,
+/// so the text is checked too.
+fn is_conflict(e: &async_nats::jetstream::kv::UpdateError) -> bool {
+    matches!(e.kind(), async_nats::jetstream::kv::UpdateErrorKind::WrongLastRevision)
+        || e.to_string().contains("wrong last sequence")
+}
+
 /// The event a stored record at `seq` stands for: the record does not know
 /// its sequence (JetStream assigned it), and an event without a client id
 /// is known by its sequence.
@@ -351,11 +360,7 @@ impl Cluster {
             _ => None,
         };
         if let Some(target) = target {
-            let mut rx = cluster.dispatched.clone();
-            if tokio::time::timeout(Duration::from_secs(120), rx.wait_for(|d| *d >= target))
-                .await
-                .is_err()
-            {
+            if !cluster.dispatched_through(target, Duration::from_secs(120)).await {
                 tracing::warn!(target, "still reading the cluster's event stream; serving anyway");
             }
         }
@@ -426,6 +431,14 @@ impl Cluster {
             Some(handler) => handler(rule),
             None => self.pending.lock().push(rule),
         }
+    }
+
+    /// Waits until this node has dispatched every event up to `seq`, at
+    /// most `within`; whether it has.
+    pub(crate) async fn dispatched_through(&self, seq: u64, within: Duration) -> bool {
+        let mut rx = self.dispatched.clone();
+        let reached = tokio::time::timeout(within, rx.wait_for(|d| *d >= seq)).await;
+        matches!(reached, Ok(Ok(_)))
     }
 
     /// The cluster-wide SSE token ledger.

@@ -23,7 +23,7 @@
 //! `jti` and issue time, so the deny check that follows every redemption
 //! refuses a token whose credential was revoked, on any node.
 
-use super::ClusterError;
+use super::{is_conflict, ClusterError};
 use crate::auth::sse_token::{LedgerError, TokenLedger};
 use crate::store::codec::TokenRecord;
 use async_nats::jetstream::kv;
@@ -57,14 +57,6 @@ fn minter_key(minter: &str) -> String {
 
 fn unavailable(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(e.to_string())
-}
-
-/// Whether a compare-and-set lost to another writer. nats-server 2.12+
-/// reports it as JetStream error 10164 ("wrong last sequence"), which
-/// async-nats 0.51 does not map to `WrongLastRevision`, so the text is
-/// checked too.
-fn is_conflict(e: &kv::UpdateError) -> bool {
-    matches!(e.kind(), kv::UpdateErrorKind::WrongLastRevision) || e.to_string().contains("wrong last sequence")
 }
 
 impl ClusterTokens {
