@@ -32,6 +32,7 @@ fn registry(n: usize) -> (Arc<Registry>, Vec<herald::registry::StreamSlot>) {
             opened_at_ms: 0,
             queue: SubscriberQueue::new(1 << 20, 1 << 30, 0),
             kind: StreamKind::Events,
+            protocol: "native",
             connection: None,
             extension: None,
         };

@@ -177,6 +177,27 @@ impl AuditLog {
         g.1.range(start..).filter(|r| filter(r)).take(limit).cloned().collect()
     }
 
+    /// The newest `limit` records with `id < before` visible under
+    /// `filter`, oldest first (paging back from the live tail).
+    pub fn page_before(
+        &self,
+        before: u64,
+        limit: usize,
+        filter: impl Fn(&AuditRecord) -> bool,
+    ) -> Vec<Arc<AuditRecord>> {
+        let g = self.records.lock();
+        let end = g.1.partition_point(|r| r.id < before);
+        let mut page: Vec<Arc<AuditRecord>> =
+            g.1.range(..end)
+                .rev()
+                .filter(|r| filter(r))
+                .take(limit)
+                .cloned()
+                .collect();
+        page.reverse();
+        page
+    }
+
     /// The id of the newest record.
     pub fn head(&self) -> u64 {
         self.records.lock().0

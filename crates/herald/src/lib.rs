@@ -42,6 +42,7 @@ pub mod registry;
 pub mod retained;
 pub mod secrets;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod stream;
 

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 /// Why the hub ended a stream. Every way a stream can end is here, so the
@@ -108,6 +109,9 @@ pub struct SubscriberQueue {
     notify: Notify,
     max_events: usize,
     max_bytes: usize,
+    /// Events the writer has written to the client (replayed and live),
+    /// for operators.
+    sent: AtomicU64,
 }
 
 impl SubscriberQueue {
@@ -123,6 +127,7 @@ impl SubscriberQueue {
                 active: false,
                 resume_after: None,
             }),
+            sent: AtomicU64::new(0),
             notify: Notify::new(),
             max_events,
             max_bytes,
@@ -174,6 +179,17 @@ impl SubscriberQueue {
     /// overflowed on a numbered event.
     pub fn resume_after(&self) -> Option<u64> {
         self.state.lock().resume_after
+    }
+
+    /// Frames waiting for the writer now, and events written so far (what
+    /// an operator sees of the stream).
+    pub fn depth_and_sent(&self) -> (usize, u64) {
+        (self.state.lock().frames.len(), self.sent.load(Ordering::Relaxed))
+    }
+
+    /// Counts `n` events written to the client.
+    pub fn count_sent(&self, n: usize) {
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Why the stream closed, if it has.

@@ -85,6 +85,7 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                 // the two is in the page or, if after it, in the queue.
                 let head = hub.audit.head();
                 let records = hub.audit.page(after, usize::MAX, |r| crate::audit_stream::visible_to(&sub.principal, r));
+                sub.queue.count_sent(records.len());
                 for r in &records {
                     out.put_slice(&crate::audit_stream::frame(r));
                 }
@@ -99,6 +100,7 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                     out.put_slice(&e.frame);
                     sent_in_snapshot.push(e.seq);
                 }
+                sub.queue.count_sent(sent_in_snapshot.len());
                 0
             }
             Start::Resume(ResumePoint::After(mut after)) => loop {
@@ -108,6 +110,7 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                 let page = hub.history.since(after, PAGE).await;
                 for e in page.events.iter().filter(|e| is_visible(&sub.principal, &sub.selectors, e)) {
                     out.put_slice(&e.frame);
+                    sub.queue.count_sent(1);
                 }
                 for seq in &page.skipped {
                     // A damaged record is skipped alone, and said so.
@@ -157,6 +160,7 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                     // a backlog is copied into one buffer for one write.
                     let mut single: Option<Bytes> = None;
                     let mut batch = BytesMut::new();
+                    let mut live = 0;
                     for (seq, frame) in frames {
                         if let Some(&last) = sent_in_snapshot.last() {
                             if sent_in_snapshot.contains(&seq) {
@@ -170,6 +174,7 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                         // seq 0 marks comments (keepalives).
                         if seq == 0 || seq > cursor {
                             cursor = cursor.max(seq);
+                            live += usize::from(seq > 0);
                             if single.is_none() && batch.is_empty() {
                                 single = Some(frame);
                             } else {
@@ -180,6 +185,7 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                             }
                         }
                     }
+                    sub.queue.count_sent(live);
                     if let Some(frame) = single {
                         yield Ok(frame);
                     } else if !batch.is_empty() {

@@ -1,5 +1,5 @@
-//! Admin endpoints: the audit log (JSON page and SSE stream) and live
-//! connections. A tenant admin sees only its tenant; another tenant's
+//! Admin endpoints: the audit log (JSON page and SSE stream), live
+//! connections and the overview of the last minutes. A tenant admin sees only its tenant; another tenant's
 //! resources answer `404`, never `403`, so their existence does not leak.
 
 use super::error::ApiError;
@@ -9,7 +9,8 @@ use crate::audit_stream::visible_to;
 use crate::auth::Source;
 use crate::hub::{now_ms, Hub, HubInner};
 use crate::queue::CloseReason;
-use crate::registry::{Lookup, StreamKind};
+use crate::registry::{Lookup, StreamKind, Subscriber};
+use crate::stats::Scope;
 use crate::stream::Start;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -64,17 +65,52 @@ fn number(query: &[(String, String)], key: &str) -> Result<Option<u64>, ApiError
         .transpose()
 }
 
-/// `GET /v1/audit?after=ID&limit=N`.
+/// A text filter of the query: `None` when absent.
+fn filter<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Whether `value` passes an exact-match filter, where "" names "none"
+/// (a hub-wide record or stream has no tenant).
+fn matches(filter: Option<&str>, value: Option<&str>) -> bool {
+    filter.is_none_or(|f| value.unwrap_or("") == f)
+}
+
+/// `GET /v1/audit?after=ID&before=ID&limit=N&kind=K&tenant=T&account=A`:
+/// forward from `after`, or (with `before`) the newest records older than
+/// `before`, for paging back. Oldest first either way.
 pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
-    let after = number(&query, "after")?.unwrap_or(0);
+    let after = number(&query, "after")?;
+    let before = number(&query, "before")?;
+    if after.is_some() && before.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "give `after` (page forward) or `before` (page back), not both",
+        ));
+    }
     let limit = number(&query, "limit")?.unwrap_or(100).clamp(1, 1000) as usize;
-    let records = hub.audit.page(after, limit, |r| visible_to(&p, r));
-    let next = records.last().map_or(after, |r| r.id);
+    let (kind, tenant, account) = (
+        filter(&query, "kind"),
+        filter(&query, "tenant"),
+        filter(&query, "account"),
+    );
+    let wanted = |r: &crate::audit::AuditRecord| {
+        visible_to(&p, r)
+            && kind.is_none_or(|k| r.kind == k)
+            && matches(tenant, r.tenant.as_deref())
+            && matches(account, r.account.as_deref())
+    };
+    let records = match before {
+        Some(before) => hub.audit.page_before(before, limit, wanted),
+        None => hub.audit.page(after.unwrap_or(0), limit, wanted),
+    };
+    let next = records.last().map_or(after.unwrap_or(0), |r| r.id);
+    let prev = records.first().map(|r| r.id);
     let records: Vec<&crate::audit::AuditRecord> = records.iter().map(|r| r.as_ref()).collect();
-    Ok(Json(json!({"records": records, "next": next})))
+    Ok(Json(json!({"records": records, "next": next, "prev": prev})))
 }
 
 /// `GET /v1/audit/events`: the audit log as SSE, resumable with
@@ -116,6 +152,7 @@ pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<
             selectors: SelectorSet::default(),
             ip,
             kind: StreamKind::Audit,
+            protocol: "audit",
             start: Start::AuditAfter(after),
             connection,
             spend_token,
@@ -125,29 +162,127 @@ pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<
     .await
 }
 
-/// `GET /v1/connections`.
+/// One stream as an operator sees it. Never a credential: the session
+/// only as its hash prefix.
+fn describe(s: &Subscriber) -> Value {
+    let (queue, sent) = s.queue.depth_and_sent();
+    json!({
+        "id": s.id.to_string(),
+        "kind": if s.kind == StreamKind::Audit { "audit" } else { "events" },
+        "protocol": s.protocol,
+        "account": s.principal.sub,
+        "tenant": s.principal.tenant,
+        "session": s.principal.session.map(|h| h.prefix()),
+        "ip": s.ip.to_string(),
+        "selectors": s.selectors.as_strings(),
+        "roles": s.principal.roles,
+        "groups": s.principal.groups,
+        "opened_at": s.opened_at_ms / 1000,
+        "expires_at": s.principal.expires_at_ms.map(|ms| ms / 1000),
+        "queue": queue,
+        "sent": sent,
+    })
+}
+
+/// Most connections one answer lists.
+const CONNECTIONS_LISTED: u64 = 10_000;
+
+/// `GET /v1/connections?tenant=T&account=A&limit=N`, oldest first.
 pub async fn connections(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
-    let list: Vec<Value> = hub
-        .registry
-        .find(Lookup::All, |s| p.administers(s.principal.tenant.as_deref()))
-        .iter()
-        .map(|s| {
-            json!({
-                "id": s.id.to_string(),
-                "kind": if s.kind == StreamKind::Audit { "audit" } else { "events" },
-                "account": s.principal.sub,
-                "tenant": s.principal.tenant,
-                "session": s.principal.session.map(|h| h.prefix()),
-                "ip": s.ip.to_string(),
-                "selectors": s.selectors.as_strings(),
-                "opened_at": s.opened_at_ms / 1000,
-            })
+    let limit = number(&query, "limit")?
+        .unwrap_or(CONNECTIONS_LISTED)
+        .clamp(1, CONNECTIONS_LISTED) as usize;
+    let (tenant, account) = (filter(&query, "tenant"), filter(&query, "account"));
+    let lookup = match account {
+        Some(a) => Lookup::Account(a),
+        None => Lookup::All,
+    };
+    let mut found = hub.registry.find(lookup, |s| {
+        p.administers(s.principal.tenant.as_deref()) && matches(tenant, s.principal.tenant.as_deref())
+    });
+    found.sort_unstable_by_key(|s| s.id);
+    let list: Vec<Value> = found.iter().take(limit).map(|s| describe(s)).collect();
+    Ok(Json(json!({"connections": list, "total": found.len()})))
+}
+
+/// The stream `id` if `p` administers it: another tenant's is "not found".
+fn administered(hub: &HubInner, p: &Principal, id: &str) -> Result<Arc<Subscriber>, ApiError> {
+    let not_found = || ApiError::not_found(format!("no connection `{id}`"));
+    let n: u64 = id.parse().map_err(|_| not_found())?;
+    hub.registry
+        .find(Lookup::All, |s| {
+            s.id == n && p.administers(s.principal.tenant.as_deref())
         })
+        .into_iter()
+        .next()
+        .ok_or_else(not_found)
+}
+
+/// `GET /v1/connections/{id}`.
+pub async fn connection(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    req: Request<Body>,
+) -> Result<Json<Value>, ApiError> {
+    let hub = hub.inner.clone();
+    let query = query_pairs(&req);
+    let p = admin(&hub, &req, &query, false)?;
+    Ok(Json(describe(&*administered(&hub, &p, &id)?)))
+}
+
+/// `GET /v1/overview`: what is happening now, as this admin may see it
+/// (a tenant admin: its tenant's streams and counts, no latencies, no
+/// store or cluster details).
+pub async fn overview(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
+    let hub = hub.inner.clone();
+    let query = query_pairs(&req);
+    let p = admin(&hub, &req, &query, false)?;
+    let scope = match p.tenant.as_deref() {
+        Some(t) => Scope::Tenant(t),
+        None => Scope::Hub,
+    };
+    let (total, mut by_tenant) = hub.registry.streams_by_tenant();
+    by_tenant.retain(|(t, _)| p.administers(Some(t.as_str()).filter(|t| !t.is_empty())));
+    by_tenant.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let streams = match scope {
+        Scope::Hub => total,
+        Scope::Tenant(_) => by_tenant.iter().map(|(_, n)| n).sum(),
+    };
+    let by_tenant: Vec<Value> = by_tenant
+        .into_iter()
+        .map(|(t, n)| json!({"tenant": Some(t).filter(|t| !t.is_empty()), "streams": n}))
         .collect();
-    Ok(Json(json!({"connections": list})))
+    let (totals, samples) = hub.stats.snapshot(scope);
+    let mut health = json!({"ready": !hub.is_draining(), "draining": hub.is_draining()});
+    if matches!(scope, Scope::Hub) {
+        let now = now_ms();
+        health["history_head"] = hub.history.head().into();
+        health["deny_rules"] = hub.deny.len().into();
+        health["sse_tokens_outstanding"] = hub.auth.sse_tokens.outstanding(now).into();
+        health["store"] = hub.store.as_ref().map_or(
+            Value::Null,
+            |s| json!({"events": s.event_count(), "bytes": s.file_bytes()}),
+        );
+        health["cluster"] = hub
+            .cluster
+            .as_ref()
+            .map_or(Value::Null, |c| json!({"connected": c.connected()}));
+        if hub.cluster.as_ref().is_some_and(|c| !c.connected()) {
+            health["ready"] = false.into();
+        }
+    }
+    Ok(Json(json!({
+        "now_ms": now_ms(),
+        "tenant": p.tenant,
+        "interval_ms": 1000,
+        "streams": {"total": streams, "by_tenant": by_tenant},
+        "totals": totals,
+        "samples": samples,
+        "health": health,
+    })))
 }
 
 /// `DELETE /v1/connections/{id}`: cut a stream (`event: kicked`).
@@ -155,16 +290,7 @@ pub async fn kick(State(hub): State<Hub>, Path(id): Path<String>, req: Request<B
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
-    let not_found = || ApiError::not_found(format!("no connection `{id}`"));
-    let n: u64 = id.parse().map_err(|_| not_found())?;
-    let target = hub
-        .registry
-        .find(Lookup::All, |s| {
-            s.id == n && p.administers(s.principal.tenant.as_deref())
-        })
-        .into_iter()
-        .next()
-        .ok_or_else(not_found)?;
+    let target = administered(&hub, &p, &id)?;
     hub.registry.close(target.id, CloseReason::Kicked);
     let mut e = AuditEntry::about("admin_action", &p);
     e.stream = Some(target.id);

@@ -59,6 +59,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             selectors,
             ip,
             kind: StreamKind::Events,
+            protocol: "native",
             start,
             connection,
             spend_token: sse_token_of(source),

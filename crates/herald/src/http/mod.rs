@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use error::ApiError;
 use std::time::Duration;
@@ -55,6 +55,8 @@ pub fn router(hub: Hub) -> Router {
     let mut app = Router::new()
         .route("/", get(ops::landing))
         .route("/admin/", get(ops::admin_page))
+        .route("/admin/console.js", get(ops::console_js))
+        .route("/admin/console.css", get(ops::console_css))
         .route(
             "/admin",
             get(|| async { axum::response::Redirect::permanent("/admin/") }),
@@ -69,7 +71,8 @@ pub fn router(hub: Hub) -> Router {
         .route("/v1/audit", get(admin::audit_page))
         .route("/v1/audit/events", get(admin::audit_stream))
         .route("/v1/connections", get(admin::connections))
-        .route("/v1/connections/{id}", delete(admin::kick))
+        .route("/v1/connections/{id}", get(admin::connection).delete(admin::kick))
+        .route("/v1/overview", get(admin::overview))
         .route("/v1/invalidate", post(invalidation::invalidate))
         .route("/v1/invalidation", get(invalidation::state))
         .route("/v1/invalidation/{action}", post(invalidation::control))

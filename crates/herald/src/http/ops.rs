@@ -67,22 +67,49 @@ pub async fn metrics(State(hub): State<Hub>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
 }
 
-/// `GET /admin/`: the admin page (static; it talks to the admin API with
-/// the credential the operator types in, which never leaves the page).
-pub async fn admin_page() -> axum::response::Response {
+/// The console's policy: everything from the hub itself, no inline
+/// script or style (so an injected string cannot run), never framed.
+const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+     img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Serves one embedded console file.
+fn console_file(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            // The page loads nothing from elsewhere and is never framed.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ),
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CONSOLE_CSP),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
-        include_str!("../../../../web/admin/index.html"),
+        body,
     )
         .into_response()
+}
+
+/// `GET /admin/`: the operator console (static; it talks to the admin API
+/// with the credential the operator types in, which never leaves the tab).
+pub async fn admin_page() -> Response {
+    console_file(
+        "text/html; charset=utf-8",
+        include_str!("../../../../web/admin/index.html"),
+    )
+}
+
+/// `GET /admin/console.js`.
+pub async fn console_js() -> Response {
+    console_file(
+        "text/javascript; charset=utf-8",
+        include_str!("../../../../web/admin/console.js"),
+    )
+}
+
+/// `GET /admin/console.css`.
+pub async fn console_css() -> Response {
+    console_file(
+        "text/css; charset=utf-8",
+        include_str!("../../../../web/admin/console.css"),
+    )
 }
 
 /// `GET /`: what this server is and where its endpoints are.

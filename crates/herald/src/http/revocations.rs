@@ -94,6 +94,18 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
             "revocations need an admin or a key with the `revoke` scope",
         ));
     }
+    // `?dry_run=true`: how many live streams it would close, nothing else.
+    let dry_run = match super::request::query_pairs(&req).iter().find(|(k, _)| k == "dry_run") {
+        None => false,
+        Some((_, v)) if v == "true" || v == "1" => true,
+        Some((_, v)) if v == "false" || v == "0" => false,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "`dry_run` must be `true` or `false`",
+            ))
+        }
+    };
     let body = json_body(req, 64 * 1024).await?;
     let kind =
         str_field(&body, "type")?.ok_or_else(|| ApiError::bad_request("invalid_revocation", "`type` is required"))?;
@@ -105,7 +117,7 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
     let meta = body.get("metadata").unwrap_or(&null);
     let fields = if forwarded {
         if body.get("outcome").and_then(Value::as_str) == Some("failure") {
-            return Ok(Json(json!({"closed": 0, "applied": false})));
+            return Ok(Json(nothing(dry_run)));
         }
         Fields {
             kind,
@@ -127,7 +139,7 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
         }
     };
     let Some(revocation) = parse(&fields, &hub.auth.session_key, forwarded)? else {
-        return Ok(Json(json!({"closed": 0, "applied": false})));
+        return Ok(Json(nothing(dry_run)));
     };
     // An account is (tenant, sub). A tenant-bound revoker acts inside its
     // tenant only; a hub-wide revoker may name a tenant to scope an account,
@@ -144,6 +156,10 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
         (Some(own), _) => Some(own.clone()),
         (None, named) => named.map(str::to_string),
     };
+    if dry_run {
+        let reach = hub.revocation_reach(revocation, within_tenant);
+        return Ok(Json(json!({"would_close": reach, "applied": false})));
+    }
     // Not shared yet: refused, so the caller retries (a revocation is
     // idempotent) rather than believe every node applied it.
     let closed = hub
@@ -151,4 +167,13 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
         .await
         .map_err(|e| ApiError::cluster_unavailable(e.to_string()))?;
     Ok(Json(json!({"closed": closed, "applied": true})))
+}
+
+/// The answer for a revocation that revokes nothing.
+fn nothing(dry_run: bool) -> Value {
+    if dry_run {
+        json!({"would_close": 0, "applied": false})
+    } else {
+        json!({"closed": 0, "applied": false})
+    }
 }

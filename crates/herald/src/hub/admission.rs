@@ -38,6 +38,8 @@ pub struct StreamRequest {
     pub ip: std::net::IpAddr,
     /// Events or audit.
     pub kind: StreamKind,
+    /// The adapter opening it, for operators ([`Subscriber::protocol`]).
+    pub protocol: &'static str,
     /// Where the replay starts.
     pub start: Start,
     /// The connection's kill switch, when served by Herald's own server.
@@ -170,6 +172,7 @@ impl HubInner {
             opened_at_ms: now,
             queue: SubscriberQueue::new(self.config.limits.queue_events, self.config.limits.queue_bytes, now),
             kind: r.kind,
+            protocol: r.protocol,
             connection: r.connection,
             extension: r.extension,
         };

@@ -123,6 +123,7 @@ impl HubBuilder {
                 max_event_bytes: l.max_event_bytes,
                 max_topics: 100,
             },
+            stats: Arc::new(crate::stats::HubStats::new()),
             in_flight: tokio::sync::RwLock::new(()),
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
@@ -170,11 +171,22 @@ impl HubBuilder {
                 }));
             }
         }
-        let registry = inner.registry.clone();
+        // This node's refusals, overflows and revocations, as the audit log
+        // records them (another node's records are its own numbers).
+        let stats = inner.stats.clone();
+        inner.audit.add_listener(Box::new(move |r, local| {
+            if local {
+                stats.observe(r);
+            }
+        }));
+        let (registry, stats) = (inner.registry.clone(), inner.stats.clone());
         inner.history.set_sink(Arc::new(move |events: &[Arc<Event>]| {
             let mut delivered = 0;
             for e in events {
-                delivered += registry.dispatch(e);
+                let started = std::time::Instant::now();
+                let n = registry.dispatch(e);
+                stats.dispatched(e.audience.tenant.as_deref(), n, started.elapsed());
+                delivered += n;
             }
             metrics::counter!("herald_deliveries_total").increment(delivered as u64);
         }));

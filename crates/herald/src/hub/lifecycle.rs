@@ -69,6 +69,10 @@ pub(super) async fn heartbeat(hub: std::sync::Weak<HubInner>) {
                 s.queue.push(0, keepalive.clone());
             }
         }
+        if ticks % (1000 / TICK_MS) == 0 {
+            let (streams, by_tenant) = hub.registry.streams_by_tenant();
+            hub.stats.roll(now, streams, by_tenant);
+        }
         if now.saturating_sub(last_housekeeping) >= keepalive_secs * 1000 {
             last_housekeeping = now;
             hub.auth.sse_tokens.purge(now);

@@ -74,6 +74,8 @@ pub struct HubInner {
     pub(crate) auth_failures: FailureLimiter,
     /// Event limits.
     pub(crate) limits: Limits,
+    /// The last minutes' numbers, for operators.
+    pub(crate) stats: Arc<crate::stats::HubStats>,
     /// Held shared by every publish in flight; shutdown takes it exclusively
     /// to wait for them before closing streams.
     in_flight: tokio::sync::RwLock<()>,

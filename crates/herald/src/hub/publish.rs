@@ -58,6 +58,7 @@ impl HubInner {
 
     /// Sequences, stores and dispatches already-validated drafts.
     pub async fn publish_drafts(&self, drafts: Vec<EventDraft>) -> Result<Vec<Arc<Event>>, PublishError> {
+        let started = std::time::Instant::now();
         let _in_flight = self.in_flight.read().await;
         if self.is_draining() {
             return Err(PublishError::Draining);
@@ -67,6 +68,8 @@ impl HubInner {
             HistoryError::Unavailable(why) => PublishError::Unavailable(why),
         })?;
         metrics::counter!("herald_events_published_total").increment(events.len() as u64);
+        self.stats
+            .published(events.iter().map(|e| e.audience.tenant.clone()), started.elapsed());
         Ok(events)
     }
 }

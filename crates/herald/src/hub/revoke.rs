@@ -70,11 +70,21 @@ impl HubInner {
         Ok(closed)
     }
 
-    /// Applies a deny rule on this node: closes the matching live streams,
-    /// drops SSE tokens it covers, keeps the rule, audits. Returns how many
-    /// streams closed and the rule as kept (with the credentials it saw).
-    pub fn apply_rule(&self, mut rule: DenyRule, by: Option<&Principal>) -> (usize, DenyRule) {
-        let now = now_ms();
+    /// How many live streams on this node `revocation` would close, changing
+    /// nothing: what an operator is told before confirming one.
+    pub fn revocation_reach(&self, revocation: Revocation, within_tenant: Option<String>) -> usize {
+        let rule = DenyRule {
+            seen: Vec::new(),
+            revocation,
+            within_tenant,
+            at_ms: 0,
+            expires_at_ms: 0,
+        };
+        self.matching(&rule).len()
+    }
+
+    /// The live streams a rule closes.
+    fn matching(&self, rule: &DenyRule) -> Vec<std::sync::Arc<crate::registry::Subscriber>> {
         // Start from the index the revocation names, so the cost is
         // proportional to the streams it touches, not to all streams.
         let lookup = match &rule.revocation {
@@ -85,7 +95,15 @@ impl HubInner {
             Revocation::TokenRevoke { jti } => Lookup::Jti(jti),
             Revocation::TenantRevoke { tenant } => Lookup::Tenant(tenant),
         };
-        let matching = self.registry.find(lookup, |s| rule.applies_to(&s.principal));
+        self.registry.find(lookup, |s| rule.applies_to(&s.principal))
+    }
+
+    /// Applies a deny rule on this node: closes the matching live streams,
+    /// drops SSE tokens it covers, keeps the rule, audits. Returns how many
+    /// streams closed and the rule as kept (with the credentials it saw).
+    pub fn apply_rule(&self, mut rule: DenyRule, by: Option<&Principal>) -> (usize, DenyRule) {
+        let now = now_ms();
+        let matching = self.matching(&rule);
         rule.seen.extend(matching.iter().map(|s| s.principal.fingerprint));
         let reason = rule.revocation.reason();
         // The rule goes in before the streams close, so a client that

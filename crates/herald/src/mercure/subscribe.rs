@@ -105,6 +105,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             selectors,
             ip,
             kind: StreamKind::Events,
+            protocol: "mercure",
             start,
             connection,
             spend_token: None,

@@ -47,6 +47,9 @@ pub struct Subscriber {
     pub queue: SubscriberQueue,
     /// What it carries.
     pub kind: StreamKind,
+    /// The protocol adapter that opened it (`native`, `mercure`, `audit`),
+    /// as operators see it; the registry itself never looks at it.
+    pub protocol: &'static str,
     /// Cuts the whole connection when the writer is stuck (zombie).
     pub connection: Option<KillSwitch>,
     /// What the protocol adapter that opened the stream keeps about it
@@ -475,6 +478,22 @@ impl Registry {
             .filter(|s| pred(s))
             .cloned()
             .collect()
+    }
+
+    /// Open streams per tenant ("" for hub-wide streams), and in all.
+    pub fn streams_by_tenant(&self) -> (usize, Vec<(String, usize)>) {
+        let idx = self.index.read();
+        let mut by: Vec<(String, usize)> = idx
+            .by_tenant
+            .iter()
+            .map(|(t, ids)| (t.clone(), ids.into_iter().count()))
+            .collect();
+        let tenanted: usize = by.iter().map(|(_, n)| n).sum();
+        let total = idx.streams.len();
+        if total > tenanted {
+            by.push((String::new(), total - tenanted));
+        }
+        (total, by)
     }
 
     /// Counter snapshot.
