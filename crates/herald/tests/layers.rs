@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// The layers, top first. A file belongs to the first layer whose prefix
 /// its path (relative to `src/`) starts with; anything else is a part.
 const LAYERS: [(&str, &[&str]); 3] = [
-    ("entry", &["main.rs", "cli.rs", "server/"]),
+    ("entry", &["main.rs", "cli/", "server/"]),
     ("adapter", &["http/", "mercure/"]),
     ("hub", &["hub/", "stream.rs", "audit_stream.rs"]),
 ];
