@@ -175,6 +175,41 @@ async fn what_this_path_does_not_serve_goes_to_hyper() {
 }
 
 #[tokio::test]
+async fn a_url_pasted_into_curl_opens_its_stream_or_gets_a_json_error_saying_how_to_encode_it() {
+    let hub = start();
+    let alice = user("alice", json!({}));
+    // curl sends `>` (and `{`, `|`, …) raw: the selector still opens.
+    let mut tcp = connect(&hub).await;
+    let head = format!("GET /v1/events?topic=orders.> HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {alice}\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let text = read_until(&mut tcp, &mut seen, ": connected").await;
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    let (st, _) = hub
+        .publish(
+            &alice,
+            json!({"topics": ["orders.eu"], "data": "x", "audience": "public"}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    read_until(&mut tcp, &mut seen, "data: x").await;
+
+    // Where hyper parses the head (a request after the first on a
+    // connection), the answer is Herald's JSON error, not an empty 400.
+    let mut tcp = connect(&hub).await;
+    let two = "GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\nGET /v1/events?topic=orders.> HTTP/1.1\r\nHost: hub\r\n\r\n";
+    tcp.write_all(two.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let text = read_to_close(&mut tcp, &mut seen).await;
+    let second = text.split("HTTP/1.1 ").nth(2).unwrap_or_default();
+    assert!(second.starts_with("400 "), "{text}");
+    let body = second.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(body).expect("JSON body");
+    assert_eq!(v["error"]["code"], "invalid_request");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("%3E")), "{v}");
+}
+
+#[tokio::test]
 async fn a_client_that_leaves_frees_its_slot_at_once() {
     // One stream per session allowed and new streams rejected, so the second
     // open succeeds only once the first one's slot is released.

@@ -1,4 +1,4 @@
-//! Herald's JSON error in place of hyper's empty `431`.
+//! Herald's JSON error in place of hyper's empty `431`, `414` and `400`.
 //!
 //! hyper answers a request head over its limits (read buffer, header
 //! count) by itself, before any service sees the request, with `431` (or
@@ -26,28 +26,68 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// never answer either status, so only hyper's can match.
 const HYPERS_ANSWERS: [&[u8]; 2] = [b"HTTP/1.1 431 ", b"HTTP/1.1 414 "];
 
-/// Whether `buf` starts with one of [`HYPERS_ANSWERS`].
-fn is_hypers_answer(buf: &[u8]) -> bool {
-    HYPERS_ANSWERS.iter().any(|p| buf.starts_with(p))
+/// Which of hyper's own answers a write is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HypersAnswer {
+    /// `431` or `414`: the head is over the limits.
+    TooLarge,
+    /// An empty `400`: the head does not parse (most often a URL holding
+    /// characters a URI may not, such as `>` pasted into curl).
+    BadRequest,
 }
 
-/// The whole HTTP/1.1 answer to a head over the limits: `431
-/// request_header_too_large` as JSON, and the connection closes.
-pub fn answer(head_max: usize, max_headers: usize) -> Bytes {
-    let e = ApiError::new(
-        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "request_header_too_large",
-        format!("the request line and headers must fit in {head_max} bytes and {max_headers} header lines"),
-    );
+/// Whether `buf` is one of hyper's own answers. Herald's handlers answer
+/// `400` too, but always with a JSON body and its `content-type`; hyper's
+/// has neither.
+fn hypers_answer(buf: &[u8]) -> Option<HypersAnswer> {
+    if HYPERS_ANSWERS.iter().any(|p| buf.starts_with(p)) {
+        return Some(HypersAnswer::TooLarge);
+    }
+    if !buf.starts_with(b"HTTP/1.1 400 ") {
+        return None;
+    }
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(buf.len());
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    (head.contains("\r\ncontent-length: 0") && !head.contains("\r\ncontent-type:")).then_some(HypersAnswer::BadRequest)
+}
+
+/// A whole HTTP/1.1 answer with Herald's JSON error; the connection closes.
+fn json_answer(status: axum::http::StatusCode, code: &'static str, message: String) -> Bytes {
+    let e = ApiError::new(status, code, message);
     let body = serde_json::json!({"error": {"code": e.code, "message": e.message}}).to_string();
     let link = crate::mercure::link_header();
     let head = format!(
-        "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncache-control: no-store\r\nlink: {}\r\ndate: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncache-control: no-store\r\nlink: {}\r\ndate: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
         link.to_str().unwrap_or_default(),
         httpdate::fmt_http_date(std::time::SystemTime::now()),
         body.len()
     );
     Bytes::from(head + &body)
+}
+
+/// The whole HTTP/1.1 answer to a head over the limits: `431
+/// request_header_too_large` as JSON, and the connection closes.
+pub fn answer(head_max: usize, max_headers: usize) -> Bytes {
+    json_answer(
+        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request_header_too_large",
+        format!("the request line and headers must fit in {head_max} bytes and {max_headers} header lines"),
+    )
+}
+
+/// The answer to a head that is not valid HTTP: `400 invalid_request`,
+/// saying how to send what was probably meant.
+pub fn bad_request_answer() -> Bytes {
+    json_answer(
+        axum::http::StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "the request is not valid HTTP/1.1; a URL must not hold spaces or raw characters such as \
+         > < { } | \\ ^ \" `: percent-encode them (`>` is %3E), e.g. with \
+         curl -G --data-urlencode 'topic=orders.>' URL"
+            .into(),
+    )
 }
 
 /// `inner`, with hyper's empty `431` and `414` replaced by [`answer`].
@@ -98,10 +138,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonHeadErrors<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         ready!(this.poll_pending(cx))?;
-        if is_hypers_answer(buf) {
+        if let Some(which) = hypers_answer(buf) {
             // hyper's answer is taken as written; ours goes out instead,
             // finished by the flush or shutdown hyper does next.
-            this.pending = Some(answer(this.limits.0, this.limits.1));
+            this.pending = Some(match which {
+                HypersAnswer::TooLarge => answer(this.limits.0, this.limits.1),
+                HypersAnswer::BadRequest => bad_request_answer(),
+            });
             if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
                 return Poll::Ready(Err(e));
             }
@@ -116,7 +159,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for JsonHeadErrors<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-            if is_hypers_answer(first) {
+            if hypers_answer(first).is_some() {
                 return self.poll_write(cx, first);
             }
         }
@@ -168,5 +211,18 @@ mod tests {
         let (_, body) = rest.split_once("\r\n\r\n").unwrap();
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["error"]["code"], "request_header_too_large");
+    }
+
+    #[test]
+    fn only_hypers_empty_400_is_replaced() {
+        let hypers = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        assert_eq!(hypers_answer(hypers), Some(HypersAnswer::BadRequest));
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(hypers_answer(ours), None);
+        let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 61\r\n\r\n{}";
+        assert_eq!(hypers_answer(ours), None);
+        let v: serde_json::Value =
+            serde_json::from_slice(bad_request_answer().split(|b| *b == b'\n').last().unwrap_or_default()).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_request");
     }
 }

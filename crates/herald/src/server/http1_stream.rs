@@ -163,7 +163,7 @@ pub fn classify(buf: &[u8]) -> Parsed {
     if !STREAM_PATHS.contains(&route) {
         return Parsed::Other;
     }
-    let Ok(uri) = Uri::try_from(path) else {
+    let Some(uri) = lenient_uri(path) else {
         return Parsed::Other;
     };
     let mut map = HeaderMap::with_capacity(parsed.headers.len());
@@ -188,6 +188,26 @@ pub fn classify(buf: &[u8]) -> Parsed {
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = map;
     Parsed::Stream(req, head_len)
+}
+
+/// The request target as a URI, with the characters a URI may not hold
+/// raw (`>`, `{`, `|`, …) percent-encoded first, as a browser encodes
+/// them: curl sends a pasted URL as is, and a selector such as `orders.>`
+/// should open the stream it names rather than fail to parse.
+fn lenient_uri(path: &str) -> Option<Uri> {
+    if let Ok(uri) = Uri::try_from(path) {
+        return Some(uri);
+    }
+    let mut encoded = String::with_capacity(path.len() + 16);
+    for b in path.bytes() {
+        match b {
+            b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' | 0x80.. => {
+                let _ = std::fmt::Write::write_fmt(&mut encoded, format_args!("%{b:02X}"));
+            }
+            _ => encoded.push(char::from(b)),
+        }
+    }
+    Uri::try_from(encoded).ok()
 }
 
 /// Whether the client asked to close the connection after this response.
@@ -475,6 +495,15 @@ mod tests {
     #[test]
     fn incomplete_heads_wait_for_more() {
         assert!(matches!(parse("GET /v1/events HTTP/1.1\r\nHost"), Parsed::Partial));
+    }
+
+    #[test]
+    fn raw_characters_curl_sends_are_encoded_not_refused() {
+        let Parsed::Stream(req, _) = parse("GET /v1/events?topic=orders.>&topic={x}|y HTTP/1.1\r\nHost: h\r\n\r\n")
+        else {
+            panic!("a pasted selector opens a stream");
+        };
+        assert_eq!(req.uri().query(), Some("topic=orders.%3E&topic=%7Bx%7D%7Cy"));
     }
 
     #[test]
