@@ -368,7 +368,7 @@ impl Config {
         figment = figment
             .merge(
                 Env::prefixed("HERALD_")
-                    .ignore(&["config", "log", "token"])
+                    .ignore(&["config", "log", "token", "url"])
                     .map(|key| env_key(key.as_str()).into()),
             )
             .merge(Serialized::defaults(flags));

@@ -1,4 +1,9 @@
-//! The `herald` command line: `serve`, `token`, `publish`, `apikey`.
+//! The `herald` command line: `serve`, `token`, `publish`, `apikey`,
+//! `store`, and the operator commands that talk to a running hub
+//! (`connections`, `kick`, `revoke`, `audit`, `status`; see [`operator`]).
+
+pub mod client;
+pub mod operator;
 
 use crate::auth::jwt::{sign_hs256, Claims, HeraldClaims};
 use crate::config::{Config, FlagOverrides, LogFormat};
@@ -62,6 +67,17 @@ pub enum Command {
     /// Inspect or maintain the embedded store (run while the hub is stopped).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// List a running hub's live streams.
+    Connections(operator::ConnectionsArgs),
+    /// Close one stream of a running hub (it receives `event: kicked`).
+    Kick(operator::KickArgs),
+    /// Revoke access on a running hub: matching streams close now and the
+    /// credential stays refused.
+    Revoke(operator::RevokeArgs),
+    /// Print a running hub's newest audit records, or follow them live.
+    Audit(operator::AuditArgs),
+    /// Summarise a running hub: streams, rates, latency, totals, health.
+    Status(operator::StatusArgs),
 }
 
 /// `herald store ...`.
@@ -111,8 +127,8 @@ pub struct TokenArgs {
 /// `herald publish`.
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// Hub URL (http only).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    /// Hub URL (http:// or https://).
+    #[arg(long, env = "HERALD_URL", default_value = operator::DEFAULT_URL)]
     pub url: String,
     /// Topic (repeatable).
     #[arg(long = "topic", required = true)]
@@ -131,8 +147,8 @@ pub struct PublishArgs {
     pub retain: bool,
     /// Credential (JWT or API key); default: a one-minute JWT minted with
     /// the configured secret.
-    #[arg(long, env = "HERALD_TOKEN")]
-    pub token: Option<String>,
+    #[arg(long, env = "HERALD_TOKEN", hide_env_values = true)]
+    pub token: Option<operator::Credential>,
 }
 
 /// `herald apikey`.
@@ -164,55 +180,78 @@ impl Common {
     }
 }
 
+/// Loads the hub configuration, reporting a failure on stderr as exit
+/// code 2.
+fn load(common: &Common) -> Result<Config, i32> {
+    common.load().map_err(|e| {
+        eprintln!("herald: {e}");
+        2
+    })
+}
+
 /// Exit codes: 0 fine, 1 runtime failure, 2 configuration or usage error.
 pub async fn run(cli: Cli) -> i32 {
-    let config = match cli.common.load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("herald: {e}");
-            return 2;
-        }
-    };
+    // Only the commands that need the hub's configuration load it: the
+    // client commands run from shells whose HERALD_* variables, or lack of
+    // a configuration file, are no business of theirs.
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
-        Command::Token(args) => token(&config, args),
-        Command::Publish(args) => publish(&config, args).await,
-        Command::Store(cmd) => {
-            let path = config.data_dir.join(crate::hub::STORE_FILE);
-            if !path.exists() {
-                eprintln!("herald: no store at {}", path.display());
-                return 2;
-            }
-            let result = match cmd {
-                StoreCommand::Verify => crate::store::verify(&path),
-                StoreCommand::Compact => crate::store::compact(&path),
-            };
-            match result {
-                Ok(report) => {
-                    println!("{report}");
-                    0
-                }
-                Err(e) => {
-                    eprintln!("herald: {e}");
-                    1
-                }
-            }
-        }
-        Command::Apikey(args) => {
-            let (key, hash) = crate::auth::api_key::generate();
-            println!("# the key (give it to the backend; it is not stored anywhere):");
-            println!("{key}");
-            println!("\n# add to herald.toml:");
-            println!(
-                "[[api_keys]]\nid = {:?}\nhash = {hash:?}\nscopes = {:?}",
-                args.id, args.scopes
-            );
-            if let Some(t) = args.tenant {
-                println!("tenant = {t:?}");
-            }
+        Command::Serve => match load(&cli.common) {
+            Ok(config) => serve(config).await,
+            Err(code) => code,
+        },
+        Command::Token(args) => match load(&cli.common) {
+            Ok(config) => token(&config, args),
+            Err(code) => code,
+        },
+        Command::Store(cmd) => match load(&cli.common) {
+            Ok(config) => store(&config, cmd),
+            Err(code) => code,
+        },
+        Command::Publish(args) => publish(&cli.common, args).await,
+        Command::Apikey(args) => apikey(args),
+        Command::Connections(args) => operator::connections(args).await,
+        Command::Kick(args) => operator::kick(args).await,
+        Command::Revoke(args) => operator::revoke(args).await,
+        Command::Audit(args) => operator::audit(args).await,
+        Command::Status(args) => operator::status(args).await,
+    }
+}
+
+fn store(config: &Config, cmd: StoreCommand) -> i32 {
+    let path = config.data_dir.join(crate::hub::STORE_FILE);
+    if !path.exists() {
+        eprintln!("herald: no store at {}", path.display());
+        return 2;
+    }
+    let result = match cmd {
+        StoreCommand::Verify => crate::store::verify(&path),
+        StoreCommand::Compact => crate::store::compact(&path),
+    };
+    match result {
+        Ok(report) => {
+            println!("{report}");
             0
         }
+        Err(e) => {
+            eprintln!("herald: {e}");
+            1
+        }
     }
+}
+
+fn apikey(args: ApikeyArgs) -> i32 {
+    let (key, hash) = crate::auth::api_key::generate();
+    println!("# the key (give it to the backend; it is not stored anywhere):");
+    println!("{key}");
+    println!("\n# add to herald.toml:");
+    println!(
+        "[[api_keys]]\nid = {:?}\nhash = {hash:?}\nscopes = {:?}",
+        args.id, args.scopes
+    );
+    if let Some(t) = args.tenant {
+        println!("tenant = {t:?}");
+    }
+    0
 }
 
 fn init_logging(format: LogFormat) {
@@ -377,38 +416,40 @@ fn token(config: &Config, a: TokenArgs) -> i32 {
     }
 }
 
-async fn publish(config: &Config, a: PublishArgs) -> i32 {
+/// A one-minute JWT allowed to publish anywhere, signed with the
+/// configured secret (for `publish` without `--token`).
+fn default_publish_token(config: &Config) -> Result<String, i32> {
+    let secret = secret_for_cli(config).map_err(|e| {
+        eprintln!("herald: {e}");
+        2
+    })?;
+    let now = crate::hub::now_ms() / 1000;
+    let claims = Claims {
+        sub: "herald-cli".into(),
+        exp: now + 60,
+        iat: Some(now),
+        iss: config.jwt_issuer.clone(),
+        aud: config.jwt_audience.clone().map(serde_json::Value::String),
+        herald: HeraldClaims {
+            publish: vec!["*".into()],
+            ..HeraldClaims::default()
+        },
+        ..Claims::default()
+    };
+    sign_hs256(&claims, &secret).map_err(|e| {
+        eprintln!("herald: cannot sign: {e}");
+        1
+    })
+}
+
+async fn publish(common: &Common, a: PublishArgs) -> i32 {
+    // The configuration is only needed to mint the default credential.
     let token = match a.token {
-        Some(t) => t,
-        None => {
-            let secret = match secret_for_cli(config) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("herald: {e}");
-                    return 2;
-                }
-            };
-            let now = crate::hub::now_ms() / 1000;
-            let claims = Claims {
-                sub: "herald-cli".into(),
-                exp: now + 60,
-                iat: Some(now),
-                iss: config.jwt_issuer.clone(),
-                aud: config.jwt_audience.clone().map(serde_json::Value::String),
-                herald: HeraldClaims {
-                    publish: vec!["*".into()],
-                    ..HeraldClaims::default()
-                },
-                ..Claims::default()
-            };
-            match sign_hs256(&claims, &secret) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("herald: cannot sign: {e}");
-                    return 1;
-                }
-            }
-        }
+        Some(t) => t.expose().to_string(),
+        None => match load(common).and_then(|config| default_publish_token(&config)) {
+            Ok(t) => t,
+            Err(code) => return code,
+        },
     };
     let audience: serde_json::Value = if a.audience == "public" {
         "public".into()
@@ -425,10 +466,14 @@ async fn publish(config: &Config, a: PublishArgs) -> i32 {
     if let Some(t) = a.event_type {
         event["type"] = t.into();
     }
-    match post_json(&a.url, "/v1/publish", &token, &event).await {
-        Ok((status, body)) => {
-            println!("{body}");
-            if status.is_success() {
+    let sent = match client::Client::new(&a.url, &token) {
+        Ok(c) => c.send(hyper::Method::POST, "/v1/publish", Some(&event)).await,
+        Err(e) => Err(e),
+    };
+    match sent {
+        Ok(reply) => {
+            println!("{}", reply.body);
+            if reply.status.is_success() {
                 0
             } else {
                 1
@@ -436,43 +481,7 @@ async fn publish(config: &Config, a: PublishArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("herald: {e}");
-            1
+            e.exit_code()
         }
     }
-}
-
-/// A minimal HTTP/1.1 POST with hyper's client connection (the CLI needs
-/// nothing more, and it avoids a second HTTP stack in the binary).
-async fn post_json(
-    base: &str,
-    path: &str,
-    token: &str,
-    body: &serde_json::Value,
-) -> Result<(hyper::StatusCode, String), String> {
-    use http_body_util::{BodyExt, Full};
-    let uri: hyper::Uri = format!("{}{path}", base.trim_end_matches('/'))
-        .parse()
-        .map_err(|e| format!("bad --url: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("--url must be http:// (use curl for https)".into());
-    }
-    let host = uri.host().ok_or("bad --url: no host")?.to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let req = hyper::Request::post(uri.clone())
-        .header(hyper::header::HOST, format!("{host}:{port}"))
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(bytes::Bytes::from(body.to_string())))
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
 }

@@ -168,7 +168,7 @@ fn describe(s: &Subscriber) -> Value {
     let (queue, sent) = s.queue.depth_and_sent();
     json!({
         "id": s.id.to_string(),
-        "kind": if s.kind == StreamKind::Audit { "audit" } else { "events" },
+        "kind": s.kind.as_str(),
         "protocol": s.protocol,
         "account": s.principal.sub,
         "tenant": s.principal.tenant,

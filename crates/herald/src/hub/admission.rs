@@ -226,7 +226,7 @@ impl HubInner {
         self.audit_stream(
             "stream_opened",
             &sub,
-            json!({"selectors": sub.selectors.as_strings(), "kind": format!("{:?}", sub.kind)}),
+            json!({"selectors": sub.selectors.as_strings(), "kind": sub.kind.as_str(), "protocol": sub.protocol}),
         );
         self.stream_life(&sub, StreamLife::Opened);
         Ok(stream::body(self.clone(), sub, admitted.slot, r.start))

@@ -31,6 +31,16 @@ pub enum StreamKind {
     Audit,
 }
 
+impl StreamKind {
+    /// `events` or `audit`, as the admin API and the audit log name it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StreamKind::Events => "events",
+            StreamKind::Audit => "audit",
+        }
+    }
+}
+
 /// One live stream.
 pub struct Subscriber {
     /// Hub-unique stream id.

@@ -221,8 +221,13 @@ mod tests {
         assert_eq!(hypers_answer(ours), None);
         let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 61\r\n\r\n{}";
         assert_eq!(hypers_answer(ours), None);
-        let v: serde_json::Value =
-            serde_json::from_slice(bad_request_answer().split(|b| *b == b'\n').last().unwrap_or_default()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(
+            bad_request_answer()
+                .split(|b| *b == b'\n')
+                .next_back()
+                .unwrap_or_default(),
+        )
+        .unwrap();
         assert_eq!(v["error"]["code"], "invalid_request");
     }
 }
