@@ -2,7 +2,9 @@
 //! `store`, and the operator commands that talk to a running hub
 //! (`connections`, `kick`, `revoke`, `audit`, `status`; see [`operator`]).
 
+pub mod audit;
 pub mod client;
+pub mod format;
 pub mod operator;
 
 use crate::auth::jwt::{sign_hs256, Claims, HeraldClaims};
@@ -212,7 +214,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Connections(args) => operator::connections(args).await,
         Command::Kick(args) => operator::kick(args).await,
         Command::Revoke(args) => operator::revoke(args).await,
-        Command::Audit(args) => operator::audit(args).await,
+        Command::Audit(args) => audit::audit(args).await,
         Command::Status(args) => operator::status(args).await,
     }
 }
