@@ -8,6 +8,7 @@
 //  * no inline handlers, no eval, no style attributes (classes only).
 
 const STORAGE_KEY = 'herald.console.credential';
+const NOTICE_KEY = 'herald.console.notice';
 const POLL_MS = 1000;
 // Newest audit page: "before" anything (u64::MAX, kept as text: ids are u64).
 const NEWEST = '18446744073709551615';
@@ -15,6 +16,7 @@ const AUDIT_PAGE = 100;
 const AUDIT_KEEP = 5000;
 const WATCH_KEEP = 500;
 const SVG_NS = 'http://www.w3.org/2000/svg';
+const HUB_WIDE = '(hub-wide)'; // how a missing tenant is shown, and typed in the audit filter
 const CONTROL_EVENTS = new Set(['revoked', 'expired', 'evicted', 'kicked', 'overflow', 'shutdown', 'reset']);
 
 // Which fields each revocation type needs (tenant is optional for all but tenant_revoke).
@@ -27,16 +29,6 @@ const REVOCATION_FIELDS = {
   logout: ['account'],
   token_revoke: ['jti'],
   tenant_revoke: ['tenant'],
-};
-const REVOCATION_HELP = {
-  role_grant_revoke: 'Closes the streams of the account that hold this role; tokens carrying it are refused.',
-  session_revoke: 'Closes every stream of this session of the account; its tokens are refused.',
-  session_revoke_all: 'Closes every stream of every session of the account.',
-  token_revoke_all: 'Closes every stream of the account; every token issued so far is refused.',
-  password_change: 'As token_revoke_all, recorded as a password change.',
-  logout: 'Closes the streams of the account; its tokens issued so far are refused.',
-  token_revoke: 'Closes the streams opened with the token carrying this jti.',
-  tenant_revoke: 'Closes every stream of the tenant.',
 };
 
 // ---------------------------------------------------------------- helpers
@@ -152,7 +144,6 @@ async function once(name, fn) {
 async function signIn(credential) {
   session.gen += 1;
   session.credential = credential;
-  setText($('#signin-error'), '');
   status('Signing in…');
   let ov;
   try {
@@ -167,6 +158,7 @@ async function signIn(credential) {
     $('#credential').focus();
     return;
   }
+  setText($('#signin-error'), '');
   sessionStorage.setItem(STORAGE_KEY, credential);
   session.tenant = ov.tenant ?? null;
   const kind = credential.startsWith('hk_') ? 'API key' : 'JWT';
@@ -183,32 +175,17 @@ async function signIn(credential) {
   showView(viewFromHash() ?? 'overview');
 }
 
-/** Forgets the credential and every piece of hub data on the page. */
+/**
+ * Forgets the credential, then reloads: the simplest way to be sure no hub
+ * data, stream, timer or pending answer of this session survives it. A
+ * reason to show (never a secret) is passed on through sessionStorage.
+ */
 function signOut(message = '') {
   session.gen += 1;
   session.credential = null;
-  session.tenant = null;
   sessionStorage.removeItem(STORAGE_KEY);
-  clearInterval(session.timer);
-  stopTail();
-  stopWatch();
-  streams.list = [];
-  streams.selected = null;
-  audit.byId.clear();
-  audit.prev = null;
-  audit.loaded = false;
-  audit.lastId = null;
-  for (const id of ['#streams-body', '#audit-body', '#ov-tenants tbody', '#ov-refusals tbody', '#watch-log', '#stream-details-list']) {
-    $(id).replaceChildren();
-  }
-  for (const id of ['#stream-details', '#audit-details', '#revoke-confirm']) $(id).hidden = true;
-  $('#app').hidden = true;
-  $('#whoami').hidden = true;
-  $('#signout').hidden = true;
-  $('#signin').hidden = false;
-  setText($('#signin-error'), message);
-  status(message ? '' : 'Signed out.');
-  $('#credential').focus();
+  if (message) sessionStorage.setItem(NOTICE_KEY, message);
+  location.reload();
 }
 
 // ---------------------------------------------------------------- navigation and polling
@@ -256,24 +233,27 @@ function renderOverview(ov) {
   const samples = ov.samples ?? [];
   const last = samples.at(-1) ?? {};
   const totals = ov.totals ?? {};
-  // The latest complete second: the samples are closed seconds.
-  setText($('#ov-streams'), fmtNum(ov.streams?.total ?? 0));
-  setText($('#ov-published-rate'), fmtNum(last.published ?? 0));
-  setText($('#ov-delivered-rate'), fmtNum(last.delivered ?? 0));
-  setText($('#ov-published-total'), fmtNum(totals.published ?? 0));
-  setText($('#ov-delivered-total'), fmtNum(totals.delivered ?? 0));
-  setText($('#ov-refused'), fmtNum(totals.refused ?? 0));
-  setText($('#ov-overflowed'), fmtNum(totals.overflowed ?? 0));
-  setText($('#ov-revoked'), fmtNum(totals.revoked ?? 0));
-  setText($('#ov-refused-recent'), fmtNum(samples.reduce((n, s) => n + (s.refused ?? 0), 0)));
-  // Latency of the latest second that had publishes (null in quiet seconds, and for a tenant admin).
+  // Rates are the latest sample's: samples are closed seconds. Latencies are those of the
+  // latest second that had publishes (null in quiet seconds, and always for a tenant admin).
   const lastLatency = (key) => [...samples].reverse().find((s) => s[key])?.[key] ?? null;
   const pub = lastLatency('publish_ms');
   const fan = lastLatency('fanout_ms');
-  setText($('#ov-publish-p50'), fmtMs(pub?.p50));
-  setText($('#ov-publish-p99'), fmtMs(pub?.p99));
-  setText($('#ov-fanout-p50'), fmtMs(fan?.p50));
-  setText($('#ov-fanout-p99'), fmtMs(fan?.p99));
+  const cards = {
+    streams: fmtNum(ov.streams?.total ?? 0),
+    'published-rate': fmtNum(last.published ?? 0),
+    'delivered-rate': fmtNum(last.delivered ?? 0),
+    'published-total': fmtNum(totals.published ?? 0),
+    'delivered-total': fmtNum(totals.delivered ?? 0),
+    refused: fmtNum(totals.refused ?? 0),
+    'refused-recent': fmtNum(samples.reduce((n, s) => n + (s.refused ?? 0), 0)),
+    overflowed: fmtNum(totals.overflowed ?? 0),
+    revoked: fmtNum(totals.revoked ?? 0),
+    'publish-p50': fmtMs(pub?.p50),
+    'publish-p99': fmtMs(pub?.p99),
+    'fanout-p50': fmtMs(fan?.p50),
+    'fanout-p99': fmtMs(fan?.p99),
+  };
+  for (const [id, text] of Object.entries(cards)) setText($(`#ov-${id}`), text);
 
   const series = (key) => samples.map((s) => s[key] ?? 0);
   drawChart($('#chart-published'), 'Events published per second', [{ values: series('published') }], '/s');
@@ -297,7 +277,7 @@ function renderTenants(byTenant) {
     return;
   }
   body.replaceChildren(...rows.map((r) => el('tr', { 'data-tenant': r.tenant ?? '' },
-    el('th', { scope: 'row', text: r.tenant ?? '(hub-wide)' }),
+    el('th', { scope: 'row', text: r.tenant ?? HUB_WIDE }),
     el('td', { cls: 'n', text: r.streams }))));
 }
 
@@ -390,7 +370,7 @@ const streams = { list: [], total: 0, sort: { key: 'id', dir: 1 }, selected: nul
 // Column key -> [cell text, sort value].
 const STREAM_COLUMNS = {
   id: (c) => [c.id, Number(c.id)],
-  tenant: (c) => [c.tenant ?? '(hub-wide)', c.tenant ?? ''],
+  tenant: (c) => [c.tenant ?? HUB_WIDE, c.tenant ?? ''],
   account: (c) => [c.account, c.account ?? ''],
   session: (c) => [show(c.session), c.session ?? ''],
   selectors: (c) => [(c.selectors ?? []).join(' '), (c.selectors ?? []).join(' ')],
@@ -401,6 +381,8 @@ const STREAM_COLUMNS = {
   sent: (c) => [show(c.sent), c.sent ?? -1],
 };
 const NUMERIC = new Set(['queue', 'sent']);
+const DETAIL_ORDER = ['id', 'kind', 'protocol', 'tenant', 'account', 'session', 'ip', 'selectors', 'roles', 'groups',
+  'opened_at', 'expires_at', 'queue', 'sent'];
 
 async function pollStreams() {
   try {
@@ -497,7 +479,10 @@ function renderStreamDetails() {
   setText($('#stream-details-state'), c ? 'Open.' : 'This stream has closed.');
   $('#stream-details-cut').disabled = !c;
   if (!c) return;
-  const items = Object.entries(c).flatMap(([k, v]) => {
+  // Known fields in a useful order, then whatever else the hub sends.
+  const rank = (k) => (DETAIL_ORDER.includes(k) ? DETAIL_ORDER.indexOf(k) : DETAIL_ORDER.length);
+  const entries = Object.entries(c).sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b));
+  const items = entries.flatMap(([k, v]) => {
     let text = Array.isArray(v) ? v.join(' ') : show(v);
     if (k.endsWith('_at') && typeof v === 'number') text = `${new Date(v * 1000).toISOString()} (${fmtTime(v * 1000)})`;
     return [el('dt', { text: k }), el('dd', { 'data-field': k, text: text || '—' })];
@@ -554,7 +539,14 @@ function auditFilters() {
 }
 
 function matchesFilters(r, f) {
-  return (!f.kind || r.kind === f.kind) && (!f.tenant || r.tenant === f.tenant) && (!f.account || r.account === f.account);
+  const tenant = !f.tenant || (f.tenant === HUB_WIDE ? !r.tenant : r.tenant === f.tenant);
+  return tenant && (!f.kind || r.kind === f.kind) && (!f.account || r.account === f.account);
+}
+
+/** The query of a page; "(hub-wide)" asks for records without a tenant (the API's empty `tenant=`). */
+function auditQuery(before, f) {
+  const q = query({ before, limit: AUDIT_PAGE, ...f, tenant: f.tenant === HUB_WIDE ? '' : f.tenant });
+  return f.tenant === HUB_WIDE ? `${q}&tenant=` : q;
 }
 
 /** What a record is about, from whichever detail field its kind uses. */
@@ -567,42 +559,33 @@ function auditReason(r) {
   return [d.code, d.reason, d.cap, d.action].filter((v) => typeof v === 'string' && v).join(' — ');
 }
 
-/** Loads the newest page matching the filters (replacing what was loaded). */
-async function loadAudit() {
+/**
+ * Loads a page matching the filters: the newest one (replacing what was loaded),
+ * or with `older` the page before the oldest loaded (`before` = the last `prev`).
+ */
+async function loadAudit(older = false) {
+  if (older && audit.prev === null) return;
   const f = auditFilters();
-  const seq = ++audit.seq; // filters may change while a page is on its way: the last query wins
+  // Filters may change while a page is on its way: only the latest query's answer counts.
+  const seq = older ? audit.seq : ++audit.seq;
   try {
-    const data = await api(`/v1/audit?${query({ before: NEWEST, limit: AUDIT_PAGE, ...f })}`);
+    const data = await api(`/v1/audit?${auditQuery(older ? audit.prev : NEWEST, f)}`);
     if (seq !== audit.seq) return;
     const records = data.records ?? [];
-    // Live records newer than the page (arrived while it was on its way) stay; older ones
-    // are replaced by the page, so the table never shows a gap.
-    const newest = records.length ? records[records.length - 1].id : -1;
-    const live = [...audit.byId.values()].filter((r) => r.id > newest && matchesFilters(r, f));
-    audit.byId.clear();
+    if (!older) {
+      // Live records newer than the page (arrived while it was on its way) stay; older
+      // ones are replaced by the page, so the table never shows a gap.
+      const newest = records.length ? records[records.length - 1].id : -1;
+      const live = [...audit.byId.values()].filter((r) => r.id > newest && matchesFilters(r, f));
+      audit.byId.clear();
+      addRecords(live);
+    }
     addRecords(records);
-    addRecords(live);
     audit.prev = data.prev ?? null;
     audit.more = records.length >= AUDIT_PAGE && audit.prev !== null;
     audit.loaded = true;
     setText($('#audit-error'), '');
-    renderAudit();
-  } catch (err) {
-    report(err, $('#audit-error'));
-  }
-}
-
-async function loadOlder() {
-  if (audit.prev === null) return;
-  const seq = audit.seq;
-  try {
-    const data = await api(`/v1/audit?${query({ before: audit.prev, limit: AUDIT_PAGE, ...auditFilters() })}`);
-    if (seq !== audit.seq) return;
-    const records = data.records ?? [];
-    addRecords(records);
-    audit.prev = data.prev ?? null;
-    audit.more = records.length >= AUDIT_PAGE && audit.prev !== null;
-    status(records.length ? `Loaded ${plural(records.length, 'older record', 'older records')}.` : 'No older records.');
+    if (older) status(records.length ? `Loaded ${plural(records.length, 'older record', 'older records')}.` : 'No older records.');
     renderAudit();
   } catch (err) {
     report(err, $('#audit-error'));
@@ -708,7 +691,6 @@ async function startTail() {
         $('#audit-reconnect').hidden = false;
       } else {
         tailStatus(`${type}; reconnecting`);
-        audit.backoff = type === 'expired' ? 200 : audit.backoff;
         retryTail();
       }
     });
@@ -753,7 +735,6 @@ function updateRevokeFields() {
     input.required = needed.includes(name);
   }
   $('#revoke-tenant-note').hidden = type === 'tenant_revoke';
-  setText($('#revoke-help'), REVOCATION_HELP[type]);
   hideRevokeConfirm();
 }
 
@@ -768,11 +749,7 @@ function revocationBody() {
 }
 
 function describeRevocation(b) {
-  const parts = [b.type];
-  if (b.account) parts.push(`account ${b.account}`);
-  if (b.session) parts.push(`session ${b.session}`);
-  if (b.role) parts.push(`role ${b.role}`);
-  if (b.jti) parts.push(`jti ${b.jti}`);
+  const parts = [b.type, ...['account', 'session', 'role', 'jti'].filter((k) => b[k]).map((k) => `${k} ${b[k]}`)];
   parts.push(b.tenant ? `tenant ${b.tenant}` : 'every tenant the credential covers');
   return `${parts.join(' · ')}. The credentials it names are refused from now on.`;
 }
@@ -1032,7 +1009,7 @@ function wire() {
 
   // Filters act at once on what is loaded, and the server is asked for the newest matching page.
   let refilter = 0;
-  const applyFilters = () => { clearTimeout(refilter); renderAudit(); refilter = setTimeout(loadAudit, 250); };
+  const applyFilters = () => { clearTimeout(refilter); renderAudit(); refilter = setTimeout(() => loadAudit(), 250); };
   onSubmit('#audit-filters', applyFilters);
   $('#audit-kind').addEventListener('change', applyFilters);
   for (const id of ['#audit-tenant', '#audit-account']) $(id).addEventListener('input', applyFilters);
@@ -1042,7 +1019,7 @@ function wire() {
     $('#audit-account').value = '';
     applyFilters();
   });
-  $('#audit-older').addEventListener('click', loadOlder);
+  $('#audit-older').addEventListener('click', () => loadAudit(true));
   $('#audit-reconnect').addEventListener('click', () => { audit.backoff = 1000; startTail(); });
   onRowActivate('#audit-body', showAuditRecord);
   $('#audit-details-close').addEventListener('click', () => { $('#audit-details').hidden = true; });
@@ -1067,6 +1044,8 @@ function wire() {
 }
 
 wire();
+setText($('#signin-error'), sessionStorage.getItem(NOTICE_KEY) ?? '');
+sessionStorage.removeItem(NOTICE_KEY);
 const saved = sessionStorage.getItem(STORAGE_KEY);
 if (saved) signIn(saved);
 else $('#credential').focus();
