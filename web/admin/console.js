@@ -386,7 +386,7 @@ const DETAIL_ORDER = ['id', 'kind', 'protocol', 'tenant', 'account', 'session', 
 
 async function pollStreams() {
   try {
-    const data = await api('/v1/connections');
+    const data = await api('/v1/connections?limit=1000');
     streams.list = data.connections ?? [];
     streams.total = data.total ?? streams.list.length;
     setText($('#streams-error'), '');

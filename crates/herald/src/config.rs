@@ -441,6 +441,14 @@ impl Config {
             if !ids.insert(&key.id) {
                 return err(&format!("api_keys[{i}].id"), "duplicate id");
             }
+            // "" would read as no tenant in some places and as a tenant in
+            // others: a key is bound to a named tenant or to none.
+            if key.tenant.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                return err(
+                    &format!("api_keys[{i}].tenant"),
+                    "must not be empty (omit it for a hub-wide key)",
+                );
+            }
             if crate::auth::api_key::parse_hash(&key.hash).is_none() {
                 return err(
                     &format!("api_keys[{i}].hash"),

@@ -27,12 +27,20 @@ pub const SAMPLES_KEPT: usize = 300;
 /// tenants cannot grow the hub's memory.
 const TENANTS_FOLLOWED: usize = 4096;
 
-/// Tenants whose open streams a sample keeps (the largest ones).
+/// Tenants a hub admin's sample lists by open streams (the largest ones).
 const TENANTS_PER_SAMPLE: usize = 64;
+
+/// Per-tenant entries kept over all samples. A hub with thousands of active
+/// tenants would otherwise keep thousands of entries for each of the 300
+/// seconds; past this budget the oldest samples keep their hub-wide
+/// numbers only.
+const TENANT_ENTRIES_KEPT: usize = 65_536;
 
 /// What happened, counted for the hub or for one tenant.
 #[derive(Debug, Clone, Default)]
 struct Counts {
+    /// Open streams when the sample closed (samples only).
+    streams: usize,
     published: u64,
     delivered: u64,
     overflowed: u64,
@@ -117,10 +125,11 @@ impl Latency {
 struct Sample {
     t_ms: u64,
     streams: usize,
-    /// Open streams of the largest tenants ("" is hub-wide).
-    streams_by_tenant: Vec<(String, usize)>,
     hub: Counts,
+    /// Per tenant ("" is hub-wide), open streams included; emptied when
+    /// the per-tenant budget ran out ([`TENANT_ENTRIES_KEPT`]).
     tenants: HashMap<String, Counts>,
+    trimmed: bool,
     publish: Latency,
     fanout: Latency,
 }
@@ -151,6 +160,8 @@ struct State {
     samples: VecDeque<Sample>,
     totals: Counts,
     tenant_totals: HashMap<String, Counts>,
+    /// Entries in every kept sample's `tenants`.
+    tenant_entries: usize,
 }
 
 /// The live numbers of one hub (one node of a cluster).
@@ -228,12 +239,16 @@ impl HubStats {
         }
     }
 
-    /// Closes the current second as a sample, with the streams open now.
-    pub fn roll(&self, now_ms: u64, streams: usize, mut by_tenant: Vec<(String, usize)>) {
-        by_tenant.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        by_tenant.truncate(TENANTS_PER_SAMPLE);
+    /// Closes the current second as a sample, with the streams open now
+    /// (in all, and per tenant: "" for hub-wide).
+    pub fn roll(&self, now_ms: u64, streams: usize, by_tenant: Vec<(String, usize)>) {
         let mut s = self.state.lock();
-        let current = std::mem::take(&mut s.current);
+        let mut current = std::mem::take(&mut s.current);
+        for (t, n) in by_tenant {
+            if let Some(c) = current.tenant(Some(t.as_str())) {
+                c.streams = n;
+            }
+        }
         s.totals.add(&current.hub);
         for (t, c) in &current.tenants {
             if s.tenant_totals.contains_key(t) || s.tenant_totals.len() < TENANTS_FOLLOWED {
@@ -241,17 +256,28 @@ impl HubStats {
             }
         }
         if s.samples.len() == SAMPLES_KEPT {
-            s.samples.pop_front();
+            if let Some(old) = s.samples.pop_front() {
+                s.tenant_entries -= old.tenants.len();
+            }
         }
+        s.tenant_entries += current.tenants.len();
         s.samples.push_back(Sample {
             t_ms: now_ms,
             streams,
-            streams_by_tenant: by_tenant,
             hub: current.hub,
             tenants: current.tenants,
+            trimmed: false,
             publish: current.publish,
             fanout: current.fanout,
         });
+        // Over budget: the oldest samples give up their per-tenant detail.
+        let mut i = 0;
+        while s.tenant_entries > TENANT_ENTRIES_KEPT && i < s.samples.len() {
+            let freed = std::mem::take(&mut s.samples[i].tenants).len();
+            s.samples[i].trimmed |= freed > 0;
+            s.tenant_entries -= freed;
+            i += 1;
+        }
     }
 
     /// The totals since start and the kept samples (oldest first), as
@@ -261,28 +287,49 @@ impl HubStats {
         let none = Counts::default();
         let totals = match scope {
             Scope::Hub => s.totals.to_json(),
-            Scope::Tenant(t) => s.tenant_totals.get(t).unwrap_or(&none).to_json(),
+            Scope::Tenant(t) => {
+                let mut m = s.tenant_totals.get(t).unwrap_or(&none).to_json();
+                if !s.tenant_totals.contains_key(t) && s.tenant_totals.len() >= TENANTS_FOLLOWED {
+                    // Seen after the followed tenants were full: its totals
+                    // are not kept (say so rather than show zeros as true).
+                    m.insert("tracked".into(), false.into());
+                }
+                m
+            }
         };
         let samples = s
             .samples
             .iter()
             .map(|x| {
-                let (mut m, by_tenant) = match scope {
-                    Scope::Hub => (x.hub.to_json(), x.streams_by_tenant.iter().collect::<Vec<_>>()),
-                    Scope::Tenant(t) => (
-                        x.tenants.get(t).unwrap_or(&none).to_json(),
-                        x.streams_by_tenant.iter().filter(|(k, _)| k == t).collect(),
-                    ),
+                let (mut m, by_tenant, streams) = match scope {
+                    Scope::Hub => {
+                        let mut by: Vec<(&String, usize)> = x
+                            .tenants
+                            .iter()
+                            .filter(|(_, c)| c.streams > 0)
+                            .map(|(k, c)| (k, c.streams))
+                            .collect();
+                        by.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+                        by.truncate(TENANTS_PER_SAMPLE);
+                        (x.hub.to_json(), by, x.streams)
+                    }
+                    Scope::Tenant(t) => {
+                        let c = x.tenants.get(t).unwrap_or(&none);
+                        let by = x.tenants.get_key_value(t).filter(|(_, c)| c.streams > 0);
+                        (
+                            c.to_json(),
+                            by.map(|(k, c)| (k, c.streams)).into_iter().collect(),
+                            c.streams,
+                        )
+                    }
                 };
-                let by_tenant: Map<String, Value> =
-                    by_tenant.into_iter().map(|(k, v)| (k.clone(), (*v).into())).collect();
+                let by_tenant: Map<String, Value> = by_tenant.into_iter().map(|(k, v)| (k.clone(), v.into())).collect();
                 m.insert("t".into(), x.t_ms.into());
-                let streams = match scope {
-                    Scope::Hub => x.streams,
-                    Scope::Tenant(t) => x.streams_by_tenant.iter().find(|(k, _)| k == t).map_or(0, |(_, n)| *n),
-                };
                 m.insert("streams".into(), streams.into());
                 m.insert("by_tenant".into(), Value::Object(by_tenant));
+                if x.trimmed {
+                    m.insert("tenants_trimmed".into(), true.into());
+                }
                 // Latencies mix every tenant's traffic: a hub admin's only.
                 let (publish, fanout) = match scope {
                     Scope::Hub => (x.publish.to_json(), x.fanout.to_json()),
@@ -374,6 +421,37 @@ mod tests {
         assert_eq!(totals["delivered"], SAMPLES_KEPT as u64 + 10);
         let last = &samples[SAMPLES_KEPT - 1]["fanout_ms"];
         assert!(last["p99"].as_f64() <= last["max"].as_f64());
+    }
+
+    #[test]
+    fn a_small_tenant_sees_its_streams_among_many_larger_ones() {
+        let stats = HubStats::new();
+        let mut by: Vec<(String, usize)> = (0..100).map(|i| (format!("big{i}"), 5)).collect();
+        by.push(("small".into(), 1));
+        stats.roll(0, 501, by);
+        let (_, samples) = stats.snapshot(Scope::Tenant("small"));
+        assert_eq!(samples[0]["streams"], 1);
+        let (_, samples) = stats.snapshot(Scope::Hub);
+        assert_eq!(
+            samples[0]["by_tenant"].as_object().map(|m| m.len()),
+            Some(TENANTS_PER_SAMPLE)
+        );
+    }
+
+    #[test]
+    fn per_tenant_detail_is_bounded_over_all_samples() {
+        let stats = HubStats::new();
+        for sec in 0..SAMPLES_KEPT as u64 {
+            let tenants = (0..1000).map(|i| Some(format!("t{sec}-{i}")));
+            stats.published(tenants, Duration::from_micros(1));
+            stats.roll(sec, 0, Vec::new());
+        }
+        let s = stats.state.lock();
+        let kept: usize = s.samples.iter().map(|x| x.tenants.len()).sum();
+        assert_eq!(kept, s.tenant_entries);
+        assert!(kept <= TENANT_ENTRIES_KEPT, "{kept}");
+        assert!(s.samples.front().is_some_and(|x| x.trimmed && x.hub.published == 1000));
+        assert!(s.samples.back().is_some_and(|x| !x.trimmed && x.tenants.len() == 1000));
     }
 
     #[test]

@@ -365,14 +365,16 @@ async fn catch_up(world: &World, subs: &[Arc<Subscriber>], published: &BTreeMap<
     let started = Instant::now();
     let deadline = started + Duration::from_secs(45);
     loop {
+        // A victim owes everything until it is revoked (the chaos may end
+        // before its revocation), so only revoked ones are not waited for.
         let behind = subs
             .iter()
-            .filter(|s| !s.victim)
             .filter(|s| {
                 let st = s.state.lock();
-                published
-                    .values()
-                    .any(|e| e.answer.is_some() && e.visible_to(&s.principal) && !st.received.contains(&e.id))
+                st.revoked_at.is_none()
+                    && published
+                        .values()
+                        .any(|e| e.answer.is_some() && e.visible_to(&s.principal) && !st.received.contains(&e.id))
             })
             .count();
         let quiet = world.last_delivery.lock().elapsed().min(started.elapsed());

@@ -240,6 +240,20 @@ async fn a_dry_run_announces_exactly_what_the_revocation_closes() {
         )
         .await;
     assert_eq!((st.as_u16(), &v["error"]["code"]), (400, &json!("invalid_request")));
+    // A preview that would be ignored is refused, never applied.
+    let (st, v) = hub
+        .post("/v1/revocations?dry-run=true", Some(&hub.admin_key), revocation.clone())
+        .await;
+    assert_eq!((st.as_u16(), &v["error"]["code"]), (400, &json!("invalid_request")));
+    let mut in_body = revocation.clone();
+    in_body["dry_run"] = json!(true);
+    let (st, v) = hub.post("/v1/revocations", Some(&hub.admin_key), in_body).await;
+    assert_eq!((st.as_u16(), &v["error"]["code"]), (400, &json!("invalid_revocation")));
+    let (_, records) = get_json(&hub, "/v1/audit?kind=admin_action", &hub.admin_key).await;
+    assert!(
+        records.to_string().contains("revocation_dry_run"),
+        "a dry run is audited: {records}"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let (st, v) = hub.post("/v1/revocations", Some(&hub.admin_key), revocation).await;

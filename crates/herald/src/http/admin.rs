@@ -196,9 +196,12 @@ pub async fn connections(State(hub): State<Hub>, req: Request<Body>) -> Result<J
         .unwrap_or(CONNECTIONS_LISTED)
         .clamp(1, CONNECTIONS_LISTED) as usize;
     let (tenant, account) = (filter(&query, "tenant"), filter(&query, "account"));
-    let lookup = match account {
-        Some(a) => Lookup::Account(a),
-        None => Lookup::All,
+    // Start from the narrowest index, so a tenant admin's request costs
+    // what its tenant holds, not what the hub holds (nor tells its size).
+    let lookup = match (account, p.tenant.as_deref().or(tenant.filter(|t| !t.is_empty()))) {
+        (Some(a), _) => Lookup::Account(a),
+        (None, Some(t)) => Lookup::Tenant(t),
+        (None, None) => Lookup::All,
     };
     let mut found = hub.registry.find(lookup, |s| {
         p.administers(s.principal.tenant.as_deref()) && matches(tenant, s.principal.tenant.as_deref())
@@ -213,11 +216,8 @@ fn administered(hub: &HubInner, p: &Principal, id: &str) -> Result<Arc<Subscribe
     let not_found = || ApiError::not_found(format!("no connection `{id}`"));
     let n: u64 = id.parse().map_err(|_| not_found())?;
     hub.registry
-        .find(Lookup::All, |s| {
-            s.id == n && p.administers(s.principal.tenant.as_deref())
-        })
-        .into_iter()
-        .next()
+        .get(n)
+        .filter(|s| p.administers(s.principal.tenant.as_deref()))
         .ok_or_else(not_found)
 }
 
@@ -270,9 +270,10 @@ pub async fn overview(State(hub): State<Hub>, req: Request<Body>) -> Result<Json
             .cluster
             .as_ref()
             .map_or(Value::Null, |c| json!({"connected": c.connected()}));
-        if hub.cluster.as_ref().is_some_and(|c| !c.connected()) {
-            health["ready"] = false.into();
-        }
+    }
+    // Ready as `/readyz` says it, for every admin.
+    if hub.cluster.as_ref().is_some_and(|c| !c.connected()) {
+        health["ready"] = false.into();
     }
     Ok(Json(json!({
         "now_ms": now_ms(),

@@ -70,7 +70,7 @@ pub async fn metrics(State(hub): State<Hub>) -> Response {
 /// The console's policy: everything from the hub itself, no inline
 /// script or style (so an injected string cannot run), never framed.
 const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
-     img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+     img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Serves one embedded console file.
 fn console_file(content_type: &'static str, body: &'static str) -> Response {
@@ -81,6 +81,13 @@ fn console_file(content_type: &'static str, body: &'static str) -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::CACHE_CONTROL, "no-cache"),
             (header::REFERRER_POLICY, "no-referrer"),
+            // For browsers that predate `frame-ancestors`, and so no other
+            // window can script the console's.
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::HeaderName::from_static("cross-origin-opener-policy"),
+                "same-origin",
+            ),
         ],
         body,
     )

@@ -94,19 +94,16 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
             "revocations need an admin or a key with the `revoke` scope",
         ));
     }
-    // `?dry_run=true`: how many live streams it would close, nothing else.
-    let dry_run = match super::request::query_pairs(&req).iter().find(|(k, _)| k == "dry_run") {
-        None => false,
-        Some((_, v)) if v == "true" || v == "1" => true,
-        Some((_, v)) if v == "false" || v == "0" => false,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "`dry_run` must be `true` or `false`",
-            ))
-        }
-    };
+    let dry_run = dry_run(&super::request::query_pairs(&req), &by)?;
     let body = json_body(req, 64 * 1024).await?;
+    // A preview asked for in the body would be applied for real if it were
+    // ignored: refused, as an unknown parameter is.
+    if body.get("dry_run").is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_revocation",
+            "`dry_run` goes in the query (`?dry_run=true`), not the body",
+        ));
+    }
     let kind =
         str_field(&body, "type")?.ok_or_else(|| ApiError::bad_request("invalid_revocation", "`type` is required"))?;
     // The fuz_app audit shape carries `outcome` and `*account_id`.
@@ -157,7 +154,11 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
         (None, named) => named.map(str::to_string),
     };
     if dry_run {
+        let mut e = crate::audit::AuditEntry::about("admin_action", &by);
+        e.ip = Some(ip);
+        e.detail = json!({"action": "revocation_dry_run", "type": fields.kind});
         let reach = hub.revocation_reach(revocation, within_tenant);
+        hub.audit.record(e, crate::hub::now_ms());
         return Ok(Json(json!({"would_close": reach, "applied": false})));
     }
     // Not shared yet: refused, so the caller retries (a revocation is
@@ -176,4 +177,35 @@ fn nothing(dry_run: bool) -> Value {
     } else {
         json!({"closed": 0, "applied": false})
     }
+}
+
+/// Whether the query asks for a dry run. Any other parameter is refused: a
+/// misspelt `dry-run` that were ignored would revoke for real. A dry run
+/// tells whether an account, session or token is live right now without
+/// closing anything, so it is an administrator's (the console asks it
+/// before it asks the operator to confirm), and it is audited.
+fn dry_run(query: &[(String, String)], by: &herald_core::Principal) -> Result<bool, ApiError> {
+    let mut dry_run = false;
+    for (k, v) in query {
+        match (k.as_str(), v.as_str()) {
+            ("dry_run", "true" | "1") => dry_run = true,
+            ("dry_run", "false" | "0") => {}
+            ("dry_run", _) => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "`dry_run` must be `true` or `false`",
+                ))
+            }
+            (other, _) => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    format!("unknown parameter `{other}` (the only one is `dry_run`)"),
+                ))
+            }
+        }
+    }
+    if dry_run && !by.is_admin() {
+        return Err(ApiError::forbidden("admin_required", "a dry run is for administrators"));
+    }
+    Ok(dry_run)
 }

@@ -490,6 +490,11 @@ impl Registry {
             .collect()
     }
 
+    /// The live stream `id`, if there is one.
+    pub fn get(&self, id: u64) -> Option<Arc<Subscriber>> {
+        self.index.read().streams.get(&id).cloned()
+    }
+
     /// Open streams per tenant ("" for hub-wide streams), and in all.
     pub fn streams_by_tenant(&self) -> (usize, Vec<(String, usize)>) {
         let idx = self.index.read();
