@@ -359,8 +359,16 @@ async fn restore(world: &World, mut actions: tokio::task::JoinSet<()>) {
 }
 
 /// Lets subscribers catch up: until each has every answered event it may
-/// see, or nothing arrived for 10 s (counted from now at the earliest), or
-/// 45 s passed; then 2 s more, so a late duplicate would be seen.
+/// see, or nothing arrived for [`QUIET`] (counted from now at the
+/// earliest), or 45 s passed; then 2 s more, so a late duplicate would be
+/// seen.
+/// How long catch-up waits with nothing delivered. A node whose lease
+/// lapsed at the end of the chaos closed its streams and took a new epoch;
+/// the old epoch's places count against the account caps until its
+/// heartbeat expires (2 × `cluster_lease_secs` = 20 s, docs/cluster.md),
+/// so a reconnecting subscriber may be refused with a cap code that long.
+const QUIET: Duration = Duration::from_secs(25);
+
 async fn catch_up(world: &World, subs: &[Arc<Subscriber>], published: &BTreeMap<String, model::Published>) {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(45);
@@ -378,7 +386,7 @@ async fn catch_up(world: &World, subs: &[Arc<Subscriber>], published: &BTreeMap<
             })
             .count();
         let quiet = world.last_delivery.lock().elapsed().min(started.elapsed());
-        if behind == 0 || quiet > Duration::from_secs(10) || Instant::now() > deadline {
+        if behind == 0 || quiet > QUIET || Instant::now() > deadline {
             world.log(format!(
                 "catch-up over: {behind} subscribers behind, quiet for {quiet:?}"
             ));

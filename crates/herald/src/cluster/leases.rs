@@ -290,10 +290,26 @@ impl Leases {
                     if let Some(h) = handler {
                         h(None);
                     }
+                    Leases::retire(&me, epoch);
                     if me.beat(&fresh, 0).await.is_ok() {
                         me.seen.write().insert(fresh, Some(Instant::now()));
                     }
                 }
+            }
+        });
+    }
+
+    /// Removes a lapsed epoch's heartbeat once NATS takes the write. Its
+    /// streams are closed, so its places are free: the delete tells every
+    /// node so now, where the heartbeat's TTL would take up to two leases
+    /// (and reconnecting clients would meet the caps until then). Given up
+    /// after two leases, when the TTL has removed it anyway.
+    fn retire(me: &Arc<Leases>, epoch: String) {
+        let (kv, lease) = (me.kv.clone(), me.lease);
+        tokio::spawn(async move {
+            let until = Instant::now() + 2 * lease;
+            while kv.delete(format!("n.{epoch}")).await.is_err() && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
         });
     }
