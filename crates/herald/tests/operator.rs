@@ -92,6 +92,11 @@ async fn the_overview_counts_streams_events_and_refusals_and_a_tenant_admin_sees
         .iter()
         .all(|s| s["publish_ms"].is_null()));
 
+    let r = hub.get("/v1/overview", Some(&hub.admin_key)).await;
+    assert_eq!(
+        r.headers().get("cache-control").map(|v| v.as_bytes()),
+        Some(&b"no-store"[..])
+    );
     let plain = user("bob", json!({}));
     assert_eq!(get_json(&hub, "/v1/overview", &plain).await.0, 403);
 }

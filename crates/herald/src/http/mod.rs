@@ -105,11 +105,25 @@ pub fn router(hub: Hub) -> Router {
                 "the hub hit an internal error; it has been logged",
             ))
         }))
-        // Mercure discovery: every response names the hub.
+        // Mercure discovery: every response names the hub. A JSON answer
+        // is about the credential that asked (audit records, connections,
+        // tokens): never cached, never sniffed as something else.
         .layer(axum::middleware::map_response(
             |mut resp: axum::response::Response| async move {
-                if !resp.headers().contains_key(header::LINK) {
-                    resp.headers_mut().insert(header::LINK, crate::mercure::link_header());
+                let headers = resp.headers_mut();
+                if !headers.contains_key(header::LINK) {
+                    headers.insert(header::LINK, crate::mercure::link_header());
+                }
+                let json = headers
+                    .get(header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+                if json {
+                    headers
+                        .entry(header::CACHE_CONTROL)
+                        .or_insert(HeaderValue::from_static("no-store"));
+                    headers
+                        .entry(header::X_CONTENT_TYPE_OPTIONS)
+                        .or_insert(HeaderValue::from_static("nosniff"));
                 }
                 resp
             },
