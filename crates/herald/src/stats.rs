@@ -147,10 +147,15 @@ impl Current {
     /// The counts of `tenant` ("" for hub-wide), if it is followed.
     fn tenant(&mut self, tenant: Option<&str>) -> Option<&mut Counts> {
         let key = tenant.unwrap_or("");
-        if !self.tenants.contains_key(key) && self.tenants.len() >= TENANTS_FOLLOWED {
-            return None;
+        // Looked up before inserting, so the publish path allocates a key
+        // only for a tenant's first event of the second.
+        if !self.tenants.contains_key(key) {
+            if self.tenants.len() >= TENANTS_FOLLOWED {
+                return None;
+            }
+            self.tenants.insert(key.to_string(), Counts::default());
         }
-        Some(self.tenants.entry(key.to_string()).or_default())
+        self.tenants.get_mut(key)
     }
 }
 
