@@ -16,7 +16,13 @@ use std::sync::Arc;
 
 /// Herald: an audience-scoped, revocation-aware Server-Sent Events hub.
 #[derive(Debug, Parser)]
-#[command(name = "herald", version, about)]
+#[command(
+    name = "herald",
+    version,
+    about,
+    long_version = concat!(env!("CARGO_PKG_VERSION"), "\nDocumentation: README.md and docs/ in Herald's source (api.md, configuration.md, cli.md, console.md); a running hub names its endpoints at / and serves its console at /admin/"),
+    after_help = "Documentation: README.md and docs/ in Herald's source (api.md for the HTTP API, configuration.md for every setting, cli.md for these commands, console.md for /admin/). A running hub names its endpoints at / ."
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -198,7 +204,10 @@ pub async fn run(cli: Cli) -> i32 {
     // a configuration file, are no business of theirs.
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => match load(&cli.common) {
-            Ok(config) => serve(config).await,
+            Ok(config) => {
+                let me = invocation(&cli.common, &config);
+                serve(config, &me).await
+            }
             Err(code) => code,
         },
         Command::Token(args) => match load(&cli.common) {
@@ -268,7 +277,36 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-async fn serve(config: Config) -> i32 {
+/// How to run this very `herald` against this hub's configuration, as a
+/// shell word list: the banner's commands must run as printed, from any
+/// directory, whether the binary is on `PATH` or was started by `cargo run`.
+fn invocation(common: &Common, config: &Config) -> String {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let exe = std::env::current_exe().map_or_else(|_| PathBuf::from("herald"), |p| absolute(&p));
+    let mut words = vec![shell_word(&exe.to_string_lossy())];
+    if let Some(file) = &common.config {
+        words.push(format!("--config {}", shell_word(&absolute(file).to_string_lossy())));
+    }
+    words.push(format!(
+        "--data-dir {}",
+        shell_word(&absolute(&config.data_dir).to_string_lossy())
+    ));
+    words.join(" ")
+}
+
+/// `s` as one POSIX shell word (quoted unless it is plainly safe).
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%=,".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+async fn serve(config: Config, me: &str) -> i32 {
     init_logging(config.log_format);
     crate::http::ops::install_metrics();
     let tls = match (&config.tls_cert, &config.tls_key) {
@@ -360,7 +398,7 @@ async fn serve(config: Config) -> i32 {
     if let Some(file) = &hub.inner.generated_secret_file {
         println!(
             "\nNo JWT key configured: using the generated HS256 secret in {} (mode 0600).\n\
-             Mint a token:\n  TOKEN=$(herald token --sub alice --subscribe 'demo' --publish 'demo')\n\
+             Mint a token:\n  TOKEN=$({me} token --sub alice --subscribe 'demo' --publish 'demo')\n\
              Subscribe:\n  curl -N -H \"Authorization: Bearer $TOKEN\" '{scheme}://{addr}/v1/events?topic=demo'\n\
              Publish:\n  curl -H \"Authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\\n    \
              -d '{{\"topics\":[\"demo\"],\"data\":\"hello\",\"audience\":\"public\"}}' {scheme}://{addr}/v1/publish\n",
@@ -485,5 +523,36 @@ async fn publish(common: &Common, a: PublishArgs) -> i32 {
             eprintln!("herald: {e}");
             e.exit_code()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn banner_commands_are_shell_words_with_absolute_paths() {
+        assert_eq!(shell_word("/usr/bin/herald"), "/usr/bin/herald");
+        assert_eq!(shell_word("/tmp/my dir/it's"), "'/tmp/my dir/it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+        let common = Common {
+            config: Some(PathBuf::from("conf/herald.toml")),
+            ..Common::default()
+        };
+        let config = Config {
+            data_dir: PathBuf::from("data"),
+            ..Config::default()
+        };
+        let me = invocation(&common, &config);
+        let cwd = std::env::current_dir().expect("cwd");
+        assert!(
+            me.contains(&format!("--config {}", cwd.join("conf/herald.toml").display())),
+            "{me}"
+        );
+        assert!(
+            me.ends_with(&format!("--data-dir {}", cwd.join("data").display())),
+            "{me}"
+        );
+        assert!(me.starts_with('/'), "the binary by its absolute path: {me}");
     }
 }
