@@ -191,12 +191,12 @@ impl HubStats {
     }
 
     /// Events stored by one publish, answered after `took`.
-    pub fn published(&self, tenants: impl Iterator<Item = Option<String>>, took: Duration) {
+    pub fn published<'a>(&self, tenants: impl Iterator<Item = Option<&'a str>>, took: Duration) {
         let mut s = self.state.lock();
         s.current.publish.record(took);
         for t in tenants {
             s.current.hub.published += 1;
-            if let Some(c) = s.current.tenant(t.as_deref()) {
+            if let Some(c) = s.current.tenant(t) {
                 c.published += 1;
             }
         }
@@ -376,10 +376,7 @@ mod tests {
     #[test]
     fn a_tenant_sees_only_its_counts_and_no_latency() {
         let stats = HubStats::new();
-        stats.published(
-            [Some("acme".to_string()), Some("globex".to_string())].into_iter(),
-            Duration::from_micros(300),
-        );
+        stats.published([Some("acme"), Some("globex")].into_iter(), Duration::from_micros(300));
         stats.dispatched(Some("acme"), 3, Duration::from_micros(50));
         stats.observe(&record(
             "cap_rejected",
@@ -447,8 +444,8 @@ mod tests {
     fn per_tenant_detail_is_bounded_over_all_samples() {
         let stats = HubStats::new();
         for sec in 0..SAMPLES_KEPT as u64 {
-            let tenants = (0..1000).map(|i| Some(format!("t{sec}-{i}")));
-            stats.published(tenants, Duration::from_micros(1));
+            let tenants: Vec<String> = (0..1000).map(|i| format!("t{sec}-{i}")).collect();
+            stats.published(tenants.iter().map(|t| Some(t.as_str())), Duration::from_micros(1));
             stats.roll(sec, 0, Vec::new());
         }
         let s = stats.state.lock();
@@ -462,8 +459,8 @@ mod tests {
     #[test]
     fn followed_tenants_are_bounded() {
         let stats = HubStats::new();
-        let many = (0..TENANTS_FOLLOWED + 100).map(|i| Some(format!("t{i}")));
-        stats.published(many, Duration::from_micros(1));
+        let many: Vec<String> = (0..TENANTS_FOLLOWED + 100).map(|i| format!("t{i}")).collect();
+        stats.published(many.iter().map(|t| Some(t.as_str())), Duration::from_micros(1));
         stats.roll(0, 0, Vec::new());
         let s = stats.state.lock();
         assert_eq!(s.tenant_totals.len(), TENANTS_FOLLOWED);

@@ -108,10 +108,12 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                     replayed_through = Some(after);
                 }
                 let page = hub.history.since(after, PAGE).await;
+                let mut replayed = 0;
                 for e in page.events.iter().filter(|e| is_visible(&sub.principal, &sub.selectors, e)) {
                     out.put_slice(&e.frame);
-                    sub.queue.count_sent(1);
+                    replayed += 1;
                 }
+                sub.queue.count_sent(replayed);
                 for seq in &page.skipped {
                     // A damaged record is skipped alone, and said so.
                     hub.audit_stream("record_unreadable", &sub, serde_json::json!({"seq": seq}));

@@ -55,10 +55,8 @@ fn admin<B>(
 }
 
 fn number(query: &[(String, String)], key: &str) -> Result<Option<u64>, ApiError> {
-    query
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| {
+    filter(query, key)
+        .map(|v| {
             v.parse::<u64>()
                 .map_err(|_| ApiError::bad_request("invalid_request", format!("`{key}` must be a whole number")))
         })

@@ -69,7 +69,7 @@ impl HubInner {
         })?;
         metrics::counter!("herald_events_published_total").increment(events.len() as u64);
         self.stats
-            .published(events.iter().map(|e| e.audience.tenant.clone()), started.elapsed());
+            .published(events.iter().map(|e| e.audience.tenant.as_deref()), started.elapsed());
         Ok(events)
     }
 }

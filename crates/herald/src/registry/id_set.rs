@@ -80,6 +80,15 @@ impl IdSet {
         }
     }
 
+    /// How many ids the set holds.
+    pub fn len(&self) -> usize {
+        match self {
+            IdSet::One(_) => 1,
+            IdSet::Few(ids) => ids.len(),
+            IdSet::Many(set) => set.len(),
+        }
+    }
+
     /// The ids, in no particular order.
     pub fn iter(&self) -> Iter<'_> {
         match self {

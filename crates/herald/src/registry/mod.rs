@@ -498,11 +498,7 @@ impl Registry {
     /// Open streams per tenant ("" for hub-wide streams), and in all.
     pub fn streams_by_tenant(&self) -> (usize, Vec<(String, usize)>) {
         let idx = self.index.read();
-        let mut by: Vec<(String, usize)> = idx
-            .by_tenant
-            .iter()
-            .map(|(t, ids)| (t.clone(), ids.into_iter().count()))
-            .collect();
+        let mut by: Vec<(String, usize)> = idx.by_tenant.iter().map(|(t, ids)| (t.clone(), ids.len())).collect();
         let tenanted: usize = by.iter().map(|(_, n)| n).sum();
         let total = idx.streams.len();
         if total > tenanted {
