@@ -10,11 +10,14 @@ import { chromium } from 'playwright-core';
 export const HERALD_BIN = process.env.HERALD_BIN ?? resolve(import.meta.dirname, '../../target/debug/herald');
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
-/** Starts herald with `toml` appended to a minimal config; resolves to {base, stop}. */
-export async function startHerald(toml = '') {
-  const dir = mkdtempSync(join(tmpdir(), 'herald-browser-'));
+/**
+ * Starts herald with `toml` appended to a minimal config; resolves to
+ * {base, dir, stop, terminate}. `dir` and `listen` start it again on the
+ * data and address of a hub that was stopped (`await hub.terminate()`).
+ */
+export async function startHerald(toml = '', { dir = mkdtempSync(join(tmpdir(), 'herald-browser-')), listen = '127.0.0.1:0' } = {}) {
   const config = join(dir, 'herald.toml');
-  writeFileSync(config, `listen = "127.0.0.1:0"\ndata_dir = "${dir}"\n${toml}\n`);
+  writeFileSync(config, `listen = "${listen}"\ndata_dir = "${dir}"\n${toml}\n`);
   const child = spawn(HERALD_BIN, ['serve', '--config', config], {
     env: { ...process.env, HERALD_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -29,7 +32,14 @@ export async function startHerald(toml = '') {
     child.on('exit', (code) => fail(new Error(`herald exited with ${code}`)));
   });
   child.stdout.resume();
-  return { base, dir, stop: () => child.kill('SIGKILL') };
+  const exited = new Promise((ok) => child.on('exit', ok));
+  return {
+    base,
+    dir,
+    stop: () => child.kill('SIGKILL'),
+    /** Stops it gracefully (SIGTERM) and resolves once it exited. */
+    terminate: () => { child.kill('SIGTERM'); return exited; },
+  };
 }
 
 /** Launches headless Chromium with the flags this sandbox needs. */

@@ -63,6 +63,14 @@ impl SessionKey {
     pub fn hash(&self, session_id: &str) -> SessionHash {
         SessionHash(*blake3::keyed_hash(&self.0, session_id.as_bytes()).as_bytes())
     }
+
+    /// A key for another purpose, derived from this one under `context`
+    /// (a fixed, globally unique string). Every node of a cluster shares
+    /// the session key, so each derived key is shared too, and no value
+    /// computed under one purpose can be replayed under another.
+    pub fn subkey(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.0)
+    }
 }
 
 impl fmt::Debug for SessionKey {
@@ -83,5 +91,16 @@ mod tests {
         assert_eq!(SessionHash::from_hex(&a.to_hex()), Some(a));
         assert_eq!(a.prefix().len(), 8);
         assert!(!format!("{a:?}").contains(&a.to_hex()));
+    }
+
+    #[test]
+    fn subkeys_differ_per_context_and_per_key() {
+        let k = SessionKey::new([1; 32]);
+        assert_ne!(k.subkey("herald test a"), k.subkey("herald test b"));
+        assert_ne!(
+            k.subkey("herald test a"),
+            SessionKey::new([2; 32]).subkey("herald test a")
+        );
+        assert_eq!(k.subkey("herald test a"), k.subkey("herald test a"));
     }
 }

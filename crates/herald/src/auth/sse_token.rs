@@ -151,6 +151,44 @@ fn hash(raw: &str) -> [u8; 32] {
     *blake3::hash(raw.as_bytes()).as_bytes()
 }
 
+/// The context under which the reconnect-grant key is derived from the
+/// session key ([`herald_core::SessionKey::subkey`]).
+pub const GRANT_CONTEXT: &str = "herald 2026 sse-token reconnect grant";
+
+/// The cookie that carries `raw`'s reconnect grant. Each token has its
+/// own, so two streams on one page never overwrite each other's grant.
+///
+/// A reconnect grant lets the browser that opened a stream with a
+/// single-use token reopen it with the same URL (a plain `EventSource`
+/// reconnects with the URL it was given): the token alone is spent, and a
+/// URL copied out of a log stays worthless, but the token together with
+/// this `HttpOnly`, `SameSite=Strict` cookie, which only that browser holds,
+/// opens it again until the token expires or is revoked.
+pub fn grant_cookie_name(raw: &str) -> String {
+    format!("herald_rg_{}", hex::encode(&hash(raw)[..6]))
+}
+
+/// `raw`'s reconnect grant under `key`: a MAC of the token's hash, so it
+/// needs no storage, survives a restart and holds on every node that
+/// shares the key; nobody without the key can compute it from the token.
+pub fn grant_value(key: &[u8; 32], raw: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(blake3::keyed_hash(key, &hash(raw)).as_bytes())
+}
+
+/// Whether `presented` is `raw`'s reconnect grant under `key` (compared in
+/// constant time).
+pub fn grant_matches(key: &[u8; 32], raw: &str, presented: &str) -> bool {
+    use base64::Engine;
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(presented.trim()) else {
+        return false;
+    };
+    let Ok(bytes) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    blake3::Hash::from(bytes) == blake3::keyed_hash(key, &hash(raw))
+}
+
 impl SseTokens {
     /// An empty store allowing `max_outstanding` tokens per minter+subject.
     pub fn new(max_outstanding: usize) -> SseTokens {
@@ -398,6 +436,26 @@ impl SseTokens {
         Ok(record.principal.clone())
     }
 
+    /// Looks a token up for a stream reopened with its reconnect grant
+    /// (already checked by the caller): a spent single-use token is
+    /// accepted, an expired or revoked (forgotten) one is not. Returns the
+    /// principal and whether the token still has to be spent (a grant for
+    /// a token never used yet does not skip its spend).
+    pub fn redeem_granted(&self, raw: &str, now_ms: u64) -> Result<(Principal, bool), AuthError> {
+        let state = self.state.lock();
+        let record = state
+            .by_hash
+            .get(&hash(raw))
+            .ok_or_else(|| AuthError::new("invalid_token", "unknown SSE token"))?;
+        if now_ms >= record.expires_at_ms || record.principal.is_expired(now_ms) {
+            return Err(AuthError::new(
+                "token_expired",
+                "the SSE token has expired; mint a fresh one",
+            ));
+        }
+        Ok((record.principal.clone(), record.single_use && !record.used))
+    }
+
     /// Forgets tokens that can no longer be redeemed.
     pub fn purge(&self, now_ms: u64) {
         let mut state = self.state.lock();
@@ -517,6 +575,40 @@ mod tests {
                 NOW,
             )
             .expect("the hub-wide capx is another account");
+    }
+
+    #[test]
+    fn a_grant_is_bound_to_its_token_and_key() {
+        let key = [7; 32];
+        let g = grant_value(&key, "st_a");
+        assert!(grant_matches(&key, "st_a", &g));
+        assert!(!grant_matches(&key, "st_b", &g), "another token's grant");
+        assert!(!grant_matches(&[8; 32], "st_a", &g), "another hub's key");
+        assert!(!grant_matches(&key, "st_a", "not base64 !"));
+        assert!(!grant_matches(&key, "st_a", &g[..20]));
+        assert_ne!(grant_cookie_name("st_a"), grant_cookie_name("st_b"));
+    }
+
+    #[test]
+    fn a_granted_redeem_accepts_a_spent_token_until_it_expires() {
+        let tokens = SseTokens::new(10);
+        let p = subject("alice", None);
+        let key = minter_key(&p, &p);
+        let minted = tokens.mint(p, key, NOW + 60_000, true, NOW).expect("mint");
+        let (_, must_spend) = tokens.redeem_granted(&minted.token, NOW).expect("unused");
+        assert!(must_spend, "a grant never skips a first spend");
+        tokens.redeem(&minted.token, NOW, true).expect("spend");
+        assert_eq!(
+            tokens.redeem(&minted.token, NOW, false).expect_err("spent").code,
+            "token_used"
+        );
+        let (_, must_spend) = tokens.redeem_granted(&minted.token, NOW + 1).expect("granted");
+        assert!(!must_spend);
+        let e = tokens.redeem_granted(&minted.token, NOW + 60_000).expect_err("expired");
+        assert_eq!(e.code, "token_expired");
+        tokens.revoke_where(|_| true);
+        let e = tokens.redeem_granted(&minted.token, NOW + 1).expect_err("revoked");
+        assert_eq!(e.code, "invalid_token");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! always a real status code, never an error inside a `200` stream.
 
 use super::error::ApiError;
-use super::request::{client_ip, header_credential, last_event_id, query_pairs, ConnInfo};
+use super::request::{client_ip, cookie, header_credential, last_event_id, query_pairs, ConnInfo};
 use crate::auth::Source;
 use crate::hub::{Hub, HubInner};
 use crate::registry::StreamKind;
@@ -31,7 +31,12 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
     // request must not get the hub to parse and compile up to
     // `max_selectors` selectors. The token is not spent yet: it is spent
     // only once the stream is admitted, so a 429 does not burn it.
-    let principal = hub.authenticate_stream(source, ip).await?;
+    let sse_token = token.filter(|t| t.starts_with(crate::auth::sse_token::PREFIX));
+    let (principal, spend_token) = match sse_token.filter(|raw| presents_grant(&hub, &req, raw)) {
+        Some(raw) => reopen_with_grant(&hub, raw, ip).await?,
+        None => (hub.authenticate_stream(source, ip).await?, sse_token_of(source)),
+    };
+    let grant_expires_at_ms = principal.expires_at_ms;
     let selectors = selectors_from_query(&query, hub.config.limits.max_selectors)?;
     authorize_selectors(&principal, &selectors)?;
 
@@ -52,7 +57,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
         }
     };
     let connection = req.extensions().get::<ConnInfo>().map(|c| c.kill.clone());
-    open(
+    let mut resp = open(
         &hub,
         StreamRequest {
             principal,
@@ -62,11 +67,93 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             protocol: "native",
             start,
             connection,
-            spend_token: sse_token_of(source),
+            spend_token,
             extension: None,
         },
     )
-    .await
+    .await?;
+    if let (Some(raw), Some(expires_at_ms)) = (sse_token, grant_expires_at_ms) {
+        if let Some(cookie) = grant_cookie(&hub, &req, raw, expires_at_ms) {
+            resp.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
+    Ok(resp)
+}
+
+/// Whether the request carries the reconnect grant of the SSE token in its
+/// URL ([`crate::auth::sse_token::grant_cookie_name`]): the cookie a
+/// browser got when it first opened a stream with that token.
+fn presents_grant(hub: &HubInner, req: &Request<Body>, raw: &str) -> bool {
+    let name = crate::auth::sse_token::grant_cookie_name(raw);
+    cookie(req.headers(), &name).is_some_and(|value| crate::auth::sse_token::grant_matches(&grant_key(hub), raw, value))
+}
+
+fn grant_key(hub: &HubInner) -> [u8; 32] {
+    hub.auth.session_key.subkey(crate::auth::sse_token::GRANT_CONTEXT)
+}
+
+/// Reopens a stream with a spent single-use token and its reconnect grant.
+/// Everything else is judged as for a first open: the failed-authentication
+/// limit, the deny rules (a revoked session's grant opens nothing), the
+/// token's expiry; on a cluster node the token may come from the ledger.
+/// Returns the principal and the token if it still has to be spent.
+async fn reopen_with_grant(
+    hub: &HubInner,
+    raw: &str,
+    ip: std::net::IpAddr,
+) -> Result<(Principal, Option<String>), ApiError> {
+    hub.auth.sse_tokens.prefetch(raw).await;
+    let mut must_spend = false;
+    let principal = hub.verify(ip, |now| {
+        let (p, spend) = hub.auth.sse_tokens.redeem_granted(raw, now)?;
+        must_spend = spend;
+        Ok(p)
+    })?;
+    Ok((principal, must_spend.then(|| raw.to_string())))
+}
+
+/// The `Set-Cookie` of a stream opened with SSE token `raw`: its reconnect
+/// grant, `HttpOnly` (no script reads it), `SameSite=Strict` (no other site
+/// makes the browser send it), scoped to this stream path and living as
+/// long as the token. `Secure` unless the page is on a loopback host over
+/// plain HTTP, where browsers would drop a `Secure` cookie.
+fn grant_cookie(hub: &HubInner, req: &Request<Body>, raw: &str, expires_at_ms: u64) -> Option<HeaderValue> {
+    let max_age = expires_at_ms.saturating_sub(crate::clock::now_ms()).div_ceil(1000);
+    if max_age == 0 {
+        return None;
+    }
+    // Behind `Router::nest` the handler sees the path without its prefix;
+    // the browser's path is the original one.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| req.uri().path().to_string(), |u| u.path().to_string());
+    let secure = if hub.config.tls_cert.is_some() || !loopback_host(req) {
+        "; Secure"
+    } else {
+        ""
+    };
+    let name = crate::auth::sse_token::grant_cookie_name(raw);
+    let value = crate::auth::sse_token::grant_value(&grant_key(hub), raw);
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Max-Age={max_age}; Path={path}; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .ok()
+}
+
+/// Whether the request names a loopback host (`localhost`, `127.x`, `[::1]`).
+fn loopback_host(req: &Request<Body>) -> bool {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The `topic` selectors of a subscribe request: at least one, at most `max`.

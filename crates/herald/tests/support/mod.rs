@@ -71,9 +71,21 @@ pub fn start_args(args: &[&str], dir: tempfile::TempDir) -> Server {
 }
 
 fn start_process(args: &[&str], admin_key: String, acme_key: String, dir: tempfile::TempDir) -> Server {
+    let (child, base) = spawn(args, dir.path());
+    Server {
+        child,
+        base,
+        admin_key,
+        acme_key,
+        dir,
+    }
+}
+
+/// Spawns `herald args` in `dir` and waits for its listening line.
+fn spawn(args: &[&str], dir: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(args)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("HERALD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -92,13 +104,7 @@ fn start_process(args: &[&str], admin_key: String, acme_key: String, dir: tempfi
     };
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base,
-        admin_key,
-        acme_key,
-        dir,
-    }
+    (child, base)
 }
 
 impl Drop for Server {
@@ -217,6 +223,27 @@ impl Server {
         let first = s.next_item(Duration::from_secs(10)).await.expect("connected comment");
         assert_eq!(first, Item::Comment("connected".into()));
         Ok(s)
+    }
+
+    /// Starts a hub of [`start_with`] again, after it exited, with the same
+    /// configuration, data and address.
+    pub fn restart(mut self) -> Server {
+        let _ = self.child.wait();
+        let config = self.dir.path().join("herald.toml");
+        let listen = self.base.trim_start_matches("http://").to_string();
+        let (child, base) = spawn(
+            &[
+                "serve",
+                "--config",
+                config.to_str().expect("utf8 path"),
+                "--listen",
+                &listen,
+            ],
+            self.dir.path(),
+        );
+        assert_eq!(base, self.base, "restarted on its address");
+        self.child = child;
+        self
     }
 
     /// Sends SIGTERM.
