@@ -58,8 +58,11 @@ impl Drop for StreamGuard {
 /// Most history events fetched per page during a resume.
 const PAGE: usize = 1000;
 
-/// Builds the response body for a registered stream.
-pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, start: Start) -> Body {
+/// Builds the response body for a registered stream. `live_after` is the
+/// last `seq` committed when the stream was registered
+/// ([`crate::registry::Registry::committed`]): a fresh stream's live
+/// events start after it.
+pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, start: Start, live_after: u64) -> Body {
     let guard = StreamGuard {
         hub: hub.clone(),
         subscriber: subscriber.clone(),
@@ -101,7 +104,9 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
                     sent_in_snapshot.push(e.seq);
                 }
                 sub.queue.count_sent(sent_in_snapshot.len());
-                0
+                // Events committed before the stream was registered and
+                // dispatched after are not live for it.
+                live_after
             }
             Start::Resume(ResumePoint::After(mut after)) => loop {
                 if replayed_through.is_none() {

@@ -187,6 +187,9 @@ impl HubInner {
             Ok(a) => a,
             Err(cap) => return Err(self.refuse_cap(&principal, r.ip, cap, now)),
         };
+        // Every event committed after this is dispatched to the stream;
+        // those at or below it were committed before it existed.
+        let live_after = self.registry.committed();
         if let Some(lease) = lease {
             // The lease's epoch lapsed while the places were taken: the
             // other nodes count them free, so the stream may not open.
@@ -229,6 +232,6 @@ impl HubInner {
             json!({"selectors": sub.selectors.as_strings(), "kind": sub.kind.as_str(), "protocol": sub.protocol}),
         );
         self.stream_life(&sub, StreamLife::Opened);
-        Ok(stream::body(self.clone(), sub, admitted.slot, r.start))
+        Ok(stream::body(self.clone(), sub, admitted.slot, r.start, live_after))
     }
 }

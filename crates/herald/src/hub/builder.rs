@@ -11,7 +11,7 @@ use crate::ratelimit::FailureLimiter;
 use crate::registry::{Caps, Registry};
 use crate::secrets::{self, Secrets};
 use crate::store::{FsyncPolicy, Store, StoreConfig};
-use herald_core::{Event, Limits};
+use herald_core::Limits;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -179,17 +179,9 @@ impl HubBuilder {
                 stats.observe(r);
             }
         }));
-        let (registry, stats) = (inner.registry.clone(), inner.stats.clone());
-        inner.history.set_sink(Arc::new(move |events: &[Arc<Event>]| {
-            let mut delivered = 0;
-            for e in events {
-                let started = std::time::Instant::now();
-                let n = registry.dispatch(e);
-                stats.dispatched(e.audience.tenant.as_deref(), n, started.elapsed());
-                delivered += n;
-            }
-            metrics::counter!("herald_deliveries_total").increment(delivered as u64);
-        }));
+        inner
+            .history
+            .set_sink(super::dispatcher::spawn(inner.registry.clone(), inner.stats.clone()));
         tokio::spawn(super::lifecycle::heartbeat(Arc::downgrade(&inner)));
         Ok(Hub { inner })
     }

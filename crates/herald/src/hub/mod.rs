@@ -5,11 +5,14 @@
 //! the background tasks, [`verify`] turns a presented credential into a
 //! principal (rate limit, deny rules, audit), [`admission`] opens streams
 //! (caps, slot, lifecycle listeners), [`publish`] validates and
-//! sequences events, [`revoke`] closes streams and keeps deny rules, and
+//! sequences events, [`dispatcher`] fans committed events out to the
+//! streams off the publish path, [`revoke`] closes streams and keeps deny
+//! rules, and
 //! [`lifecycle`] runs the shared heartbeat and the graceful shutdown.
 
 mod admission;
 mod builder;
+mod dispatcher;
 mod lifecycle;
 mod publish;
 mod revoke;

@@ -252,6 +252,9 @@ pub struct Registry {
     index: RwLock<Index>,
     caps: Caps,
     next_id: AtomicU64,
+    /// The last `seq` committed and handed to dispatch
+    /// ([`Registry::note_committed`]).
+    committed: AtomicU64,
 }
 
 /// Releases its stream's slot when dropped.
@@ -295,7 +298,24 @@ impl Registry {
             index: RwLock::new(Index::default()),
             caps,
             next_id: AtomicU64::new(1),
+            committed: AtomicU64::new(0),
         }
+    }
+
+    /// Records that every event up to `seq` was committed and handed to
+    /// dispatch. Dispatch runs after the commit, off the publish path
+    /// (`hub::dispatcher`), so a stream admitted in between would get
+    /// events committed before it existed; reading [`Registry::committed`]
+    /// right after admission tells it which to skip.
+    pub fn note_committed(&self, seq: u64) {
+        self.committed.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The last `seq` committed and handed to dispatch. Read after a stream
+    /// is admitted: every event above it is dispatched to that stream (its
+    /// dispatch takes the index lock after the admission released it).
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
     }
 
     /// A fresh stream id.
