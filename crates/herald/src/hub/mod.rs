@@ -7,8 +7,8 @@
 //! (caps, slot, lifecycle listeners), [`publish`] validates and
 //! sequences events, [`dispatcher`] fans committed events out to the
 //! streams off the publish path, [`revoke`] closes streams and keeps deny
-//! rules, and
-//! [`lifecycle`] runs the shared heartbeat and the graceful shutdown.
+//! rules, and [`lifecycle`] runs the shared heartbeat and the graceful
+//! shutdown.
 
 mod admission;
 mod builder;
