@@ -27,6 +27,18 @@ pub struct Config {
     pub jwt_es256_public_key: Option<PathBuf>,
     /// PEM file with an Ed25519 public key: EdDSA tokens.
     pub jwt_eddsa_public_key: Option<PathBuf>,
+    /// Keys chosen by the token's `kid` header (`[[jwt_keys]]`): list the
+    /// old and the new key to roll keys without refusing anyone.
+    pub jwt_keys: Vec<JwtKeyConfig>,
+    /// An identity provider's JWK Set (`https://`; `http://` for a loopback
+    /// host only): its signature keys verify user JWTs, chosen by `kid`.
+    pub jwks_url: Option<String>,
+    /// PEM file of the CA certificates trusted for key set URLs (default:
+    /// `SSL_CERT_FILE`, else the system's CA bundle).
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Seconds between scheduled fetches of each key set (sooner when the
+    /// answer's `Cache-Control: max-age` says so).
+    pub jwks_refresh_secs: u64,
     /// Required `iss` claim, when set.
     pub jwt_issuer: Option<String>,
     /// Required `aud` claim, when set.
@@ -120,6 +132,12 @@ pub struct MercureConfig {
     pub subscriber_jwt_key: Option<String>,
     /// Algorithm of `subscriber_jwt_key`.
     pub subscriber_jwt_alg: Option<String>,
+    /// JWK Set verifying publisher tokens, chosen by `kid` (takes
+    /// precedence over `publisher_jwt_key`, as in Mercure).
+    pub publisher_jwks_url: Option<String>,
+    /// JWK Set verifying subscriber tokens (takes precedence over
+    /// `subscriber_jwt_key`).
+    pub subscriber_jwks_url: Option<String>,
     /// Origins allowed by CORS on the Mercure endpoint (`*` allowed, as in Mercure).
     pub cors_origins: Vec<String>,
     /// Origins allowed to publish with the `mercureAuthorization` cookie.
@@ -141,12 +159,32 @@ impl Default for MercureConfig {
             publisher_jwt_alg: None,
             subscriber_jwt_key: None,
             subscriber_jwt_alg: None,
+            publisher_jwks_url: None,
+            subscriber_jwks_url: None,
             cors_origins: Vec::new(),
             publish_origins: Vec::new(),
             subscriptions: false,
             heartbeat: None,
         }
     }
+}
+
+/// One verification key chosen by `kid` (`[[jwt_keys]]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConfig {
+    /// The `kid` a token names in its header to be verified with this key.
+    pub kid: String,
+    /// The one algorithm the key verifies: HS256/384/512 with `secret`;
+    /// RS256/384/512, PS256/384/512, ES256, ES384 or EdDSA with
+    /// `public_key`.
+    pub alg: String,
+    /// PEM file with the public key.
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
+    /// HMAC secret (at least 32 bytes).
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 /// One backend API key. Only the hash of its secret is configured.
@@ -264,6 +302,10 @@ impl Default for Config {
             jwt_rs256_public_key: None,
             jwt_es256_public_key: None,
             jwt_eddsa_public_key: None,
+            jwt_keys: Vec::new(),
+            jwks_url: None,
+            jwks_ca_file: None,
+            jwks_refresh_secs: 300,
             jwt_issuer: None,
             jwt_audience: None,
             jwt_leeway_secs: 5,
@@ -422,6 +464,7 @@ impl Config {
             ("body_timeout_secs", self.body_timeout_secs),
             ("max_token_lifetime_secs", self.max_token_lifetime_secs),
             ("cluster_lease_secs", self.cluster_lease_secs),
+            ("jwks_refresh_secs", self.jwks_refresh_secs),
         ] {
             if v == 0 {
                 return err(key, "must be greater than 0");
@@ -436,6 +479,7 @@ impl Config {
                 "must not exceed limits.sse_token_max_ttl_secs",
             );
         }
+        self.check_jwt_keys()?;
         let mut ids = std::collections::HashSet::new();
         for (i, key) in self.api_keys.iter().enumerate() {
             if !ids.insert(&key.id) {
@@ -478,6 +522,67 @@ impl Config {
             }
             if axum::http::HeaderValue::from_str(origin).is_err() {
                 return err("cors_origins", &format!("`{origin}` is not a valid origin"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks `[[jwt_keys]]` and the key set URLs (the files and URLs
+    /// themselves are read when the hub is built).
+    fn check_jwt_keys(&self) -> Result<(), ConfigError> {
+        use jsonwebtoken::{Algorithm, AlgorithmFamily};
+        let err = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
+        for (key, url) in [
+            ("jwks_url", &self.jwks_url),
+            ("mercure.publisher_jwks_url", &self.mercure.publisher_jwks_url),
+            ("mercure.subscriber_jwks_url", &self.mercure.subscriber_jwks_url),
+        ] {
+            if let Some(url) = url {
+                if let Err(why) = crate::auth::jwks::check_url(url) {
+                    return err(key, &why);
+                }
+            }
+        }
+        let mut kids = std::collections::HashSet::new();
+        for (i, k) in self.jwt_keys.iter().enumerate() {
+            let at = |field: &str| format!("jwt_keys[{i}].{field}");
+            if k.kid.is_empty() || k.kid.len() > crate::auth::jwt_core::MAX_KID_BYTES {
+                return err(&at("kid"), "must be 1 to 256 bytes");
+            }
+            if !kids.insert(k.kid.as_str()) {
+                return err(&at("kid"), "duplicate kid");
+            }
+            let Ok(alg) = k.alg.parse::<Algorithm>() else {
+                return err(
+                    &at("alg"),
+                    "must be HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA",
+                );
+            };
+            match (alg.family(), &k.secret, &k.public_key) {
+                (AlgorithmFamily::Hmac, Some(secret), None) => {
+                    if secret.len() < crate::auth::jwt_core::MIN_HMAC_KEY_BYTES {
+                        tracing::warn!(key = %at("secret"), "refusing an HMAC key shorter than 32 bytes");
+                        return err(
+                            &at("secret"),
+                            "an HMAC key must be at least 32 bytes long (try `openssl rand -hex 32`)",
+                        );
+                    }
+                }
+                (AlgorithmFamily::Hmac, _, _) => {
+                    return err(
+                        &at("secret"),
+                        "an HS256/384/512 key is a `secret` (and no `public_key`)",
+                    )
+                }
+                (_, None, Some(_)) => {}
+                (_, _, _) => {
+                    return err(
+                        &at("public_key"),
+                        "a public-key algorithm takes a `public_key` PEM file (and no `secret`)",
+                    )
+                }
             }
         }
         Ok(())

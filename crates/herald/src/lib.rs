@@ -32,6 +32,7 @@ pub mod config;
 pub mod deny_list;
 pub mod history;
 pub mod http;
+pub mod http_client;
 pub mod hub;
 pub mod invalidation;
 pub mod kill;

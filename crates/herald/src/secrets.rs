@@ -60,9 +60,13 @@ fn read_or_create(path: &Path) -> Result<String, SecretError> {
 
 /// Resolves the secrets from configuration, generating what is missing.
 pub fn resolve(config: &Config) -> Result<Secrets, SecretError> {
+    // Any other native key means the operator chose how user tokens are
+    // signed: no HS256 secret is generated behind their back.
     let public_keys = config.jwt_rs256_public_key.is_some()
         || config.jwt_es256_public_key.is_some()
-        || config.jwt_eddsa_public_key.is_some();
+        || config.jwt_eddsa_public_key.is_some()
+        || !config.jwt_keys.is_empty()
+        || config.jwks_url.is_some();
     let (jwt_secret, generated_secret_file) = match (&config.jwt_secret, public_keys) {
         (Some(s), _) => (Some(s.clone()), None),
         (None, true) => (None, None),

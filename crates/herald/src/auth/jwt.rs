@@ -4,16 +4,22 @@
 //! the keys the operator configured, each of which verifies exactly one
 //! algorithm. An HS256 secret is never tried against an RS256 token and a
 //! public key is never used as an HMAC secret (the classic algorithm-switch
-//! attack); `alg: none` is refused. The checks themselves are the shared
-//! [`jwt_core`]; this module holds the native policy (`sub` and
+//! attack); `alg: none` is refused. Keys are the single keys per algorithm
+//! (`jwt_secret`, `jwt_rs256_public_key`…), keys named by `kid`
+//! (`[[jwt_keys]]`) and an identity provider's key set (`jwks_url`); which
+//! one a token gets is [`super::keys`]' rule. The checks themselves are the
+//! shared [`super::jwt_core`]; this module holds the native policy (`sub` and
 //! `exp` required, `iss`/`aud` when configured) and the `herald` claim.
 
-use super::jwt_core::{self, Expiry, PinnedKey, Policy};
+use super::jwks::JwksPool;
+use super::jwt_core::{Expiry, PinnedKey, Policy};
+use super::keys::{self, KeyRing};
 use super::AuthError;
 use crate::config::Config;
 use herald_core::{CredentialKind, Principal, Scopes, SelectorSet, SessionKey};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+use std::str::FromStr;
 
 /// The claims Herald reads from a user JWT.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -69,7 +75,7 @@ pub struct HeraldClaims {
 }
 
 /// The claims read from a verified native token: everything but the
-/// registered time claims, which [`jwt_core`] has already checked (and may
+/// registered time claims, which [`super::jwt_core`] has already checked (and may
 /// carry fractions, which these fields need not understand).
 #[derive(Deserialize)]
 struct NativeClaims {
@@ -88,10 +94,9 @@ struct NativeClaims {
     herald: HeraldClaims,
 }
 
-/// The configured verification keys, one per algorithm, and the native
-/// policy.
+/// The configured verification keys and the native policy.
 pub struct JwtVerifier {
-    keys: Vec<PinnedKey>,
+    keys: KeyRing,
     policy: Policy,
 }
 
@@ -107,48 +112,65 @@ pub struct KeyError {
 
 impl JwtVerifier {
     /// Loads the keys named in `config`; `secret` is the HS256 secret
-    /// (configured or generated).
+    /// (configured or generated). A `jwks_url` gets a key set of its own,
+    /// refreshed on schedule when this is called inside a Tokio runtime
+    /// (a hub shares one [`JwksPool`] instead, see
+    /// [`JwtVerifier::from_config_in`]).
     pub fn from_config(config: &Config, secret: Option<&str>) -> Result<JwtVerifier, KeyError> {
-        let mut keys = Vec::new();
+        let pool = JwksPool::from_config(config);
+        let verifier = JwtVerifier::from_config_in(config, secret, &pool)?;
+        pool.start(&tokio_util::sync::CancellationToken::new());
+        Ok(verifier)
+    }
+
+    /// [`JwtVerifier::from_config`], taking the key set of `jwks_url` from
+    /// `pool` (whose owner starts its refreshes).
+    pub fn from_config_in(config: &Config, secret: Option<&str>, pool: &JwksPool) -> Result<JwtVerifier, KeyError> {
+        let mut keys = KeyRing::default();
         if let Some(s) = secret {
             // Checked here too, not only in `Config::check`: an embedder may
             // hand the builder its own secrets.
             let key = PinnedKey::hmac("jwt_secret", Algorithm::HS256, s.as_bytes())
                 .map_err(|why| KeyError { key: "jwt_secret", why })?;
-            keys.push(key);
+            keys.add_unnamed(key);
         }
-        type Loader = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
-        let files: [(&'static str, &Option<std::path::PathBuf>, Algorithm, Loader); 3] = [
-            (
-                "jwt_rs256_public_key",
-                &config.jwt_rs256_public_key,
-                Algorithm::RS256,
-                DecodingKey::from_rsa_pem,
-            ),
-            (
-                "jwt_es256_public_key",
-                &config.jwt_es256_public_key,
-                Algorithm::ES256,
-                DecodingKey::from_ec_pem,
-            ),
-            (
-                "jwt_eddsa_public_key",
-                &config.jwt_eddsa_public_key,
-                Algorithm::EdDSA,
-                DecodingKey::from_ed_pem,
-            ),
+        let files: [(&'static str, &Option<std::path::PathBuf>, Algorithm); 3] = [
+            ("jwt_rs256_public_key", &config.jwt_rs256_public_key, Algorithm::RS256),
+            ("jwt_es256_public_key", &config.jwt_es256_public_key, Algorithm::ES256),
+            ("jwt_eddsa_public_key", &config.jwt_eddsa_public_key, Algorithm::EdDSA),
         ];
-        for (name, path, alg, load) in files {
+        for (name, path, alg) in files {
             let Some(path) = path else { continue };
             let pem = std::fs::read(path).map_err(|e| KeyError {
                 key: name,
                 why: format!("cannot read {}: {e}", path.display()),
             })?;
-            let key = load(&pem).map_err(|e| KeyError {
+            let key = keys::public_key_from_pem(alg, &pem).map_err(|why| KeyError {
                 key: name,
-                why: format!("{} is not a valid {alg:?} public key: {e}", path.display()),
+                why: format!("{}: {why}", path.display()),
             })?;
-            keys.push(PinnedKey::public(alg, key).map_err(|why| KeyError { key: name, why })?);
+            keys.add_unnamed(key);
+        }
+        for (i, k) in config.jwt_keys.iter().enumerate() {
+            let fail = |why: String| KeyError {
+                key: "jwt_keys",
+                why: format!("entry {} (kid {:?}): {why}", i + 1, k.kid),
+            };
+            let alg = Algorithm::from_str(&k.alg).map_err(|_| fail(format!("unknown algorithm {:?}", k.alg)))?;
+            let key = match (&k.secret, &k.public_key) {
+                (Some(secret), None) => PinnedKey::hmac("jwt_keys", alg, secret.as_bytes()).map_err(fail)?,
+                (None, Some(path)) => {
+                    let pem = std::fs::read(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+                    keys::public_key_from_pem(alg, &pem).map_err(|why| fail(format!("{}: {why}", path.display())))?
+                }
+                _ => return Err(fail("give either `secret` (HS256/384/512) or `public_key`".into())),
+            };
+            if !keys.add_named(k.kid.clone(), key) {
+                return Err(fail("duplicate kid".into()));
+            }
+        }
+        if let Some(url) = &config.jwks_url {
+            keys.add_set(pool.get(url).map_err(|why| KeyError { key: "jwks_url", why })?);
         }
         Ok(JwtVerifier {
             keys,
@@ -164,9 +186,16 @@ impl JwtVerifier {
         })
     }
 
+    /// Before [`JwtVerifier::verify`], where the request may wait: fetches
+    /// the identity provider's key set again when the token names a `kid`
+    /// no key holds (rate-limited; see [`super::jwks`]).
+    pub async fn prefetch(&self, raw: &str) {
+        self.keys.prefetch(raw).await;
+    }
+
     /// Verifies a JWT and builds its principal.
     pub fn verify(&self, raw: &str, session_key: &SessionKey, now_ms: u64) -> Result<Principal, AuthError> {
-        let v = jwt_core::verify(raw, &self.keys, &self.policy, now_ms)?;
+        let v = self.keys.verify(raw, &self.policy, now_ms)?;
         let c: NativeClaims = serde_json::from_value(serde_json::Value::Object(v.claims)).map_err(|_| {
             AuthError::new(
                 "invalid_token",

@@ -31,6 +31,7 @@ use std::str::FromStr;
 pub const MIN_HMAC_KEY_BYTES: usize = 32;
 
 /// A verification key pinned to the one algorithm it verifies.
+#[derive(Clone)]
 pub struct PinnedKey {
     alg: Algorithm,
     key: DecodingKey,
@@ -152,8 +153,24 @@ fn numeric_date(claims: &Map<String, Value>, name: &'static str, round_up: bool)
     }
 }
 
-/// Verifies `raw` against `keys` under `policy` at `now_ms`.
-pub fn verify(raw: &str, keys: &[PinnedKey], policy: &Policy, now_ms: u64) -> Result<Verified, AuthError> {
+/// The longest `kid` header accepted, in bytes. Key ids are short labels
+/// (a date, a thumbprint); a longer one is not looked up at all.
+pub const MAX_KID_BYTES: usize = 256;
+
+/// What Herald reads from a token's header before choosing a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHeader {
+    /// The algorithm the token claims (never `none`). It only selects among
+    /// configured keys, each pinned to its own algorithm.
+    pub alg: Algorithm,
+    /// The key id, when the token names one.
+    pub kid: Option<String>,
+}
+
+/// Reads and checks a token's header: three dot-separated parts, no
+/// `crit`, a known algorithm other than `none`, a string `kid` of at most
+/// [`MAX_KID_BYTES`].
+pub fn read_header(raw: &str) -> Result<TokenHeader, AuthError> {
     let mut segments = raw.split('.');
     let (Some(head), Some(_), Some(_), None) = (segments.next(), segments.next(), segments.next(), segments.next())
     else {
@@ -174,18 +191,58 @@ pub fn verify(raw: &str, keys: &[PinnedKey], policy: &Policy, now_ms: u64) -> Re
     }
     // The token's own string is never echoed: it is attacker-controlled.
     let alg = Algorithm::from_str(alg_name).map_err(|_| invalid("unknown or unsupported algorithm"))?;
-    let key = keys.iter().find(|k| k.alg == alg).ok_or_else(|| {
-        let accepted: Vec<String> = keys.iter().map(|k| format!("{:?}", k.alg)).collect();
-        invalid(format!(
-            "no {} key is configured for algorithm {alg:?} (this hub accepts {})",
-            policy.protocol,
-            if accepted.is_empty() {
-                "none".to_string()
-            } else {
-                accepted.join(", ")
-            }
-        ))
-    })?;
+    let kid = match head.get("kid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_KID_BYTES => Some(k.clone()),
+        Some(_) => {
+            return Err(invalid(format!(
+                "malformed token: kid must be a string of 1 to {MAX_KID_BYTES} bytes"
+            )))
+        }
+    };
+    Ok(TokenHeader { alg, kid })
+}
+
+/// The message for a token whose algorithm no configured key verifies.
+pub fn no_key_for(alg: Algorithm, protocol: &str, keys: &[PinnedKey]) -> AuthError {
+    let accepted: Vec<String> = keys.iter().map(|k| format!("{:?}", k.alg)).collect();
+    invalid(format!(
+        "no {protocol} key is configured for algorithm {alg:?} (this hub accepts {})",
+        if accepted.is_empty() {
+            "none".to_string()
+        } else {
+            accepted.join(", ")
+        }
+    ))
+}
+
+/// Verifies `raw` against `keys` under `policy` at `now_ms`: the key is the
+/// one configured for the token's algorithm (its `kid` is not looked at).
+pub fn verify(raw: &str, keys: &[PinnedKey], policy: &Policy, now_ms: u64) -> Result<Verified, AuthError> {
+    let head = read_header(raw)?;
+    let key = keys
+        .iter()
+        .find(|k| k.alg == head.alg)
+        .ok_or_else(|| no_key_for(head.alg, policy.protocol, keys))?;
+    verify_with(raw, &head, key, policy, now_ms)
+}
+
+/// Verifies `raw`, whose header was read as `head`, with `key` only, under
+/// `policy` at `now_ms`. The token's algorithm must be the key's own: a
+/// key chosen by `kid` is never used with another algorithm.
+pub fn verify_with(
+    raw: &str,
+    head: &TokenHeader,
+    key: &PinnedKey,
+    policy: &Policy,
+    now_ms: u64,
+) -> Result<Verified, AuthError> {
+    if head.alg != key.alg {
+        return Err(invalid(format!(
+            "the token's algorithm {:?} does not match its key's ({:?})",
+            head.alg, key.alg
+        )));
+    }
 
     // The library checks the signature only; every claim rule is below,
     // with the caller's clock.

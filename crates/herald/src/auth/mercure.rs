@@ -7,8 +7,15 @@
 //! ([`crate::auth::jwt_core`]) with the same time rules; the Mercure policy
 //! differs only in what it requires: the `mercure` claim instead of `sub`,
 //! and either `exp` or an `iat` to count the hub's maximum lifetime from.
+//!
+//! Each role (publisher, subscriber) has either one key, or, as in
+//! Mercure, an identity provider's key set (`publisher_jwks_url`,
+//! `subscriber_jwks_url`), which then takes precedence over the role's
+//! key: its tokens are chosen a key by `kid` ([`crate::auth::keys`]).
 
-use crate::auth::jwt_core::{self, Expiry, PinnedKey, Policy};
+use crate::auth::jwks::JwksPool;
+use crate::auth::jwt_core::{Expiry, PinnedKey, Policy};
+use crate::auth::keys::KeyRing;
 use crate::auth::AuthError;
 use crate::config::Config;
 use herald_core::{CredentialKind, Principal, Scopes, SelectorSet};
@@ -52,8 +59,8 @@ pub struct MercureToken {
 
 /// Publisher and subscriber keys.
 pub struct MercureAuth {
-    publisher: Option<PinnedKey>,
-    subscriber: Option<PinnedKey>,
+    publisher: Option<KeyRing>,
+    subscriber: Option<KeyRing>,
     policy: Policy,
     max_lifetime_ms: u64,
 }
@@ -93,25 +100,51 @@ fn load(name: &'static str, key: &str, alg: Option<&str>) -> Result<PinnedKey, K
 }
 
 impl MercureAuth {
-    /// Builds the keys: `publisher_jwt_key`, else `jwt_key`, else the hub's
-    /// HS256 `jwt_secret` (same for subscribers).
+    /// Builds the keys: `publisher_jwks_url`, else `publisher_jwt_key`,
+    /// else `jwt_key`, else the hub's HS256 `jwt_secret` (same for
+    /// subscribers). A key set is refreshed on schedule when this is called
+    /// inside a Tokio runtime (a hub shares one [`JwksPool`] instead, see
+    /// [`MercureAuth::from_config_in`]).
     pub fn from_config(config: &Config, hub_secret: Option<&str>) -> Result<MercureAuth, KeyError> {
+        let pool = JwksPool::from_config(config);
+        let auth = MercureAuth::from_config_in(config, hub_secret, &pool)?;
+        pool.start(&tokio_util::sync::CancellationToken::new());
+        Ok(auth)
+    }
+
+    /// [`MercureAuth::from_config`], taking the key sets from `pool`
+    /// (whose owner starts their refreshes).
+    pub fn from_config_in(config: &Config, hub_secret: Option<&str>, pool: &JwksPool) -> Result<MercureAuth, KeyError> {
         let m = &config.mercure;
         let pick = |name: &'static str,
+                    jwks: (&'static str, &Option<String>),
                     specific: &Option<String>,
                     alg: &Option<String>|
-         -> Result<Option<PinnedKey>, KeyError> {
-            match (specific, &m.jwt_key, hub_secret) {
-                (Some(k), _, _) => load(name, k, alg.as_deref().or(m.jwt_alg.as_deref())).map(Some),
-                (None, Some(k), _) => load("mercure.jwt_key", k, m.jwt_alg.as_deref()).map(Some),
-                (None, None, Some(secret)) => load("jwt_secret", secret, Some("HS256")).map(Some),
-                (None, None, None) => Ok(None),
+         -> Result<Option<KeyRing>, KeyError> {
+            let mut ring = KeyRing::default();
+            if let (set_name, Some(url)) = jwks {
+                ring.add_set(pool.get(url).map_err(|why| KeyError(set_name, why))?);
+                return Ok(Some(ring));
             }
+            let key = match (specific, &m.jwt_key, hub_secret) {
+                (Some(k), _, _) => load(name, k, alg.as_deref().or(m.jwt_alg.as_deref()))?,
+                (None, Some(k), _) => load("mercure.jwt_key", k, m.jwt_alg.as_deref())?,
+                (None, None, Some(secret)) => load("jwt_secret", secret, Some("HS256"))?,
+                (None, None, None) => return Ok(None),
+            };
+            ring.add_unnamed(key);
+            Ok(Some(ring))
         };
         Ok(MercureAuth {
-            publisher: pick("mercure.publisher_jwt_key", &m.publisher_jwt_key, &m.publisher_jwt_alg)?,
+            publisher: pick(
+                "mercure.publisher_jwt_key",
+                ("mercure.publisher_jwks_url", &m.publisher_jwks_url),
+                &m.publisher_jwt_key,
+                &m.publisher_jwt_alg,
+            )?,
             subscriber: pick(
                 "mercure.subscriber_jwt_key",
+                ("mercure.subscriber_jwks_url", &m.subscriber_jwks_url),
                 &m.subscriber_jwt_key,
                 &m.subscriber_jwt_alg,
             )?,
@@ -132,9 +165,9 @@ impl MercureAuth {
         })
     }
 
-    fn verify(&self, key: Option<&PinnedKey>, raw: &str, now_ms: u64) -> Result<MercureToken, AuthError> {
-        let key = key.ok_or_else(|| AuthError::new("invalid_token", "no Mercure key is configured"))?;
-        let v = jwt_core::verify(raw, std::slice::from_ref(key), &self.policy, now_ms)?;
+    fn verify(&self, keys: Option<&KeyRing>, raw: &str, now_ms: u64) -> Result<MercureToken, AuthError> {
+        let keys = keys.ok_or_else(|| AuthError::new("invalid_token", "no Mercure key is configured"))?;
+        let v = keys.verify(raw, &self.policy, now_ms)?;
         let c: Claims = serde_json::from_value(Value::Object(v.claims))
             .map_err(|_| AuthError::new("invalid_token", "malformed claims (check sub, jti, mercure)"))?;
         // A token without the `mercure` claim is some other application's
@@ -179,6 +212,22 @@ impl MercureAuth {
     /// Verifies a publisher token.
     pub fn publisher(&self, raw: &str, now_ms: u64) -> Result<MercureToken, AuthError> {
         self.verify(self.publisher.as_ref(), raw, now_ms)
+    }
+
+    /// Before [`MercureAuth::subscriber`], where the request may wait:
+    /// fetches `subscriber_jwks_url` again when the token names a `kid` it
+    /// does not hold (rate-limited; see [`crate::auth::jwks`]).
+    pub async fn prefetch_subscriber(&self, raw: &str) {
+        if let Some(keys) = &self.subscriber {
+            keys.prefetch(raw).await;
+        }
+    }
+
+    /// Before [`MercureAuth::publisher`]: the same for `publisher_jwks_url`.
+    pub async fn prefetch_publisher(&self, raw: &str) {
+        if let Some(keys) = &self.publisher {
+            keys.prefetch(raw).await;
+        }
     }
 
     /// An anonymous subscriber: public updates only, each stream its own

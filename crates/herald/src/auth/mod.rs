@@ -5,11 +5,14 @@
 //! ([`sse_token`]). Where a credential may come from is decided here: the
 //! query string (`?token=`) only ever carries SSE tokens, because URLs end
 //! up in logs. Every JWT, native or Mercure, goes through the one
-//! verification core in [`jwt_core`].
+//! verification core in [`jwt_core`], with the key [`keys`] chooses
+//! (configured, or fetched from an identity provider by [`jwks`]).
 
 pub mod api_key;
+pub mod jwks;
 pub mod jwt;
 pub mod jwt_core;
+pub mod keys;
 pub mod mercure;
 pub mod sse_token;
 
@@ -58,6 +61,8 @@ pub struct Authenticator {
     pub sse_tokens: sse_token::SseTokens,
     /// Key for session-id hashes.
     pub session_key: SessionKey,
+    /// The identity providers' key sets, native and Mercure.
+    pub jwks: jwks::JwksPool,
 }
 
 /// Fingerprint of a raw credential: a short hash, enough to recognise it
@@ -69,6 +74,17 @@ pub fn fingerprint(raw: &str) -> [u8; 16] {
 }
 
 impl Authenticator {
+    /// Before [`Authenticator::authenticate`], where the request may wait:
+    /// a user JWT naming a `kid` no key holds has the identity provider's
+    /// key set fetched again (rate-limited, shared; see [`jwks`]).
+    pub async fn prefetch(&self, source: Source<'_>) {
+        if let Source::Bearer(raw) | Source::Cookie(raw) = source {
+            if !raw.starts_with(sse_token::PREFIX) && !raw.starts_with(api_key::PREFIX) {
+                self.jwt.prefetch(raw).await;
+            }
+        }
+    }
+
     /// Verifies a credential. `consume` redeems single-use SSE tokens (set on
     /// stream opens, not on other requests).
     pub fn authenticate(&self, source: Source<'_>, now_ms: u64, consume: bool) -> Result<Principal, AuthError> {

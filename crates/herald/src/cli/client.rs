@@ -1,24 +1,17 @@
 //! The command line's HTTP client: JSON requests and one event stream to a
-//! running hub, over hyper's client connection (HTTP/1.1, plain or TLS).
-//!
-//! One connection per request: the CLI sends a handful of requests, and a
-//! pool would only add state. hyper and tokio-rustls are already in the
-//! binary for the server, so no second HTTP stack is needed.
+//! running hub, over the shared outgoing client ([`crate::http_client`]:
+//! HTTP/1.1, plain or TLS, one connection per request).
 
+use crate::http_client::{self, ConnTask, ConnectError, Endpoint, TrustError, UrlProblem};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
-use hyper::{header, Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
+use hyper::{header, Method, Request, Response, StatusCode};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinHandle;
-use tokio_rustls::rustls;
 
 /// Longest a TCP connect plus TLS handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,16 +29,6 @@ const MAX_LINE: usize = 1024 * 1024;
 /// keepalive comment every 15 s by default). Without it a connection whose
 /// peer vanished would be followed forever.
 const STREAM_IDLE: Duration = Duration::from_secs(90);
-/// Where system trust stores usually live, tried in order when
-/// `SSL_CERT_FILE` is unset (Debian/Ubuntu/Alpine/Arch, RHEL/Fedora,
-/// openSUSE, macOS/BSD).
-const TRUST_STORES: [&str; 5] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
 
 /// What went wrong talking to the hub.
 #[derive(Debug)]
@@ -131,52 +114,27 @@ pub enum StreamAuth<'a> {
 /// The parts of the hub's URL a request needs.
 #[derive(Clone, Debug)]
 struct Base {
-    tls: bool,
-    /// Host to connect to, without IPv6 brackets.
-    host: String,
-    port: u16,
-    /// `Host` header value.
-    authority: String,
+    endpoint: Endpoint,
     /// Path prefix of a hub mounted under one (no trailing `/`).
     prefix: String,
-    /// The URL as shown in messages.
-    shown: String,
 }
 
 impl Base {
     fn parse(url: &str) -> Result<Base, ClientError> {
         let bad = |why: &str| ClientError::Url(format!("bad --url `{url}`: {why}"));
-        let uri: Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
-        let tls = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => return Err(bad("it must start with http:// or https://")),
-        };
-        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
-        // A credential in the URL would end up in messages and shell history.
-        if authority.as_str().contains('@') {
-            return Err(bad("put the credential in --token or HERALD_TOKEN, not in the URL"));
-        }
-        if uri.query().is_some() {
+        let endpoint = Endpoint::parse(url).map_err(|p| match p {
+            UrlProblem::Invalid(e) => bad(&e),
+            UrlProblem::Scheme => bad("it must start with http:// or https://"),
+            UrlProblem::NoHost => bad("no host"),
+            // A credential in the URL would end up in messages and shell history.
+            UrlProblem::Userinfo => bad("put the credential in --token or HERALD_TOKEN, not in the URL"),
+        })?;
+        if endpoint.query.is_some() {
             return Err(bad("it must not have a query"));
         }
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let prefix = uri.path().trim_end_matches('/').to_string();
         Ok(Base {
-            tls,
-            host,
-            port,
-            authority: authority.as_str().to_string(),
-            shown: url.trim_end_matches('/').to_string(),
-            prefix,
+            prefix: endpoint.path.trim_end_matches('/').to_string(),
+            endpoint,
         })
     }
 }
@@ -196,7 +154,11 @@ impl Client {
     /// with a path prefix) presenting `token` as a bearer credential.
     pub fn new(url: &str, token: &str) -> Result<Client, ClientError> {
         let base = Base::parse(url)?;
-        let tls = if base.tls { Some(tls_connector()?) } else { None };
+        let tls = if base.endpoint.tls {
+            Some(tls_connector()?)
+        } else {
+            None
+        };
         Ok(Client {
             base,
             token: token.to_string(),
@@ -206,7 +168,7 @@ impl Client {
 
     /// The hub's URL as given (for messages).
     pub fn url(&self) -> &str {
-        &self.base.shown
+        &self.base.endpoint.shown
     }
 
     /// The credential this client presents.
@@ -259,7 +221,7 @@ impl Client {
         tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| {
             ClientError::Protocol(format!(
                 "{} did not answer within {} s",
-                self.base.shown,
+                self.base.endpoint.shown,
                 REQUEST_TIMEOUT.as_secs()
             ))
         })?
@@ -290,9 +252,12 @@ impl Client {
             req = req.header("last-event-id", id.to_string());
         }
         let opened = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(req, Bytes::new()));
-        let (resp, conn) = opened
-            .await
-            .map_err(|_| ClientError::Protocol(format!("{} did not answer the stream request", self.base.shown)))??;
+        let (resp, conn) = opened.await.map_err(|_| {
+            ClientError::Protocol(format!(
+                "{} did not answer the stream request",
+                self.base.endpoint.shown
+            ))
+        })??;
         if !resp.status().is_success() {
             let status = resp.status();
             let body = read_body(resp.into_body(), MAX_ERROR_BODY).await.unwrap_or_default();
@@ -317,7 +282,7 @@ impl Client {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base.prefix))
-            .header(header::HOST, &self.base.authority)
+            .header(header::HOST, &self.base.endpoint.authority)
             .header(header::USER_AGENT, concat!("herald-cli/", env!("CARGO_PKG_VERSION")));
         if let StreamAuth::Header = auth {
             req = req.header(header::AUTHORIZATION, format!("Bearer {}", self.token));
@@ -339,115 +304,48 @@ impl Client {
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| ClientError::Protocol(format!("{}: {e}", self.base.shown)))?;
+            .map_err(|e| ClientError::Protocol(format!("{}: {e}", self.base.endpoint.shown)))?;
         Ok((resp, conn))
     }
 
     /// Opens a connection (TCP, then TLS for `https://`) and performs the
     /// HTTP/1.1 handshake.
     async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, ConnTask), ClientError> {
-        let fail = |reason: String| ClientError::Connect {
-            url: self.base.shown.clone(),
-            reason,
-        };
-        let connecting = async {
-            let tcp = tokio::net::TcpStream::connect((self.base.host.as_str(), self.base.port))
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-            // Requests are small and latency matters more than packing.
-            let _ = tcp.set_nodelay(true);
-            match &self.tls {
-                None => handshake(tcp).await,
-                Some(connector) => {
-                    let name = rustls_pki_types::ServerName::try_from(self.base.host.clone())
-                        .map_err(|e| ClientError::Url(format!("bad host in --url: {e}")))?;
-                    let tls = connector
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| fail(format!("TLS: {e}")))?;
-                    handshake(tls).await
-                }
-            }
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let c = http_client::connect(&self.base.endpoint, self.tls.as_ref(), CONNECT_TIMEOUT)
             .await
-            .map_err(|_| fail(format!("no connection within {} s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| match e {
+                ConnectError::BadHost(e) => ClientError::Url(format!("bad host in --url: {e}")),
+                ConnectError::Failed(reason) => ClientError::Connect {
+                    url: self.base.endpoint.shown.clone(),
+                    reason,
+                },
+                ConnectError::Handshake(e) => ClientError::Protocol(format!("HTTP handshake: {e}")),
+            })?;
+        Ok((c.sender, c.task))
     }
-}
-
-/// The task driving a connection; aborted when dropped, so a stream the
-/// CLI stops reading closes its connection at once.
-pub struct ConnTask(JoinHandle<()>);
-
-impl Drop for ConnTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn handshake<T>(io: T) -> Result<(SendRequest<Full<Bytes>>, ConnTask), ClientError>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| ClientError::Protocol(format!("HTTP handshake: {e}")))?;
-    let task = tokio::spawn(async move {
-        // The connection's error surfaces through the request or body.
-        let _ = conn.await;
-    });
-    Ok((sender, ConnTask(task)))
 }
 
 /// A TLS connector trusting `SSL_CERT_FILE`, or else the system's CA
 /// bundle (found at its usual paths).
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, ClientError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    let file = match std::env::var_os("SSL_CERT_FILE") {
-        Some(f) => std::path::PathBuf::from(f),
-        None => TRUST_STORES
-            .iter()
-            .map(std::path::PathBuf::from)
-            .find(|p| p.exists())
-            .ok_or_else(|| {
-                ClientError::Url(
-                    "https:// needs trusted CA certificates: set SSL_CERT_FILE to a PEM bundle \
-                     (none found at the usual system paths), or use http://"
-                        .into(),
-                )
-            })?,
-    };
-    let certs = CertificateDer::pem_file_iter(&file)
-        .map_err(|e| ClientError::Url(format!("cannot read CA certificates from {}: {e}", file.display())))?;
-    let mut roots = rustls::RootCertStore::empty();
-    // A bundle may hold a certificate rustls cannot use; skip it, as
-    // OpenSSL does, rather than refusing every other.
-    for cert in certs.flatten() {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        return Err(ClientError::Url(format!(
-            "no usable CA certificate in {}",
-            file.display()
-        )));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Url(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    http_client::tls_connector(None).map_err(|e| {
+        ClientError::Url(match e {
+            TrustError::NoSystemBundle => "https:// needs trusted CA certificates: set SSL_CERT_FILE to a PEM bundle \
+                 (none found at the usual system paths), or use http://"
+                .into(),
+            TrustError::Read { file, reason } => {
+                format!("cannot read CA certificates from {}: {reason}", file.display())
+            }
+            TrustError::Empty { file } => format!("no usable CA certificate in {}", file.display()),
+            TrustError::Tls(e) => format!("TLS: {e}"),
+        })
+    })
 }
 
 /// Reads a whole body, refusing more than `max` bytes.
 async fn read_body(body: Incoming, max: usize) -> Result<Bytes, ClientError> {
-    Limited::new(body, max)
-        .collect()
+    http_client::read_body(body, max)
         .await
-        .map(|c| c.to_bytes())
         .map_err(|e| ClientError::Protocol(format!("reading the hub's answer: {e}")))
 }
 
@@ -605,11 +503,15 @@ mod tests {
     fn base_keeps_a_prefix_and_refuses_credentials_and_other_schemes() {
         let b = Base::parse("http://127.0.0.1:9000/realtime/").expect("parses");
         assert_eq!(
-            (b.host.as_str(), b.port, b.prefix.as_str()),
+            (b.endpoint.host.as_str(), b.endpoint.port, b.prefix.as_str()),
             ("127.0.0.1", 9000, "/realtime")
         );
         let b = Base::parse("https://[::1]").expect("parses");
-        assert_eq!((b.host.as_str(), b.port, b.tls), ("::1", 443, true));
+        assert_eq!(
+            (b.endpoint.host.as_str(), b.endpoint.port, b.endpoint.tls),
+            ("::1", 443, true)
+        );
+        assert!(matches!(Base::parse("http://x/?a=1"), Err(ClientError::Url(_))));
         assert!(matches!(Base::parse("ftp://x"), Err(ClientError::Url(_))));
         assert!(matches!(Base::parse("http://u:p@x"), Err(ClientError::Url(_))));
         assert!(matches!(Base::parse("127.0.0.1:8080"), Err(ClientError::Url(_))));

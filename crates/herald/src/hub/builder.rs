@@ -47,8 +47,19 @@ impl HubBuilder {
             Some(s) => s,
             None => secrets::resolve(&config).map_err(|e| BuildError::Config(e.0))?,
         };
-        let jwt = JwtVerifier::from_config(&config, secrets.jwt_secret.as_deref())
+        // One key set per identity provider URL, shared by the native and
+        // the Mercure settings naming it.
+        let jwks = crate::auth::jwks::JwksPool::from_config(&config);
+        let jwt = JwtVerifier::from_config_in(&config, secrets.jwt_secret.as_deref(), &jwks)
             .map_err(|e| BuildError::Config(e.to_string()))?;
+        let mercure = if config.mercure.enabled {
+            Some(
+                crate::auth::mercure::MercureAuth::from_config_in(&config, secrets.jwt_secret.as_deref(), &jwks)
+                    .map_err(|e| BuildError::Config(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let l = &config.limits;
         let hub_total = if l.hub_total > 0 {
             l.hub_total
@@ -102,6 +113,7 @@ impl HubBuilder {
                 api_keys: ApiKeys::new(&config.api_keys),
                 sse_tokens: SseTokens::new(l.sse_tokens_outstanding),
                 session_key: secrets.session_key,
+                jwks,
             },
             registry: Arc::new(Registry::new(caps)),
             history,
@@ -109,14 +121,7 @@ impl HubBuilder {
             deny: DenyList::default(),
             store: store.clone(),
             cluster: self.cluster.clone(),
-            mercure: if config.mercure.enabled {
-                Some(
-                    crate::auth::mercure::MercureAuth::from_config(&config, secrets.jwt_secret.as_deref())
-                        .map_err(|e| BuildError::Config(e.to_string()))?,
-                )
-            } else {
-                None
-            },
+            mercure,
             invalidation: crate::invalidation::Invalidation::new(l.invalidation_held_audiences),
             auth_failures: FailureLimiter::new(l.auth_failures_per_minute),
             limits: Limits {
@@ -183,6 +188,10 @@ impl HubBuilder {
             .history
             .set_sink(super::dispatcher::spawn(inner.registry.clone(), inner.stats.clone()));
         tokio::spawn(super::lifecycle::heartbeat(Arc::downgrade(&inner)));
+        // The hub starts whether or not the identity providers answer: until
+        // a key set arrives its tokens are refused (and audited), while API
+        // keys, SSE tokens and configured keys work.
+        inner.auth.jwks.start(&inner.shutdown);
         Ok(Hub { inner })
     }
 }

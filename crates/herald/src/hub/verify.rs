@@ -49,15 +49,47 @@ impl HubInner {
         self.verify(ip, |now| self.auth.authenticate(source, now, consume))
     }
 
-    /// Authenticates a stream open. On a cluster node an SSE token minted
-    /// on another node is fetched from the shared ledger first; it is not
-    /// spent here (admission spends it once the stream wins its slot).
-    pub async fn authenticate_stream(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, VerifyError> {
-        if let Some(Source::Query(raw) | Source::Bearer(raw) | Source::Cookie(raw)) = source {
-            if raw.starts_with(crate::auth::sse_token::PREFIX) {
-                self.auth.sse_tokens.prefetch(raw).await;
-            }
+    /// Fetches what verifying `source` needs and the hub may not hold yet,
+    /// so that the synchronous checks after it find it: on a cluster node
+    /// an SSE token minted on another node (from the shared ledger), and
+    /// for a user JWT naming an unknown `kid` the identity provider's key
+    /// set (rate-limited, shared with concurrent requests). Never fails;
+    /// an address already over its failure budget fetches nothing.
+    pub async fn prepare_credential(&self, source: Option<Source<'_>>, ip: IpAddr) {
+        let Some(source) = source else { return };
+        if self.check_rate(ip).is_err() {
+            return;
         }
+        let (Source::Query(raw) | Source::Bearer(raw) | Source::Cookie(raw)) = source;
+        if raw.starts_with(crate::auth::sse_token::PREFIX) {
+            self.auth.sse_tokens.prefetch(raw).await;
+        } else {
+            self.auth.prefetch(source).await;
+        }
+    }
+
+    /// Before verifying a Mercure subscriber token where the request may
+    /// wait: an unknown `kid` has `mercure.subscriber_jwks_url` fetched
+    /// again (rate-limited, shared). An address already over its failure
+    /// budget fetches nothing.
+    pub async fn prepare_mercure_subscriber(&self, raw: &str, ip: IpAddr) {
+        if let (Some(m), Ok(())) = (&self.mercure, self.check_rate(ip)) {
+            m.prefetch_subscriber(raw).await;
+        }
+    }
+
+    /// The same for a Mercure publisher token and `mercure.publisher_jwks_url`.
+    pub async fn prepare_mercure_publisher(&self, raw: &str, ip: IpAddr) {
+        if let (Some(m), Ok(())) = (&self.mercure, self.check_rate(ip)) {
+            m.prefetch_publisher(raw).await;
+        }
+    }
+
+    /// Authenticates a stream open. What the credential needs is fetched
+    /// first ([`HubInner::prepare_credential`]); an SSE token is not spent
+    /// here (admission spends it once the stream wins its slot).
+    pub async fn authenticate_stream(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, VerifyError> {
+        self.prepare_credential(source, ip).await;
         self.authenticate(source, ip, false)
     }
 
