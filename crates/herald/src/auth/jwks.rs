@@ -142,6 +142,11 @@ impl Jwks {
         &self.endpoint.shown
     }
 
+    /// How many fetches finished: changes whenever the keys may have.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// The key named `kid`, if the set holds it now.
     pub fn key(&self, kid: &str) -> Option<PinnedKey> {
         self.keys.read().get(kid).cloned()

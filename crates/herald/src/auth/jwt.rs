@@ -193,6 +193,11 @@ impl JwtVerifier {
         self.keys.prefetch(raw).await;
     }
 
+    /// Changes whenever the keys may have ([`KeyRing::generation`]).
+    pub fn key_generation(&self) -> u64 {
+        self.keys.generation()
+    }
+
     /// Verifies a JWT and builds its principal.
     pub fn verify(&self, raw: &str, session_key: &SessionKey, now_ms: u64) -> Result<Principal, AuthError> {
         let v = self.keys.verify(raw, &self.policy, now_ms)?;

@@ -62,6 +62,13 @@ impl KeyRing {
         self.by_alg.is_empty() && self.by_kid.is_empty() && self.sets.is_empty()
     }
 
+    /// Changes whenever a key set this ring reads may have changed (each
+    /// set's fetch count only grows, so their sum does too): what a cached
+    /// verification was made under ([`super::verified`]).
+    pub fn generation(&self) -> u64 {
+        self.sets.iter().map(|s| s.generation()).sum()
+    }
+
     /// The key sets this ring reads.
     pub fn sets(&self) -> &[Arc<Jwks>] {
         &self.sets

@@ -15,6 +15,7 @@ pub mod jwt_core;
 pub mod keys;
 pub mod mercure;
 pub mod sse_token;
+pub mod verified;
 
 use herald_core::{Principal, SessionKey};
 
@@ -63,7 +64,14 @@ pub struct Authenticator {
     pub session_key: SessionKey,
     /// The identity providers' key sets, native and Mercure.
     pub jwks: jwks::JwksPool,
+    /// User JWTs that verified, remembered by hash ([`verified`]).
+    pub verified: verified::VerifiedTokens,
 }
+
+/// How many verified user JWTs are remembered: a publisher or subscriber
+/// sends the same one with every request, and a few thousand backends and
+/// users cover a busy hub. About 1 KiB each at most.
+pub const VERIFIED_KEPT: usize = 8192;
 
 /// Fingerprint of a raw credential: a short hash, enough to recognise it
 /// again (revocation, token bookkeeping) without ever storing it.
@@ -83,6 +91,20 @@ impl Authenticator {
                 self.jwt.prefetch(raw).await;
             }
         }
+    }
+
+    /// Verifies a user JWT, or recalls that it verified. The generation is
+    /// read before verifying, so a key set that changes meanwhile leaves
+    /// the new entry stale rather than a withdrawn key's token fresh.
+    fn verify_jwt(&self, raw: &str, now_ms: u64) -> Result<Principal, AuthError> {
+        let generation = self.jwt.key_generation();
+        let key = verified::VerifiedTokens::key(raw);
+        if let Some(p) = self.verified.get(&key, generation, now_ms) {
+            return Ok(p);
+        }
+        let p = self.jwt.verify(raw, &self.session_key, now_ms)?;
+        self.verified.insert(key, &p, generation);
+        Ok(p)
     }
 
     /// Verifies a credential. `consume` redeems single-use SSE tokens (set on
@@ -107,7 +129,7 @@ impl Authenticator {
                     }
                     self.api_keys.verify(raw)
                 } else {
-                    self.jwt.verify(raw, &self.session_key, now_ms)
+                    self.verify_jwt(raw, now_ms)
                 }
             }
         }

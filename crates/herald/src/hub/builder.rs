@@ -114,6 +114,7 @@ impl HubBuilder {
                 sse_tokens: SseTokens::new(l.sse_tokens_outstanding),
                 session_key: secrets.session_key,
                 jwks,
+                verified: crate::auth::verified::VerifiedTokens::new(crate::auth::VERIFIED_KEPT),
             },
             registry: Arc::new(Registry::new(caps)),
             history,
