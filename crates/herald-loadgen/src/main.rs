@@ -1,17 +1,27 @@
 //! `herald-loadgen`: opens N SSE streams against Herald or a peer,
-//! publishes M events at rate R with a send timestamp inside each payload,
-//! and reports what arrived, how late, and what the server spent.
+//! publishes M events at rate R with a send timestamp and the addressee
+//! inside each payload, and reports what arrived, how late, and what the
+//! server spent.
 //!
 //! ```text
 //! herald-loadgen floor --listen 127.0.0.1:18090
 //! herald-loadgen run --target herald --url http://127.0.0.1:8080 --secret S \
 //!     --streams 10000 --events 200 --rate 100 --pids $(pgrep -x herald)
 //! ```
+//!
+//! Every delivery is judged by its stream (see `tally`): delivered,
+//! `extra` (a second arrival) or `misdelivered` (addressed to someone
+//! else). A run with a misdelivery or a revocation not seen within
+//! [`revoke::REVOCATION_TIMEOUT`] still prints its report, with `"ok": false` and
+//! its `failures`, and exits with status 2; status 1 means it could not run.
 #![forbid(unsafe_code)]
 
 mod client;
 mod floor;
 mod procstat;
+mod publish;
+mod revoke;
+mod tally;
 mod target;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -24,7 +34,11 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use target::{Address, Target};
+use tally::{Address, Identity, Owed};
+use target::Target;
+
+/// Exit status of a run that completed but failed its checks.
+const FAILED_CHECKS: i32 = 2;
 
 #[derive(Parser)]
 #[command(name = "herald-loadgen", about = "Load generator for Herald and its peers")]
@@ -37,7 +51,7 @@ struct Cli {
 enum Cmd {
     /// Run one scenario against one target and print a JSON report.
     Run(Box<RunArgs>),
-    /// Serve the floor: one plain write per subscriber per event.
+    /// Serve the floor: one write per stream per event (no coalescing).
     Floor {
         /// Listen address.
         #[arg(long, default_value = "127.0.0.1:18090")]
@@ -58,9 +72,11 @@ enum Kind {
 enum Scenario {
     /// Every stream on one topic, every event to everyone.
     Broadcast,
-    /// Each event addressed to one account among all streams.
+    /// Each event addressed to one account among all streams (on peers:
+    /// published to that account's channel).
     PerUser,
-    /// Streams spread over tenants; each event to one tenant.
+    /// Streams spread over tenants; each event to one tenant (on peers: to
+    /// that tenant's channel).
     Tenants,
     /// 10% of streams stop reading while events flow; the rest must get
     /// everything live. Once publishing ends the slow ones read again, and
@@ -72,6 +88,18 @@ enum Scenario {
     Churn,
     /// Revoke accounts one by one; time from request to `event: revoked`.
     Revocation,
+}
+
+/// How events are published.
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+enum PublisherMode {
+    /// Events fall due at `--rate` whatever the answers, sent by a pool of
+    /// `--publishers` connections (open loop).
+    Rate,
+    /// One publisher sends an event, waits for its answer, then sends the
+    /// next no earlier than `1/--rate` later, like a backend's request
+    /// handler (closed loop; `--publishers` is ignored).
+    Wait,
 }
 
 #[derive(Parser, Clone)]
@@ -103,6 +131,10 @@ struct RunArgs {
     /// Concurrent publishers (each with its own keep-alive connection).
     #[arg(long, default_value_t = 8)]
     publishers: usize,
+    /// How events are published: on a schedule by a pool, or by one
+    /// publisher waiting for each answer.
+    #[arg(long, value_enum, default_value = "rate")]
+    publisher: PublisherMode,
     /// Tenants (tenants scenario).
     #[arg(long, default_value_t = 10)]
     tenants: usize,
@@ -115,7 +147,8 @@ struct RunArgs {
     /// Spread streams over 127.0.0.1..=127.0.0.N source addresses.
     #[arg(long, default_value_t = 16)]
     sources: u8,
-    /// Extra payload bytes per event.
+    /// Payload bytes per event after its number and send time (the
+    /// addressee, written first, takes its share of them).
     #[arg(long, default_value_t = 64)]
     payload: usize,
     /// Streams opened concurrently.
@@ -141,14 +174,24 @@ struct RunArgs {
 struct Stats {
     opened: AtomicUsize,
     failed: AtomicUsize,
+    /// First arrivals of events addressed to the stream that got them.
     delivered: AtomicU64,
+    /// Second and later arrivals of an event on one stream.
+    extra: AtomicU64,
+    /// Events that reached a stream they were not addressed to.
+    misdelivered: AtomicU64,
+    /// Reads (one HTTP/1.1 chunk, or part of one) that delivered events.
+    chunks: AtomicU64,
+    /// Deliveries that arrived in a read together with other events: the
+    /// server coalesced a backlog into one write.
+    coalesced: AtomicU64,
+    /// Streams that opened at least once.
+    connected: Vec<AtomicBool>,
     latency: Vec<Mutex<Histogram<u64>>>,
     revoked_at: Vec<AtomicU64>,
     /// Opens when the run ends; every reading stream waits on it, so
     /// readers need no timer of their own while they wait for frames.
     stop: Latch,
-    /// Events that arrived twice.
-    duplicates: AtomicU64,
     /// Streams whose first connection attempt is over (opened or failed).
     settled: AtomicUsize,
     /// Reconnections that sent `Last-Event-ID`.
@@ -188,12 +231,14 @@ impl Latch {
     }
 }
 
+/// Wall-clock nanoseconds: send times travel inside payloads.
 fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// A latency histogram in µs, up to ten minutes.
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
 }
@@ -207,10 +252,14 @@ impl Stats {
             opened: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             delivered: AtomicU64::new(0),
+            extra: AtomicU64::new(0),
+            misdelivered: AtomicU64::new(0),
+            chunks: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            connected: (0..n).map(|_| AtomicBool::new(false)).collect(),
             latency: (0..16).map(|_| Mutex::new(histogram())).collect(),
             revoked_at: (0..n).map(|_| AtomicU64::new(0)).collect(),
             stop: Latch::default(),
-            duplicates: AtomicU64::new(0),
             resumed: AtomicUsize::new(0),
             settled: AtomicUsize::new(0),
             published: Latch::default(),
@@ -218,8 +267,11 @@ impl Stats {
         }
     }
 
-    /// Scans SSE bytes for `data:` lines carrying `<seq> <send_ns>`, `id:`
-    /// lines and `event: revoked`. `carry` holds an incomplete last line.
+    /// Scans SSE bytes for `data:` lines carrying `<seq> <send_ns> <to>`,
+    /// `id:` lines and `event: revoked`. `carry` holds an incomplete last
+    /// line. A read never spans two HTTP/1.1 chunks (hyper hands a chunk
+    /// over whole or in parts), so events scanned together were written
+    /// together: that is what `coalesced` counts.
     fn scan(&self, i: usize, seen: &mut Seen, carry: &mut Vec<u8>, chunk: &[u8]) {
         // Chunks almost always end on a line boundary; only a torn line is
         // copied, so the common case scans the received bytes in place.
@@ -238,49 +290,41 @@ impl Stats {
         carry.extend_from_slice(rest);
     }
 
-    /// Scans whole lines.
+    /// Scans whole lines, judging every delivery (see `tally`).
     fn scan_lines(&self, i: usize, seen: &mut Seen, lines: &[u8]) {
         let now = now_ns();
         let mut shard = None;
-        let number = |s: Option<&[u8]>| {
-            s.and_then(|s| std::str::from_utf8(s).ok())
-                .and_then(|s| s.parse::<u64>().ok())
-        };
-        for line in lines.split(|b| *b == b'\n') {
-            if let Some(rest) = line.strip_prefix(b"data: ") {
-                let mut parts = rest.split(|b| *b == b' ');
-                let seq = number(parts.next());
-                let (Some(seq), Some(sent)) = (seq, number(parts.next())) else {
-                    continue;
-                };
-                if let Some(got) = &mut seen.got {
-                    // Concurrent publishers may be sequenced in another
-                    // order than they were numbered, so each event is
-                    // checked off rather than expected in turn.
-                    let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
-                    match got.get_mut(word) {
-                        Some(w) if *w & bit != 0 => {
-                            self.duplicates.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        Some(w) => *w |= bit,
-                        None => continue,
-                    }
-                    seen.count += 1;
-                }
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-                if seen.timed {
-                    let us = now.saturating_sub(sent) / 1000;
-                    let h = shard.get_or_insert_with(|| self.latency[i % 16].lock());
-                    let _ = h.record(us.max(1));
-                }
-            } else if let Some(id) = line.strip_prefix(b"id: ") {
-                seen.last_id = Some(String::from_utf8_lossy(id).into_owned());
-            } else if line == b"event: revoked" {
-                self.revoked_at[i].store(now, Ordering::Release);
+        let timed = seen.timed;
+        let scan = tally::scan_lines(&seen.me, &mut seen.owed, lines, |sent| {
+            if timed {
+                let us = now.saturating_sub(sent) / 1000;
+                let h = shard.get_or_insert_with(|| self.latency[i % 16].lock());
+                let _ = h.record(us.max(1));
+            }
+        });
+        drop(shard);
+        let c = scan.counts;
+        for (counter, n) in [
+            (&self.delivered, c.delivered),
+            (&self.extra, c.extra),
+            (&self.misdelivered, c.misdelivered),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
             }
         }
-        drop(shard);
+        if c.delivered > 0 {
+            self.chunks.fetch_add(1, Ordering::Relaxed);
+            if c.events() > 1 {
+                self.coalesced.fetch_add(c.delivered, Ordering::Relaxed);
+            }
+        }
+        if let Some(id) = scan.last_id {
+            seen.last_id = Some(String::from_utf8_lossy(id).into_owned());
+        }
+        if scan.revoked {
+            self.revoked_at[i].store(now, Ordering::Release);
+        }
     }
 }
 
@@ -288,14 +332,25 @@ impl Stats {
 struct Seen {
     /// The last `id:` line, sent back as `Last-Event-ID`.
     last_id: Option<String>,
-    /// When every event is owed to this stream: one bit per event, set
-    /// when it arrives (a second arrival is a duplicate).
-    got: Option<Vec<u64>>,
-    /// Distinct events received.
-    count: u64,
+    /// The account and tenant it was opened as.
+    me: Identity,
+    /// The events received, one bit each (a second arrival is `extra`).
+    owed: Owed,
     /// Whether its deliveries count toward the latency figures (not for a
     /// consumer that stopped reading on purpose).
     timed: bool,
+}
+
+/// Stream `i`'s account and tenant, and the address its events carry:
+/// account `i`; in `tenants`, tenant `i mod --tenants`.
+fn identity(i: usize, args: &RunArgs) -> (Identity, Address) {
+    let tenant = (args.scenario == Scenario::Tenants).then(|| i % args.tenants.max(1));
+    let by = match (args.scenario, tenant) {
+        (Scenario::PerUser, _) => Address::User(i),
+        (_, Some(k)) => Address::Tenant(k),
+        _ => Address::Public,
+    };
+    (Identity { account: i, tenant }, by)
 }
 
 fn source(i: usize, sources: u8) -> Option<IpAddr> {
@@ -317,20 +372,15 @@ async fn stream(
     slow: bool,
     churn: bool,
 ) {
-    let tenants = if args.scenario == Scenario::Tenants {
-        args.tenants
-    } else {
-        0
-    };
     let resumes = slow || churn;
-    let owes_all = matches!(args.scenario, Scenario::Broadcast | Scenario::Slow | Scenario::Churn);
+    let (me, by) = identity(i, &args);
     let mut seen = Seen {
         last_id: None,
-        got: owes_all.then(|| vec![0u64; args.events.div_ceil(64)]),
-        count: 0,
+        me,
+        owed: Owed::new(args.events),
         timed: !slow,
     };
-    let subscribe = target.subscribe(i, "bench", tenants);
+    let subscribe = target.subscribe(publish::TOPIC, &me, by);
     loop {
         let mut req = subscribe.clone();
         if let Some(id) = &seen.last_id {
@@ -369,6 +419,7 @@ async fn stream(
         let resp = match opened {
             Ok(r) => {
                 stats.opened.fetch_add(1, Ordering::Relaxed);
+                stats.connected[i].store(true, Ordering::Relaxed);
                 r
             }
             Err(_) => {
@@ -417,7 +468,7 @@ async fn stream(
         // The stream ended: a churn stream always comes back; a slow one
         // comes back if the hub cut it before it had everything.
         let owed = args.events as u64;
-        if !(churn || (slow && seen.count < owed)) {
+        if !(churn || (slow && seen.owed.count < owed)) {
             // Stay until the run ends, so nothing here reconnects blindly.
             stopped.await;
             return;
@@ -484,12 +535,6 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
     let server_fds = procstat::open_fds(&args.pids);
     let opened = stats.opened.load(Ordering::Relaxed);
 
-    let cpu0 = procstat::cpu_seconds(&args.pids);
-    // The load generator's own CPU, to show how much of the machine the
-    // measured server had.
-    let me = [std::process::id()];
-    let client_cpu0 = procstat::cpu_seconds(&me);
-    let t0 = Instant::now();
     let mut report = json!({
         "label": args.label, "target": format!("{:?}", args.target).to_lowercase(),
         "scenario": format!("{:?}", args.scenario).to_lowercase(),
@@ -500,163 +545,134 @@ async fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         "connections": if args.h2 > 0 { n.div_ceil(args.h2) } else { n },
         "rss_per_stream_bytes": if opened > 0 { rss_after.saturating_sub(rss_before) / opened as u64 } else { 0 },
     });
-
-    if args.scenario == Scenario::Revocation {
-        let mut lat = histogram();
-        let mut answered = histogram();
-        let mut conn = None;
-        for k in 0..args.revocations.min(opened) {
-            let i = k * (n / args.revocations.max(1)).max(1) % n;
-            let Some(req) = target.revoke(i) else {
-                return Err("revocation needs --target herald".into());
-            };
-            if conn.is_none() {
-                conn = Some(Conn::open(&req.url, None, false).await?);
-            }
-            let c = conn.as_mut().ok_or("no connection")?;
-            let sent = now_ns();
-            let resp = c.send(&req).await?;
-            let _ = resp.into_body().collect().await;
-            let _ = answered.record(((now_ns() - sent) / 1000).max(1));
-            let wait = Instant::now();
-            while stats.revoked_at[i].load(Ordering::Acquire) == 0 && wait.elapsed() < Duration::from_secs(5) {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-            let at = stats.revoked_at[i].load(Ordering::Acquire);
-            if at > 0 {
-                let _ = lat.record((at.saturating_sub(sent) / 1000).max(1));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        report["revoke_to_close"] = percentiles(&lat);
-        report["revoke_answered"] = percentiles(&answered);
-    } else {
-        // Publish at the requested rate through a few keep-alive connections.
-        let (tx, rx) = tokio::sync::mpsc::channel::<usize>(args.events.max(1));
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let publish_lat = Arc::new(Mutex::new(histogram()));
-        let publish_failed = Arc::new(AtomicUsize::new(0));
-        let mut workers = Vec::new();
-        for _ in 0..args.publishers.max(1) {
-            let (rx, t, a, pl, pf) = (
-                rx.clone(),
-                target.clone(),
-                args.clone(),
-                publish_lat.clone(),
-                publish_failed.clone(),
-            );
-            workers.push(tokio::spawn(async move {
-                let mut conn: Option<Conn> = None;
-                let pad = "x".repeat(a.payload);
-                loop {
-                    let Some(seq) = rx.lock().await.recv().await else {
-                        return;
-                    };
-                    let to = match a.scenario {
-                        Scenario::PerUser => Address::User(rand::random::<u64>() as usize % a.streams.max(1)),
-                        Scenario::Tenants => Address::Tenant(seq % a.tenants.max(1)),
-                        _ => Address::Public,
-                    };
-                    let sent = now_ns();
-                    let req = t.publish("bench", &format!("{seq} {sent} {pad}"), &to);
-                    if conn.is_none() {
-                        conn = Conn::open(&req.url, None, false).await.ok();
-                    }
-                    let ok = match conn.as_mut() {
-                        Some(c) => match c.send(&req).await {
-                            Ok(r) => {
-                                let good = r.status().is_success();
-                                let _ = r.into_body().collect().await;
-                                good
-                            }
-                            Err(_) => {
-                                conn = None;
-                                false
-                            }
-                        },
-                        None => false,
-                    };
-                    if ok {
-                        let _ = pl.lock().record(((now_ns() - sent) / 1000).max(1));
-                    } else {
-                        pf.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate.max(0.001)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        for seq in 0..args.events {
-            if args.rate > 0.0 {
-                tick.tick().await;
-            }
-            let _ = tx.send(seq).await;
-        }
-        drop(tx);
-        for w in workers {
-            let _ = w.await;
-        }
-        let publish_secs = t0.elapsed().as_secs_f64();
-        // Slow consumers read again now; those cut meanwhile resume.
-        stats.published.open();
-        let expected = match args.scenario {
-            Scenario::PerUser => args.events as u64,
-            Scenario::Tenants => (args.events * opened / args.tenants.max(1)) as u64,
-            // Every stream is owed every event, across its reconnections.
-            Scenario::Slow | Scenario::Churn => (args.events * n) as u64,
-            _ => (args.events * opened) as u64,
-        };
-        // Wait for deliveries to settle.
-        let mut last = stats.delivered.load(Ordering::Relaxed);
-        let mut quiet = Instant::now();
-        while stats.delivered.load(Ordering::Relaxed) < expected && quiet.elapsed() < Duration::from_secs(3) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let now = stats.delivered.load(Ordering::Relaxed);
-            if now != last {
-                last = now;
-                quiet = Instant::now();
-            }
-        }
-        let elapsed = t0.elapsed().as_secs_f64();
-        let cpu = procstat::cpu_seconds(&args.pids) - cpu0;
-        let client_cpu = procstat::cpu_seconds(&me) - client_cpu0;
-        let delivered = stats.delivered.load(Ordering::Relaxed);
-        let mut merged = histogram();
-        for h in &stats.latency {
-            let _ = merged.add(&*h.lock());
-        }
-        report["events"] = json!(args.events);
-        report["rate"] = json!(args.rate);
-        report["publish_secs"] = json!(publish_secs);
-        report["publishes_per_sec"] = json!(args.events as f64 / publish_secs);
-        report["publish_failed"] = json!(publish_failed.load(Ordering::Relaxed));
-        report["publish_latency"] = percentiles(&publish_lat.lock());
-        report["expected"] = json!(expected);
-        report["delivered"] = json!(delivered);
-        // Every event owed and not received (scenarios where each stream
-        // is owed every event; deliveries count each event once).
-        report["missing"] = json!(expected.saturating_sub(delivered));
-        report["duplicates"] = json!(stats.duplicates.load(Ordering::Relaxed));
-        report["resumed"] = json!(stats.resumed.load(Ordering::Relaxed));
-        report["listen_drops"] = json!(procstat::listen_drops().saturating_sub(drops_before));
-        report["latency"] = percentiles(&merged);
-        report["stream_open"] = percentiles(&stats.open_latency.lock());
-        report["deliveries_per_sec"] = json!(delivered as f64 / elapsed);
-        report["server_cpu_secs"] = json!(cpu);
-        report["client_cpu_secs"] = json!(client_cpu);
-        report["window_secs"] = json!(elapsed);
-        report["cpu_us_per_delivery"] = json!(if delivered > 0 {
-            cpu * 1e6 / delivered as f64
-        } else {
-            0.0
-        });
-        report["cpu_us_per_event"] = json!(cpu * 1e6 / args.events.max(1) as f64);
+    if args.scenario == Scenario::Tenants {
+        report["tenants"] = json!(args.tenants);
     }
+    let mut failures = Vec::new();
+    if args.scenario == Scenario::Revocation {
+        revoke::revocations(&target, &args, &stats, &mut report, &mut failures).await?;
+    } else {
+        deliveries(target, args.clone(), &stats, &mut report).await;
+    }
+    // From before the streams opened: a refused connect shows up there.
+    report["listen_drops"] = json!(procstat::listen_drops().saturating_sub(drops_before));
+    let misdelivered = stats.misdelivered.load(Ordering::Relaxed);
+    report["misdelivered"] = json!(misdelivered);
+    report["extra"] = json!(stats.extra.load(Ordering::Relaxed));
+    if misdelivered > 0 {
+        failures.push(format!(
+            "{misdelivered} deliveries to streams they were not addressed to"
+        ));
+    }
+    report["ok"] = json!(failures.is_empty());
+    report["failures"] = json!(failures);
     stats.stop.open();
     for t in tasks {
         t.abort();
     }
     Ok(report)
+}
+
+/// Publishes the run's events and counts what arrived where.
+async fn deliveries(target: Arc<Target>, args: Arc<RunArgs>, stats: &Stats, report: &mut serde_json::Value) {
+    let cpu0 = procstat::cpu_seconds(&args.pids);
+    // The load generator's own CPU, to show how much of the machine the
+    // measured server had.
+    let me = [std::process::id()];
+    let client_cpu0 = procstat::cpu_seconds(&me);
+    let t0 = Instant::now();
+    let published = publish::publish(target, args.clone()).await;
+    // Slow consumers read again now; those cut meanwhile resume.
+    stats.published.open();
+    let expected = expected(&args, stats);
+    // Wait for deliveries to settle.
+    let mut last = stats.delivered.load(Ordering::Relaxed);
+    let mut quiet = Instant::now();
+    while stats.delivered.load(Ordering::Relaxed) < expected && quiet.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = stats.delivered.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            quiet = Instant::now();
+        }
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu = procstat::cpu_seconds(&args.pids) - cpu0;
+    let client_cpu = procstat::cpu_seconds(&me) - client_cpu0;
+    let delivered = stats.delivered.load(Ordering::Relaxed);
+    let chunks = stats.chunks.load(Ordering::Relaxed);
+    let mut merged = histogram();
+    for h in &stats.latency {
+        let _ = merged.add(&*h.lock());
+    }
+    let to = publish::addressee(args.scenario, 0, args.streams, args.tenants);
+    report["events"] = json!(args.events);
+    report["rate"] = json!(args.rate);
+    report["publisher"] = json!(format!("{:?}", args.publisher).to_lowercase());
+    report["publishers"] = json!(if args.publisher == PublisherMode::Wait {
+        1
+    } else {
+        args.publishers.max(1)
+    });
+    report["payload_bytes"] = json!(tally::payload(0, now_ns(), to, args.payload).len());
+    report["publish_secs"] = json!(published.secs);
+    report["publishes_per_sec"] = json!(args.events as f64 / published.secs);
+    report["publish_failed"] = json!(published.failed);
+    report["publish_latency"] = percentiles(&published.latency);
+    report["expected"] = json!(expected);
+    // Only first arrivals of events addressed to the stream count:
+    // `extra` and `misdelivered` are reported apart, never as deliveries,
+    // so every delivery is owed and `missing` is exact.
+    report["delivered"] = json!(delivered);
+    report["missing"] = json!(expected.saturating_sub(delivered));
+    report["chunks"] = json!(chunks);
+    report["coalesced"] = json!(stats.coalesced.load(Ordering::Relaxed));
+    report["events_per_chunk"] = json!(if chunks > 0 {
+        delivered as f64 / chunks as f64
+    } else {
+        0.0
+    });
+    report["resumed"] = json!(stats.resumed.load(Ordering::Relaxed));
+    report["latency"] = percentiles(&merged);
+    report["stream_open"] = percentiles(&stats.open_latency.lock());
+    report["deliveries_per_sec"] = json!(delivered as f64 / elapsed);
+    report["server_cpu_secs"] = json!(cpu);
+    report["client_cpu_secs"] = json!(client_cpu);
+    report["window_secs"] = json!(elapsed);
+    report["cpu_us_per_delivery"] = json!(if delivered > 0 {
+        cpu * 1e6 / delivered as f64
+    } else {
+        0.0
+    });
+    report["cpu_us_per_event"] = json!(cpu * 1e6 / args.events.max(1) as f64);
+}
+
+/// Deliveries owed: each event to every stream that opened (broadcast),
+/// to its account's stream (per-user) or to its tenant's open streams
+/// (tenants); in slow and churn every stream is owed every event, across
+/// its reconnections.
+fn expected(args: &RunArgs, stats: &Stats) -> u64 {
+    let connected = |i: usize| stats.connected.get(i).is_some_and(|c| c.load(Ordering::Relaxed));
+    match args.scenario {
+        Scenario::Slow | Scenario::Churn => (args.events * args.streams) as u64,
+        Scenario::PerUser | Scenario::Tenants => {
+            let tenants = args.tenants.max(1);
+            let mut per_tenant = vec![0u64; tenants];
+            for i in (0..args.streams).filter(|i| connected(*i)) {
+                per_tenant[i % tenants] += 1;
+            }
+            (0..args.events)
+                .map(
+                    |seq| match publish::addressee(args.scenario, seq, args.streams, args.tenants) {
+                        Address::User(u) => u64::from(connected(u)),
+                        Address::Tenant(k) => per_tenant.get(k).copied().unwrap_or(0),
+                        Address::Public => 0,
+                    },
+                )
+                .sum()
+        }
+        _ => (args.events * stats.opened.load(Ordering::Relaxed).min(args.streams)) as u64,
+    }
 }
 
 fn main() {
@@ -676,14 +692,25 @@ fn main() {
                     std::process::exit(1);
                 }
             };
-            match rt.block_on(run(*args)) {
-                Ok(report) => println!("{report}"),
+            let code = match rt.block_on(run(*args)) {
+                Ok(report) => {
+                    println!("{report}");
+                    if let Some(failures) = report["failures"].as_array().filter(|f| !f.is_empty()) {
+                        for f in failures {
+                            eprintln!("herald-loadgen: FAILED: {}", f.as_str().unwrap_or_default());
+                        }
+                        FAILED_CHECKS
+                    } else {
+                        0
+                    }
+                }
                 Err(e) => {
                     eprintln!("herald-loadgen: {e}");
-                    std::process::exit(1);
+                    1
                 }
-            }
+            };
             rt.shutdown_timeout(Duration::from_millis(200));
+            std::process::exit(code);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! request and a publish look; everything else (streams, timing, stats) is
 //! shared, so every system is measured by the same client in the same way.
 
+use crate::tally::{Address, Identity};
 use serde_json::json;
 
 /// Who is measured.
@@ -38,17 +39,6 @@ pub enum Target {
         /// Base URL of `herald-loadgen floor`.
         base: String,
     },
-}
-
-/// How an event is addressed (Herald only; peers broadcast).
-#[derive(Clone, Debug)]
-pub enum Address {
-    /// Everyone on the topic.
-    Public,
-    /// One account.
-    User(usize),
-    /// One tenant.
-    Tenant(usize),
 }
 
 /// A request to make: method, URL, headers, body.
@@ -91,22 +81,35 @@ fn publisher_token(secret: &str, mint: impl FnOnce() -> String) -> String {
     }
 }
 
-/// The stream's account and tenant in the Herald scenarios.
-pub fn account(i: usize) -> String {
-    format!("u{i}")
+/// The topic (Herald, whose audiences address events) or channel (peers,
+/// which have no audiences: a stream subscribes to the channel of its
+/// account or tenant, and an event is published to its addressee's) that
+/// reaches `to`.
+pub fn channel(topic: &str, to: Address) -> String {
+    match to {
+        Address::Public => topic.to_string(),
+        _ => format!("{topic}-{}", to.token()),
+    }
 }
 
 impl Target {
-    /// The subscribe request of stream `i` on `topic`.
-    pub fn subscribe(&self, i: usize, topic: &str, tenants: usize) -> Req {
+    /// The subscribe request of the stream `me` on `topic`; `by` is the
+    /// address its events carry (for the peers' channels).
+    pub fn subscribe(&self, topic: &str, me: &Identity, by: Address) -> Req {
+        let i = me.account;
+        let account = Address::User(i).token();
+        let topic = &match self {
+            Target::Herald { .. } => topic.to_string(),
+            _ => channel(topic, by),
+        };
         match self {
             Target::Herald { base, secret } => {
                 let mut claims = json!({
-                    "sub": account(i), "sid": format!("s{i}"), "exp": now_secs() + 7200, "iat": now_secs(),
+                    "sub": account, "sid": format!("s{i}"), "exp": now_secs() + 7200, "iat": now_secs(),
                     "jti": format!("j{i}"), "herald": {"subscribe": ["*"]},
                 });
-                if tenants > 0 {
-                    claims["tenant"] = json!(format!("t{}", i % tenants));
+                if let Some(k) = me.tenant {
+                    claims["tenant"] = json!(Address::Tenant(k).token());
                 }
                 Req {
                     method: "GET",
@@ -123,7 +126,7 @@ impl Target {
                     format!(
                         "Bearer {}",
                         hs256(
-                            json!({"sub": account(i), "exp": now_secs() + 7200, "iat": now_secs(), "mercure": {"subscribe": ["*"]}}),
+                            json!({"sub": account, "exp": now_secs() + 7200, "iat": now_secs(), "mercure": {"subscribe": ["*"]}}),
                             key
                         )
                     ),
@@ -144,21 +147,25 @@ impl Target {
             },
             Target::Floor { base } => Req {
                 method: "GET",
-                url: format!("{base}/sub"),
+                url: format!("{base}/sub?ch={topic}"),
                 headers: vec![],
                 body: String::new(),
             },
         }
     }
 
-    /// The publish request of one event whose data is `payload`.
-    pub fn publish(&self, topic: &str, payload: &str, to: &Address) -> Req {
+    /// The publish request of one event to `to` whose data is `payload`.
+    pub fn publish(&self, topic: &str, payload: &str, to: Address) -> Req {
+        let topic = &match self {
+            Target::Herald { .. } => topic.to_string(),
+            _ => channel(topic, to),
+        };
         match self {
             Target::Herald { base, secret } => {
                 let audience = match to {
                     Address::Public => json!("public"),
-                    Address::User(i) => json!({"users": [account(*i)]}),
-                    Address::Tenant(t) => json!({"tenant": format!("t{t}")}),
+                    Address::User(_) => json!({"users": [to.token()]}),
+                    Address::Tenant(_) => json!({"tenant": to.token()}),
                 };
                 let token = publisher_token(secret, || {
                     hs256(
@@ -203,18 +210,20 @@ impl Target {
             },
             Target::Floor { base } => Req {
                 method: "POST",
-                url: format!("{base}/pub"),
+                url: format!("{base}/pub?ch={topic}"),
                 headers: vec![],
                 body: payload.to_string(),
             },
         }
     }
 
-    /// The revocation request for account `i` (Herald only).
-    pub fn revoke(&self, i: usize) -> Option<Req> {
+    /// The revocation request for account `i` (Herald only), to `node`
+    /// when given (another cluster node), else to the target itself.
+    pub fn revoke(&self, i: usize, node: Option<&str>) -> Option<Req> {
         let Target::Herald { base, secret } = self else {
             return None;
         };
+        let base = node.unwrap_or(base);
         let token = hs256(
             json!({"sub": "loadgen-admin", "exp": now_secs() + 7200, "iat": now_secs(), "herald": {"admin": true}}),
             secret,
@@ -226,7 +235,7 @@ impl Target {
                 ("authorization", format!("Bearer {token}")),
                 ("content-type", "application/json".into()),
             ],
-            body: json!({"type": "logout", "account": account(i)}).to_string(),
+            body: json!({"type": "logout", "account": Address::User(i).token()}).to_string(),
         })
     }
 }
