@@ -12,6 +12,12 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# The package checks (scripts/package.sh): the unit verified offline, the
+# sandbox traced, the man page rendered.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
+command -v groff >/dev/null 2>&1 || need_apt+=(groff-base)
+command -v dpkg-deb >/dev/null 2>&1 || need_apt+=(dpkg)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -46,6 +52,13 @@ cargo test --workspace --doc
 echo "== fuzz smoke (docs/fuzzing.md)"
 bash scripts/fuzz.sh smoke
 
-echo "== browser tests"
 cargo build -p herald --bin herald
+
+echo "== schemathesis against a real hub (docs/openapi.md)"
+bash scripts/schemathesis.sh
+
+echo "== debian package (docs/install.md)"
+bash scripts/package.sh
+
+echo "== browser tests"
 (cd tests/browser && npm ci --no-audit --no-fund --silent && npm test)

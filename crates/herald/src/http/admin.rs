@@ -15,11 +15,249 @@ use crate::stream::Start;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_core::{LastEventId, Principal, SelectorSet};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// One audit record as the API shows it (`crate::audit::AuditRecord`,
+/// described here for the OpenAPI document). Never a credential.
+#[derive(ToSchema)]
+#[schema(as = AuditRecord)]
+#[allow(dead_code)]
+pub struct AuditRecordSchema {
+    /// Strictly increasing; resume with it (`after`, `Last-Event-ID`).
+    id: u64,
+    /// Unix milliseconds.
+    time_ms: u64,
+    /// `stream_opened`, `stream_closed`, `auth_failed`, `cap_rejected`,
+    /// `revocation_applied`, `token_minted`, `admin_action`,
+    /// `origin_forbidden`.
+    kind: String,
+    /// The tenant concerned (absent: none).
+    tenant: Option<String>,
+    /// The account concerned.
+    account: Option<String>,
+    /// 8 hex characters of the session hash.
+    session: Option<String>,
+    /// The client address.
+    ip: Option<String>,
+    /// The stream id.
+    stream: Option<u64>,
+    /// Kind-specific details (`reason`, `code`, `cap`, `closed`, ...).
+    detail: Value,
+}
+
+/// A page of the audit log, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage<'a> {
+    /// The records.
+    #[schema(value_type = Vec<AuditRecordSchema>)]
+    pub records: Vec<&'a crate::audit::AuditRecord>,
+    /// The last record's id (or `after`): the next page's `after`.
+    pub next: u64,
+    /// The first record's id (`null` for an empty page): the previous
+    /// page's `before`.
+    pub prev: Option<u64>,
+}
+
+/// One live stream as an operator sees it. Never a credential: the
+/// session only as its hash prefix.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Connection {
+    /// The stream id (`DELETE /v1/connections/{id}` cuts it).
+    #[schema(example = "17")]
+    pub id: String,
+    /// `events` or `audit`.
+    #[schema(example = "events")]
+    pub kind: &'static str,
+    /// `native`, `mercure` or `audit`.
+    #[schema(example = "native")]
+    pub protocol: &'static str,
+    /// The account (`sub`).
+    pub account: String,
+    /// Its tenant (`null`: hub-wide).
+    pub tenant: Option<String>,
+    /// 8 hex characters of the session hash.
+    pub session: Option<String>,
+    /// The client address.
+    pub ip: String,
+    /// What it subscribed to.
+    pub selectors: Vec<String>,
+    /// The credential's roles.
+    pub roles: Vec<String>,
+    /// The credential's groups.
+    pub groups: Vec<String>,
+    /// Unix seconds it opened at.
+    pub opened_at: u64,
+    /// Unix seconds its credential expires at (`null`: never).
+    pub expires_at: Option<u64>,
+    /// Frames waiting for the writer now.
+    pub queue: usize,
+    /// Events written to it so far, replay included.
+    pub sent: u64,
+}
+
+/// The answer of `GET /v1/connections`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionList {
+    /// Matching streams, oldest first, at most `limit`.
+    pub connections: Vec<Connection>,
+    /// Every match, listed or not.
+    pub total: usize,
+}
+
+/// The answer of a kick.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Kicked {
+    /// Always `true`: the stream got `event: kicked`.
+    pub closed: bool,
+}
+
+/// Streams open now, by tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OverviewStreams {
+    /// Streams this admin may see.
+    pub total: usize,
+    /// Per tenant, most streams first.
+    pub by_tenant: Vec<TenantStreams>,
+}
+
+/// One tenant's open streams.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantStreams {
+    /// The tenant (`null`: hub-wide streams).
+    pub tenant: Option<String>,
+    /// Its open streams.
+    pub streams: usize,
+}
+
+/// The answer of `GET /v1/overview`: the last five minutes on this node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Overview {
+    /// The node's clock, unix milliseconds.
+    pub now_ms: u64,
+    /// The admin's tenant (`null`: a hub admin).
+    pub tenant: Option<String>,
+    /// Milliseconds per sample.
+    pub interval_ms: u64,
+    /// Streams open now.
+    pub streams: OverviewStreams,
+    /// Counts since the node started.
+    #[schema(value_type = OverviewCounts)]
+    pub totals: Value,
+    /// One per second, oldest first, at most 300.
+    #[schema(value_type = Vec<OverviewSample>)]
+    pub samples: Vec<Value>,
+    /// Health; a tenant admin sees `ready` and `draining` only.
+    #[schema(value_type = OverviewHealth)]
+    pub health: Value,
+}
+
+/// Counts of the overview (`crate::stats`), described for the OpenAPI
+/// document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OverviewCounts {
+    /// Events published.
+    published: u64,
+    /// Events written to streams' queues.
+    delivered: u64,
+    /// Streams closed because their queue was full.
+    overflowed: u64,
+    /// Streams closed by a revocation.
+    revoked: u64,
+    /// Refusals.
+    refused: u64,
+    /// Refusals by `cap:<code>`, `auth:<code>`, `origin_forbidden`.
+    refused_by: std::collections::BTreeMap<String, u64>,
+    /// `false`: a tenant first seen after 4,096 others, whose totals are
+    /// not kept.
+    tracked: Option<bool>,
+}
+
+/// One second of the overview.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OverviewSample {
+    /// Unix milliseconds the second started at.
+    t: u64,
+    /// Streams open.
+    streams: usize,
+    /// Open streams of the 64 tenants with most (`""`: hub-wide).
+    by_tenant: std::collections::BTreeMap<String, usize>,
+    /// Past the per-tenant budget: only hub-wide numbers kept.
+    tenants_trimmed: Option<bool>,
+    /// Events published.
+    published: u64,
+    /// Events written to streams' queues.
+    delivered: u64,
+    /// Streams closed because their queue was full.
+    overflowed: u64,
+    /// Streams closed by a revocation.
+    revoked: u64,
+    /// Refusals.
+    refused: u64,
+    /// Refusals by kind.
+    refused_by: std::collections::BTreeMap<String, u64>,
+    /// Publish latency (`null`: none that second, or a tenant admin).
+    publish_ms: Option<Latencies>,
+    /// Fan-out latency (`null`: none that second, or a tenant admin).
+    fanout_ms: Option<Latencies>,
+}
+
+/// Latency bounds of a second, milliseconds (log₂ buckets).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Latencies {
+    /// Median bound.
+    p50: f64,
+    /// 99th percentile bound.
+    p99: f64,
+    /// The slowest.
+    max: f64,
+}
+
+/// The overview's health.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct OverviewHealth {
+    /// As `/readyz` says.
+    ready: bool,
+    /// Shutting down.
+    draining: bool,
+    /// The newest event's sequence number (hub admins only).
+    history_head: Option<u64>,
+    /// Deny rules in force (hub admins only).
+    deny_rules: Option<usize>,
+    /// Unused, unexpired SSE tokens (hub admins only).
+    sse_tokens_outstanding: Option<usize>,
+    /// The store (`null`: in memory; hub admins only).
+    store: Option<StoreHealth>,
+    /// The cluster (`null`: a single node; hub admins only).
+    cluster: Option<ClusterHealth>,
+}
+
+/// The store's size.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StoreHealth {
+    /// Events stored.
+    events: u64,
+    /// The file's size.
+    bytes: u64,
+}
+
+/// The cluster link.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ClusterHealth {
+    /// Whether NATS is reachable.
+    connected: bool,
+}
 
 /// Authenticates an admin (hub or tenant). SSE tokens (and so `?token=`)
 /// are accepted only where a stream is opened (`stream`), as everywhere.
@@ -74,10 +312,30 @@ fn matches(filter: Option<&str>, value: Option<&str>) -> bool {
     filter.is_none_or(|f| value.unwrap_or("") == f)
 }
 
-/// `GET /v1/audit?after=ID&before=ID&limit=N&kind=K&tenant=T&account=A`:
-/// forward from `after`, or (with `before`) the newest records older than
-/// `before`, for paging back. Oldest first either way.
-pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
+/// A page of the audit log
+///
+/// Forward from `after`, or (with `before`) the newest records older than
+/// `before`, for paging back from the live tail
+/// (`before=18446744073709551615` for the newest); oldest first either
+/// way. `after` and `before` together are `400 invalid_request`. A tenant
+/// admin sees its tenant's records only.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    operation_id = "audit_page",
+    tag = "admin",
+    security(("bearer" = []), ("cookie" = [])),
+    params(
+        ("after" = Option<u64>, Query, description = "Records with a larger id (default 0)."),
+        ("before" = Option<u64>, Query, description = "The newest records with a smaller id."),
+        ("limit" = Option<u64>, Query, description = "At most this many: default 100, clamped to 1–1000."),
+        ("kind" = Option<String>, Query, description = "Only this kind."),
+        ("tenant" = Option<String>, Query, description = "Only this tenant's (empty: records without one)."),
+        ("account" = Option<String>, Query, description = "Only this account's."),
+    ),
+    responses((status = 200, description = "The records.", body = AuditPage))
+)]
+pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
@@ -108,11 +366,39 @@ pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Js
     let next = records.last().map_or(after.unwrap_or(0), |r| r.id);
     let prev = records.first().map(|r| r.id);
     let records: Vec<&crate::audit::AuditRecord> = records.iter().map(|r| r.as_ref()).collect();
-    Ok(Json(json!({"records": records, "next": next, "prev": prev})))
+    Ok(Json(AuditPage { records, next, prev }).into_response())
 }
 
-/// `GET /v1/audit/events`: the audit log as SSE, resumable with
-/// `Last-Event-ID` (a record id).
+/// Follow the audit log
+///
+/// The audit log as an endless `text/event-stream`: `: connected`, then
+/// one `event: audit` per record from the newest on (or after
+/// `Last-Event-ID`, a record id), `id:` the record id and `data:` the
+/// record as JSON; `: keepalive` comments when idle; at most one closing
+/// control event as on `/v1/events`. At most 10 per session
+/// (`429 audit_stream_cap`). A tenant admin sees its tenant's records only.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/events",
+    operation_id = "open_audit_stream",
+    tag = "admin",
+    params(
+        ("last_event_id" = Option<String>, Query, pattern = "^[0-9]{0,20}$",
+            description = "Resume after this record id, at most the log's newest (the `Last-Event-ID` header wins)."),
+        ("token" = Option<String>, Query, description = "An admin SSE token (`st_...`)."),
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{0,20}$",
+            description = "Resume after this record id, at most the log's newest."),
+    ),
+    security(("bearer" = []), ("token" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The stream of audit records.",
+            content_type = "text/event-stream", body = ref("#/components/schemas/AuditStreamEvent"),
+            headers(
+                ("cache-control" = String, description = "`no-cache`"),
+                ("x-accel-buffering" = String, description = "`no`"),
+            )),
+    )
+)]
 pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
@@ -162,31 +448,50 @@ pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<
 
 /// One stream as an operator sees it. Never a credential: the session
 /// only as its hash prefix.
-fn describe(s: &Subscriber) -> Value {
+fn describe(s: &Subscriber) -> Connection {
     let (queue, sent) = s.queue.depth_and_sent();
-    json!({
-        "id": s.id.to_string(),
-        "kind": s.kind.as_str(),
-        "protocol": s.protocol,
-        "account": s.principal.sub,
-        "tenant": s.principal.tenant,
-        "session": s.principal.session.map(|h| h.prefix()),
-        "ip": s.ip.to_string(),
-        "selectors": s.selectors.as_strings(),
-        "roles": s.principal.roles,
-        "groups": s.principal.groups,
-        "opened_at": s.opened_at_ms / 1000,
-        "expires_at": s.principal.expires_at_ms.map(|ms| ms / 1000),
-        "queue": queue,
-        "sent": sent,
-    })
+    Connection {
+        id: s.id.to_string(),
+        kind: s.kind.as_str(),
+        protocol: s.protocol,
+        account: s.principal.sub.clone(),
+        tenant: s.principal.tenant.clone(),
+        session: s.principal.session.map(|h| h.prefix()),
+        ip: s.ip.to_string(),
+        selectors: s.selectors.as_strings(),
+        roles: s.principal.roles.clone(),
+        groups: s.principal.groups.clone(),
+        opened_at: s.opened_at_ms / 1000,
+        expires_at: s.principal.expires_at_ms.map(|ms| ms / 1000),
+        queue,
+        sent,
+    }
 }
 
 /// Most connections one answer lists.
 const CONNECTIONS_LISTED: u64 = 10_000;
 
-/// `GET /v1/connections?tenant=T&account=A&limit=N`, oldest first.
-pub async fn connections(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
+/// List live streams
+///
+/// Oldest first. `total` counts every match; `limit` bounds how many are
+/// listed. A tenant admin sees its tenant's streams only.
+#[utoipa::path(
+    get,
+    path = "/v1/connections",
+    operation_id = "list_connections",
+    tag = "admin",
+    security(("bearer" = []), ("cookie" = [])),
+    params(
+        ("tenant" = Option<String>, Query, description = "Only this tenant's streams (empty: hub-wide streams)."),
+        ("account" = Option<String>, Query, description = "Only this account's (`sub`)."),
+        ("limit" = Option<u64>, Query, description = "At most this many listed: default 10,000, clamped to 1–10,000."),
+    ),
+    responses((status = 200, description = "The streams.", body = ConnectionList,
+        links(("connection" = (operation_id = "get_connection",
+            parameters(("id" = "$response.body#/connections/0/id")),
+            description = "The first stream listed"))))),
+)]
+pub async fn connections(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<ConnectionList>, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
@@ -205,8 +510,11 @@ pub async fn connections(State(hub): State<Hub>, req: Request<Body>) -> Result<J
         p.administers(s.principal.tenant.as_deref()) && matches(tenant, s.principal.tenant.as_deref())
     });
     found.sort_unstable_by_key(|s| s.id);
-    let list: Vec<Value> = found.iter().take(limit).map(|s| describe(s)).collect();
-    Ok(Json(json!({"connections": list, "total": found.len()})))
+    let connections: Vec<Connection> = found.iter().take(limit).map(|s| describe(s)).collect();
+    Ok(Json(ConnectionList {
+        connections,
+        total: found.len(),
+    }))
 }
 
 /// The stream `id` if `p` administers it: another tenant's is "not found".
@@ -219,22 +527,46 @@ fn administered(hub: &HubInner, p: &Principal, id: &str) -> Result<Arc<Subscribe
         .ok_or_else(not_found)
 }
 
-/// `GET /v1/connections/{id}`.
+/// One live stream
+///
+/// Another tenant's stream is `404`, never `403`.
+#[utoipa::path(
+    get,
+    path = "/v1/connections/{id}",
+    operation_id = "get_connection",
+    tag = "admin",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The stream id.")),
+    responses((status = 200, description = "The stream.", body = Connection,
+        links(("kick" = (operation_id = "kick_connection",
+            parameters(("id" = "$request.path.id")),
+            description = "Cut this stream"))))),
+)]
 pub async fn connection(
     State(hub): State<Hub>,
     Path(id): Path<String>,
     req: Request<Body>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Connection>, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
     Ok(Json(describe(&*administered(&hub, &p, &id)?)))
 }
 
-/// `GET /v1/overview`: what is happening now, as this admin may see it
-/// (a tenant admin: its tenant's streams and counts, no latencies, no
-/// store or cluster details).
-pub async fn overview(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
+/// The last five minutes on this node
+///
+/// What is happening now, as this admin may see it: a tenant admin gets
+/// its tenant's streams and counts, no latencies, no store or cluster
+/// details. In a cluster every number is this node's.
+#[utoipa::path(
+    get,
+    path = "/v1/overview",
+    operation_id = "overview",
+    tag = "admin",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, description = "The overview.", body = Overview)),
+)]
+pub async fn overview(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Overview>, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
@@ -249,9 +581,12 @@ pub async fn overview(State(hub): State<Hub>, req: Request<Body>) -> Result<Json
         Scope::Hub => total,
         Scope::Tenant(_) => by_tenant.iter().map(|(_, n)| n).sum(),
     };
-    let by_tenant: Vec<Value> = by_tenant
+    let by_tenant: Vec<TenantStreams> = by_tenant
         .into_iter()
-        .map(|(t, n)| json!({"tenant": Some(t).filter(|t| !t.is_empty()), "streams": n}))
+        .map(|(t, n)| TenantStreams {
+            tenant: Some(t).filter(|t| !t.is_empty()),
+            streams: n,
+        })
         .collect();
     let (totals, samples) = hub.stats.snapshot(scope);
     let mut health = json!({"ready": !hub.is_draining(), "draining": hub.is_draining()});
@@ -273,19 +608,38 @@ pub async fn overview(State(hub): State<Hub>, req: Request<Body>) -> Result<Json
     if hub.cluster.as_ref().is_some_and(|c| !c.connected()) {
         health["ready"] = false.into();
     }
-    Ok(Json(json!({
-        "now_ms": now_ms(),
-        "tenant": p.tenant,
-        "interval_ms": 1000,
-        "streams": {"total": streams, "by_tenant": by_tenant},
-        "totals": totals,
-        "samples": samples,
-        "health": health,
-    })))
+    Ok(Json(Overview {
+        now_ms: now_ms(),
+        tenant: p.tenant,
+        interval_ms: 1000,
+        streams: OverviewStreams {
+            total: streams,
+            by_tenant,
+        },
+        totals,
+        samples,
+        health,
+    }))
 }
 
-/// `DELETE /v1/connections/{id}`: cut a stream (`event: kicked`).
-pub async fn kick(State(hub): State<Hub>, Path(id): Path<String>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
+/// Cut a live stream
+///
+/// The stream gets `event: kicked` and ends; its client may reconnect (to
+/// keep a user out, revoke). Audited (`admin_action`).
+#[utoipa::path(
+    delete,
+    path = "/v1/connections/{id}",
+    operation_id = "kick_connection",
+    tag = "admin",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The stream id.")),
+    responses((status = 200, description = "Closed.", body = Kicked)),
+)]
+pub async fn kick(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    req: Request<Body>,
+) -> Result<Json<Kicked>, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
     let p = admin(&hub, &req, &query, false)?;
@@ -295,5 +649,5 @@ pub async fn kick(State(hub): State<Hub>, Path(id): Path<String>, req: Request<B
     e.stream = Some(target.id);
     e.detail = json!({"action": "kick", "account": target.principal.sub});
     hub.audit.record(e, now_ms());
-    Ok(Json(json!({"closed": true})))
+    Ok(Json(Kicked { closed: true }))
 }

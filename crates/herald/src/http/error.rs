@@ -168,9 +168,32 @@ impl From<Invalid> for ApiError {
     }
 }
 
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` member of an [`ErrorBody`].
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, snake_case: what a client branches on. Each operation of the
+    /// OpenAPI document lists the codes each of its statuses can carry.
+    #[schema(pattern = "^[a-z][a-z0-9_]*$")]
+    pub code: &'static str,
+    /// A sentence for a human; its wording may change.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         if let Some(secs) = self.retry_after {

@@ -17,7 +17,57 @@ use axum::response::Response;
 use herald_core::{Principal, Selector, SelectorSet};
 use std::sync::Arc;
 
-/// Handler for `GET /v1/events`.
+/// Open an event stream
+///
+/// Everything that can refuse the stream (credential, selectors,
+/// `Last-Event-ID`, caps) is decided before the first byte, so a refusal
+/// is a real status code. The `200` body is an endless `text/event-stream`:
+///
+/// * `: connected` first, then, without `Last-Event-ID`, the retained
+///   snapshot (the latest retained event of each audience the credential
+///   may see, per matching topic); with `Last-Event-ID`, every missed event
+///   from history; then live events, with no gap and no duplicate.
+/// * An event: `id: <hub id>`, `event: <type>` (omitted for `message`),
+///   `retry: <ms>` when the publisher set it, one `data:` line per line of
+///   data, a blank line.
+/// * `: keepalive` comments every `limits.keepalive_secs` when idle.
+/// * Control events (`reset`, `revoked`, `expired`, `evicted`, `kicked`,
+///   `overflow`, `shutdown`) carry `data: {"reason": "..."}` and, except
+///   `reset`, end the stream; only `overflow` carries an `id:` line (the
+///   last event received; reconnect with it as `Last-Event-ID`).
+///
+/// A stream opened with `?token=st_...` also sets a reconnect grant
+/// cookie (`herald_rg_<token id>`, `HttpOnly`, `SameSite=Strict`), so the
+/// same URL reopens it after a drop while the token lives.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "open_event_stream",
+    tag = "streams",
+    params(
+        ("topic" = Vec<String>, Query, style = Form, explode, min_items = 1,
+            description = "A selector (repeatable, at least one, at most `limits.max_selectors`): `*`, an exact \
+                topic, a NATS-style wildcard (`orders.*`, `orders.>`) or an RFC 6570 URI template.",
+            example = json!(["*"])),
+        ("last_event_id" = Option<String>, Query, max_length = 1024,
+            description = "Resume after this event (the `Last-Event-ID` header wins): a hub id or a client id."),
+        ("token" = Option<String>, Query,
+            description = "An SSE token (`st_...`); a JWT or API key in a URL is refused."),
+        ("Last-Event-ID" = Option<String>, Header, max_length = 1024,
+            description = "Resume after this event, as `EventSource` sends it on reconnect; empty is no id."),
+    ),
+    security(("bearer" = []), ("token" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The stream: `: connected`, the snapshot or the missed events, then live \
+            events, keepalive comments and at most one closing control event.",
+            content_type = "text/event-stream", body = ref("#/components/schemas/NativeStreamEvent"),
+            headers(
+                ("cache-control" = String, description = "`no-cache`"),
+                ("x-accel-buffering" = String, description = "`no`: proxies must not buffer the stream"),
+                ("set-cookie" = String, description = "The reconnect grant, for a stream opened with `?token=`"),
+            )),
+    )
+)]
 pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);

@@ -12,11 +12,95 @@ use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_core::{Audience, EventDraft, Principal};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// One tag: 1 to 16 segments, as TanStack Query keys are.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = Tag)]
+#[allow(dead_code)]
+pub struct TagSchema(Vec<TagSegment>);
+
+/// A tag segment: a string (up to 256 bytes) or a number.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum TagSegment {
+    /// A string segment.
+    Text(String),
+    /// A number segment.
+    Number(f64),
+}
+
+/// The body of `POST /v1/invalidate`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct InvalidateRequest {
+    /// 1 to 100 tags; `["todos"]` covers `["todos", 7]`.
+    #[schema(min_items = 1, max_items = 100, example = json!([["todos"], ["users", "42"]]))]
+    tags: Vec<TagSchema>,
+    /// Required, exactly as for `POST /v1/publish`.
+    audience: super::publish::AudienceInput,
+}
+
+/// The body of `POST /v1/invalidation/tags/{action}`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TagsRequest {
+    /// 1 to 100 tags (each covers every tag it is a prefix of).
+    #[schema(min_items = 1, max_items = 100)]
+    tags: Vec<TagSchema>,
+}
+
+/// The invalidation state (`crate::invalidation`), described for the
+/// OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct InvalidationState {
+    /// Whether invalidations are held.
+    paused: bool,
+    /// Tags held, all audiences together.
+    held: usize,
+    /// Tags dropped (with every tag they are a prefix of).
+    disabled_tags: Vec<TagSchema>,
+    /// After a pause or resume: the held invalidations delivered (one per
+    /// audience).
+    delivered: Option<usize>,
+}
+
+/// Every tag of an invalidation was disabled: nothing was published.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Dropped {
+    /// Always `true`.
+    pub dropped: bool,
+}
+
+/// Held while invalidations are paused.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Held {
+    /// Always `true`.
+    pub held: bool,
+}
+
+/// The `200` answer of `POST /v1/invalidate`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum InvalidateAnswer {
+    /// Published: the `invalidate` event on `$tags`.
+    Published(super::publish::Published),
+    /// Every tag was disabled.
+    Dropped(Dropped),
+}
 
 /// Publishes one `invalidate` event for `tags` to `audience`.
-async fn publish_tags(hub: &Arc<HubInner>, audience: Audience, tags: Vec<Tag>) -> Result<Value, ApiError> {
+async fn publish_tags(
+    hub: &Arc<HubInner>,
+    audience: Audience,
+    tags: Vec<Tag>,
+) -> Result<super::publish::Published, ApiError> {
     let draft = EventDraft {
         topics: vec![TOPIC.to_string()],
         event_type: Some("invalidate".into()),
@@ -28,16 +112,35 @@ async fn publish_tags(hub: &Arc<HubInner>, audience: Audience, tags: Vec<Tag>) -
         unique_id: true,
     };
     let events = hub.publish_drafts(vec![draft]).await?;
-    Ok(events
-        .first()
-        .map_or(Value::Null, |e| json!({"id": e.id, "seq": e.seq})))
+    let stored = events.first().map(|e| super::publish::Published {
+        id: e.id.clone(),
+        seq: e.seq,
+    });
+    stored.ok_or_else(|| ApiError::from(crate::hub::PublishError::Unavailable("the event was not stored".into())))
 }
 
-/// `POST /v1/invalidate`.
+/// Publish an invalidation
+///
+/// One `invalidate` event on the reserved topic `$tags`, data
+/// `{"tags": [...]}`, to the audience given; the credential must be
+/// allowed to publish on `$tags`. Held (`202`) while invalidations are
+/// paused; dropped when every tag was disabled.
+#[utoipa::path(
+    post,
+    path = "/v1/invalidate",
+    operation_id = "invalidate",
+    tag = "invalidation",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body(content = InvalidateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Published (`id`, `seq`), or dropped.", body = InvalidateAnswer),
+        (status = 202, description = "Held while invalidations are paused.", body = Held),
+    )
+)]
 pub async fn invalidate(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let ip = client_ip(&req, &hub.config);
-    let p = hub.authenticate_api(header_credential(req.headers()), ip)?;
+    let p = hub.authenticate_request(header_credential(req.headers()), ip).await?;
     if !p.scopes.publish {
         return Err(ApiError::forbidden(
             "publish_forbidden",
@@ -72,9 +175,12 @@ pub async fn invalidate(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
     };
     draft.bind_tenant(&p)?;
     match hub.invalidation.submit(&draft.audience, tags) {
-        Decision::Publish(tags) => Ok(Json(publish_tags(&hub, draft.audience, tags).await?).into_response()),
-        Decision::Held => Ok((StatusCode::ACCEPTED, Json(json!({"held": true}))).into_response()),
-        Decision::Dropped => Ok(Json(json!({"dropped": true})).into_response()),
+        Decision::Publish(tags) => {
+            let published = publish_tags(&hub, draft.audience, tags).await?;
+            Ok(Json(InvalidateAnswer::Published(published)).into_response())
+        }
+        Decision::Held => Ok((StatusCode::ACCEPTED, Json(Held { held: true })).into_response()),
+        Decision::Dropped => Ok(Json(InvalidateAnswer::Dropped(Dropped { dropped: true })).into_response()),
         Decision::Full => Err(ApiError::too_many(
             "invalidations_held_full",
             "invalidations are paused and the held set is full; retry after they resume",
@@ -101,7 +207,20 @@ fn audit_action(hub: &HubInner, p: &Principal, action: &str, detail: Value) {
     hub.audit.record(e, now_ms());
 }
 
-/// `POST /v1/invalidation/{pause|resume}`.
+/// Pause or resume invalidations
+///
+/// `pause` holds invalidations, coalesced per audience; `resume` delivers
+/// the held set, one event per audience. Hub admins only; audited.
+#[utoipa::path(
+    post,
+    path = "/v1/invalidation/{action}",
+    operation_id = "control_invalidation",
+    tag = "invalidation",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("action" = String, Path, description = "`pause` or `resume`; anything else is `404`.",
+        example = "pause")),
+    responses((status = 200, description = "The state after it, with `delivered`.", body = InvalidationState)),
+)]
 pub async fn control(
     State(hub): State<Hub>,
     Path(action): Path<String>,
@@ -135,7 +254,21 @@ pub async fn control(
     Ok(Json(state))
 }
 
-/// `POST /v1/invalidation/tags/{disable|enable}` with `{"tags": [...]}`.
+/// Disable or enable tags
+///
+/// `disable` drops invalidations of those tags (and of every tag they are
+/// a prefix of); `enable` undoes it. Hub admins only; audited.
+#[utoipa::path(
+    post,
+    path = "/v1/invalidation/tags/{action}",
+    operation_id = "toggle_tags",
+    tag = "invalidation",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("action" = String, Path, description = "`disable` or `enable`; anything else is `404`.",
+        example = "disable")),
+    request_body(content = TagsRequest, content_type = "application/json"),
+    responses((status = 200, description = "The state after it.", body = InvalidationState)),
+)]
 pub async fn tags(
     State(hub): State<Hub>,
     Path(action): Path<String>,
@@ -157,7 +290,17 @@ pub async fn tags(
     Ok(Json(hub.invalidation.snapshot()))
 }
 
-/// `GET /v1/invalidation`.
+/// The invalidation state
+///
+/// Hub admins only.
+#[utoipa::path(
+    get,
+    path = "/v1/invalidation",
+    operation_id = "invalidation_state",
+    tag = "invalidation",
+    security(("bearer" = []), ("cookie" = [])),
+    responses((status = 200, description = "Paused or not, tags held, tags disabled.", body = InvalidationState)),
+)]
 pub async fn state(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
     let hub = hub.inner.clone();
     hub_admin(&hub, &req)?;

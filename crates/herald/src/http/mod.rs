@@ -3,8 +3,10 @@
 
 pub mod admin;
 pub mod error;
+pub mod error_catalog;
 pub mod events;
 pub mod invalidation;
+pub mod openapi;
 pub mod ops;
 pub mod publish;
 pub mod request;
@@ -57,13 +59,11 @@ pub fn router(hub: Hub) -> Router {
         .route("/admin/", get(ops::admin_page))
         .route("/admin/console.js", get(ops::console_js))
         .route("/admin/console.css", get(ops::console_css))
-        .route(
-            "/admin",
-            get(|| async { axum::response::Redirect::permanent("/admin/") }),
-        )
+        .route("/admin", get(ops::admin_redirect))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(openapi::serve))
         .route("/v1/events", get(events::subscribe))
         .route("/v1/publish", post(publish::publish))
         .route("/v1/tokens", post(tokens::mint))

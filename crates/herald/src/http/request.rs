@@ -96,22 +96,26 @@ pub fn query_pairs<B>(req: &Request<B>) -> Vec<(String, String)> {
 /// A client's `Last-Event-ID`: the header, else the query parameter named
 /// `param` (the header wins, as `EventSource` sends it on reconnect). One
 /// parser, [`LastEventId::parse`], for every stream; an empty value is no
-/// id at all.
+/// id at all. A malformed parameter is refused even when the header wins:
+/// bad input is answered, never silently ignored.
 pub fn last_event_id<B>(
     req: &Request<B>,
     query: &[(String, String)],
     param: &str,
 ) -> Result<Option<LastEventId>, ApiError> {
-    let raw = match req.headers().get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .map_err(|_| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be visible ASCII"))?,
-        None => match query.iter().find(|(k, _)| k == param) {
-            Some((_, v)) => v.as_str(),
-            None => return Ok(None),
-        },
+    let from_query = match query.iter().find(|(k, _)| k == param) {
+        Some((_, v)) => LastEventId::parse(v)?,
+        None => None,
     };
-    Ok(LastEventId::parse(raw)?)
+    match req.headers().get("last-event-id") {
+        Some(v) => {
+            let raw = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be visible ASCII"))?;
+            Ok(LastEventId::parse(raw)?)
+        }
+        None => Ok(from_query),
+    }
 }
 
 /// When a request's body must have fully arrived; set by the router on

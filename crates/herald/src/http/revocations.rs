@@ -16,7 +16,159 @@ use axum::http::Request;
 use axum::Json;
 use herald_core::revocation::AccountRevokeReason;
 use herald_core::{Revocation, SessionKey};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+/// The body of `POST /v1/revocations` (described for the OpenAPI document;
+/// the handler reads the fields it needs): Herald's own shape, or an
+/// application's audit event forwarded as is.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum RevocationRequest {
+    /// Herald's shape.
+    Herald(HeraldRevocation),
+    /// An application's audit event.
+    Forwarded(ForwardedAuditEvent),
+}
+
+/// What a revocation ends: see docs/security.md for what each type closes
+/// and keeps refusing.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct HeraldRevocation {
+    /// The revocation type.
+    #[serde(rename = "type")]
+    kind: RevocationType,
+    /// The account (`sub`): required by every type but `token_revoke` and
+    /// `tenant_revoke`.
+    #[schema(min_length = 1)]
+    account: Option<String>,
+    /// `session_revoke`: the session id.
+    #[schema(min_length = 1)]
+    session: Option<String>,
+    /// `role_grant_revoke`: the role.
+    #[schema(min_length = 1)]
+    role: Option<String>,
+    /// `token_revoke`: the token id (`jti`).
+    #[schema(min_length = 1)]
+    jti: Option<String>,
+    /// `tenant_revoke`: the tenant; with any other type, act on that
+    /// tenant's accounts only (a tenant-bound revoker: its own only).
+    #[schema(min_length = 1)]
+    tenant: Option<String>,
+}
+
+/// Herald's revocation types.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RevocationType {
+    /// A role of an account: its streams holding that role.
+    RoleGrantRevoke,
+    /// One session of an account.
+    SessionRevoke,
+    /// Every session of an account.
+    SessionRevokeAll,
+    /// Every token of an account.
+    TokenRevokeAll,
+    /// The account changed its password.
+    PasswordChange,
+    /// The account logged out.
+    Logout,
+    /// One token, by `jti`.
+    TokenRevoke,
+    /// A whole tenant.
+    TenantRevoke,
+}
+
+/// An application's audit event: the target account wins over the actor;
+/// `"outcome": "failure"` and types that revoke nothing change nothing.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ForwardedAuditEvent {
+    /// The event type; Herald's revocation types revoke, others do nothing.
+    #[serde(rename = "type")]
+    #[schema(min_length = 1)]
+    kind: String,
+    /// `success` or `failure` (`failure` revokes nothing).
+    #[schema(min_length = 1)]
+    outcome: Option<String>,
+    /// The acting account.
+    #[schema(min_length = 1)]
+    account_id: Option<String>,
+    /// The account acted on.
+    #[schema(min_length = 1)]
+    target_account_id: Option<String>,
+    /// `role`, `session_id`, `jti`, `tenant`.
+    metadata: Option<ForwardedMetadata>,
+}
+
+/// The details of a forwarded audit event.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ForwardedMetadata {
+    /// The role revoked.
+    #[schema(min_length = 1)]
+    role: Option<String>,
+    /// The session revoked.
+    #[schema(min_length = 1)]
+    session_id: Option<String>,
+    /// The token revoked.
+    #[schema(min_length = 1)]
+    jti: Option<String>,
+    /// The tenant concerned.
+    #[schema(min_length = 1)]
+    tenant: Option<String>,
+}
+
+/// The values `?dry_run=` takes.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub enum DryRunFlag {
+    /// Only count.
+    #[serde(rename = "true")]
+    True,
+    /// Only count.
+    #[serde(rename = "1")]
+    One,
+    /// Revoke.
+    #[serde(rename = "false")]
+    False,
+    /// Revoke.
+    #[serde(rename = "0")]
+    Zero,
+}
+
+/// The answer of a revocation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Revoked {
+    /// Streams closed on this node.
+    pub closed: usize,
+    /// Whether a deny rule was applied (and is durable); `false` for a
+    /// forwarded event that revokes nothing.
+    pub applied: bool,
+}
+
+/// The answer of a dry run: nothing changes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRun {
+    /// Live streams on this node the revocation would close now.
+    pub would_close: usize,
+    /// Always `false`.
+    pub applied: bool,
+}
+
+/// The answer of `POST /v1/revocations`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RevocationAnswer {
+    /// Applied (or nothing to apply).
+    Revoked(Revoked),
+    /// `?dry_run=true`.
+    DryRun(DryRun),
+}
 
 /// The fields a revocation may need, from either shape.
 struct Fields<'a> {
@@ -83,11 +235,32 @@ fn parse(f: &Fields<'_>, key: &SessionKey, forwarded: bool) -> Result<Option<Rev
     Ok(Some(r))
 }
 
-/// Handler for `POST /v1/revocations`.
-pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
+/// Revoke: end access now, and keep it ended
+///
+/// Closes every matching live stream and keeps refusing the revoked
+/// credentials (docs/security.md). Answers once the deny rule is durable
+/// (and, in a cluster, shared). Needs the `revoke` scope or an admin;
+/// `?dry_run=true` (admins only, audited) counts what would close and
+/// changes nothing. No other query parameter is accepted, and `dry_run`
+/// in the body is refused.
+#[utoipa::path(
+    post,
+    path = "/v1/revocations",
+    operation_id = "revoke",
+    tag = "revocations",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("dry_run" = inline(Option<DryRunFlag>), Query,
+        description = "`true` (or `1`): only count the streams it would close; `false` (or `0`): revoke.",
+        example = "true")),
+    request_body(content = RevocationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Applied, or (dry run) counted.", body = RevocationAnswer),
+    )
+)]
+pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<RevocationAnswer>, ApiError> {
     let hub = hub.inner.clone();
     let ip = client_ip(&req, &hub.config);
-    let by = hub.authenticate_api(header_credential(req.headers()), ip)?;
+    let by = hub.authenticate_request(header_credential(req.headers()), ip).await?;
     if !(by.scopes.revoke || by.is_admin()) {
         return Err(ApiError::forbidden(
             "revoke_forbidden",
@@ -111,9 +284,20 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
         .iter()
         .any(|k| body.get(k).is_some());
     let null = Value::Null;
-    let meta = body.get("metadata").unwrap_or(&null);
+    let meta = match body.get("metadata") {
+        None | Some(Value::Null) => &null,
+        Some(m @ Value::Object(_)) => m,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_revocation",
+                "`metadata` must be an object",
+            ))
+        }
+    };
     let fields = if forwarded {
-        if body.get("outcome").and_then(Value::as_str) == Some("failure") {
+        // Only a well-formed outcome is believed: `"outcome": false` is
+        // not a failure report, it is a malformed event.
+        if str_field(&body, "outcome")? == Some("failure") {
             return Ok(Json(nothing(dry_run)));
         }
         Fields {
@@ -159,7 +343,10 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
         e.detail = json!({"action": "revocation_dry_run", "type": fields.kind});
         let reach = hub.revocation_reach(revocation, within_tenant);
         hub.audit.record(e, crate::hub::now_ms());
-        return Ok(Json(json!({"would_close": reach, "applied": false})));
+        return Ok(Json(RevocationAnswer::DryRun(DryRun {
+            would_close: reach,
+            applied: false,
+        })));
     }
     // Not shared yet: refused, so the caller retries (a revocation is
     // idempotent) rather than believe every node applied it.
@@ -167,15 +354,21 @@ pub async fn revoke(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<V
         .revoke(revocation, within_tenant, Some(&by))
         .await
         .map_err(|e| ApiError::cluster_unavailable(e.to_string()))?;
-    Ok(Json(json!({"closed": closed, "applied": true})))
+    Ok(Json(RevocationAnswer::Revoked(Revoked { closed, applied: true })))
 }
 
 /// The answer for a revocation that revokes nothing.
-fn nothing(dry_run: bool) -> Value {
+fn nothing(dry_run: bool) -> RevocationAnswer {
     if dry_run {
-        json!({"would_close": 0, "applied": false})
+        RevocationAnswer::DryRun(DryRun {
+            would_close: 0,
+            applied: false,
+        })
     } else {
-        json!({"closed": 0, "applied": false})
+        RevocationAnswer::Revoked(Revoked {
+            closed: 0,
+            applied: false,
+        })
     }
 }
 

@@ -19,22 +19,55 @@ use axum::extract::State;
 use axum::http::Request;
 use axum::Json;
 use herald_core::{CredentialKind, Principal, Scopes, SelectorSet};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
-/// The request body.
-#[derive(Debug, Deserialize, Default)]
+/// The body of `POST /v1/tokens`. With an API key it names the principal
+/// (`sub` and `subscribe` required); with a user JWT every field may only
+/// narrow the JWT's own.
+#[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MintRequest {
+pub struct MintRequest {
+    /// The account the token is for (required with an API key; the JWT's
+    /// own `sub` otherwise).
+    #[schema(example = "alice")]
     sub: Option<String>,
+    /// Its tenant: a tenant-bound key mints only inside its own
+    /// (`403 tenant_forbidden`); 1 to 256 bytes.
     tenant: Option<String>,
+    /// Its session id (hashed by the hub).
     sid: Option<String>,
+    /// Its roles (a JWT: a subset of its own).
     roles: Option<Vec<String>>,
+    /// Its groups (a JWT: a subset of its own).
     groups: Option<Vec<String>>,
+    /// The selectors it may subscribe to (required with an API key; a JWT:
+    /// covered by its own).
+    #[schema(example = json!(["orders.>"]))]
     subscribe: Option<Vec<String>>,
+    /// Lifetime in seconds: default `limits.sse_token_ttl_secs` (300), at
+    /// most `limits.sse_token_max_ttl_secs`; never beyond the minting
+    /// credential's own expiry.
+    #[schema(minimum = 1, example = 300)]
     ttl: Option<u64>,
+    /// Spent by the first stream it opens (default `true`).
     single_use: Option<bool>,
+    /// An admin token (opens `/v1/audit/events`); only from an admin.
     admin: Option<bool>,
+}
+
+/// A minted SSE token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MintedToken {
+    /// The token, `st_...`: `?token=` on a stream, or `Authorization: Bearer`.
+    #[schema(example = "st_3q2+7w")]
+    pub token: String,
+    /// Unix seconds it expires at: the earlier of `now + ttl` and the
+    /// minting credential's expiry.
+    pub expires_at: u64,
+    /// Seconds it has left, rounded down.
+    pub expires_in: u64,
 }
 
 fn narrow(field: &str, own: &[String], asked: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
@@ -48,11 +81,34 @@ fn narrow(field: &str, own: &[String], asked: Option<Vec<String>>) -> Result<Vec
     }
 }
 
-/// Handler for `POST /v1/tokens`.
-pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Value>, ApiError> {
+/// Mint an SSE token
+///
+/// A backend API key with the `tokens` scope mints for the principal the
+/// body names (inside its tenant, if bound to one); a user JWT mints for
+/// itself and can only narrow it. Asking for more is `403
+/// token_widening_forbidden`, never silently dropped; an SSE token cannot
+/// mint another. At most `limits.sse_tokens_outstanding` unused, unexpired
+/// tokens per minter and subject (`429 too_many_tokens`).
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    operation_id = "mint_token",
+    tag = "tokens",
+    security(("bearer" = []), ("cookie" = [])),
+    request_body(content = MintRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The token, durable before it is handed out.", body = MintedToken,
+            links(
+                ("stream" = (operation_id = "open_event_stream",
+                    parameters(("token" = "$response.body#/token")),
+                    description = "Open a stream with the token")),
+            )),
+    )
+)]
+pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<MintedToken>, ApiError> {
     let hub = hub.inner.clone();
     let ip = client_ip(&req, &hub.config);
-    let minter = hub.authenticate_api(header_credential(req.headers()), ip)?;
+    let minter = hub.authenticate_request(header_credential(req.headers()), ip).await?;
     let body = json_body(req, 64 * 1024).await?;
     let r: MintRequest = serde_json::from_value(body)
         .map_err(|e| ApiError::bad_request("invalid_request", format!("token request: {e}")))?;
@@ -207,11 +263,11 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Val
     entry.ip = Some(ip);
     entry.detail = json!({"minter": minter.sub, "selectors": principal.subscribe.as_strings(), "ttl": expires_in});
     hub.audit.record(entry, now);
-    Ok(Json(json!({
-        "token": minted.token,
-        "expires_at": minted.expires_at_ms / 1000,
-        "expires_in": expires_in,
-    })))
+    Ok(Json(MintedToken {
+        token: minted.token,
+        expires_at: minted.expires_at_ms / 1000,
+        expires_in,
+    }))
 }
 
 #[cfg(test)]

@@ -85,6 +85,16 @@ impl HubInner {
         }
     }
 
+    /// Authenticates a request that is not a stream open
+    /// ([`HubInner::authenticate_api`]) once what its credential needs is
+    /// fetched ([`HubInner::prepare_credential`]): a publisher whose JWT
+    /// names a key its identity provider has just published is answered,
+    /// not refused.
+    pub async fn authenticate_request(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, VerifyError> {
+        self.prepare_credential(source, ip).await;
+        self.authenticate_api(source, ip)
+    }
+
     /// Authenticates a stream open. What the credential needs is fetched
     /// first ([`HubInner::prepare_credential`]); an SSE token is not spent
     /// here (admission spends it once the stream wins its slot).

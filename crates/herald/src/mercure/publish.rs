@@ -127,6 +127,41 @@ pub fn parse_update(body: &[u8], limits: &Limits) -> Result<Update, ApiError> {
     })
 }
 
+/// A Mercure update as a publisher's form sends it (parsed by
+/// [`parse_update`]; described here for the OpenAPI document).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UpdateForm {
+    /// The topics (repeat the field; the first is canonical; at most 100),
+    /// each 1 to 1024 bytes without control characters; not under
+    /// `/.well-known/mercure` nor starting with `$`.
+    #[schema(min_items = 1, max_items = 100, example = json!(["https://example.com/books/1"]))]
+    topic: Vec<String>,
+    /// The update's data.
+    #[schema(nullable = false)]
+    data: Option<String>,
+    /// Present (with any value): a private update.
+    #[schema(nullable = false)]
+    private: Option<String>,
+    /// The update id: not starting with `#`, not only digits, at most 256
+    /// bytes, no CR/LF/NUL.
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 256,
+        pattern = "^([^#0-9\\r\\n\\u0000][^\\r\\n\\u0000]*|[0-9][^\\r\\n\\u0000]*[^0-9\\r\\n\\u0000][^\\r\\n\\u0000]*)$"
+    )]
+    id: Option<String>,
+    /// The SSE `event:` type (empty: `message`; not one of the hub's
+    /// control types): at most 256 bytes, no CR/LF/NUL.
+    #[serde(rename = "type")]
+    #[schema(nullable = false, max_length = 256, pattern = "^[^\\r\\n\\u0000]*$")]
+    event_type: Option<String>,
+    /// SSE `retry:`, whole milliseconds.
+    #[schema(nullable = false, pattern = "^[0-9]{1,19}$")]
+    retry: Option<String>,
+}
+
 fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -135,7 +170,24 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Handler for Mercure publishes. Answers `200 text/plain` with the id.
+/// Publish (Mercure)
+///
+/// A form-encoded Mercure update; answers `200 text/plain` with the
+/// update's id. The token's `mercure.publish` claim must allow every topic
+/// (`403 topic_forbidden` otherwise). A publish with the
+/// `mercureAuthorization` cookie must come from one of
+/// `mercure.publish_origins`. `404` when Mercure is disabled.
+#[utoipa::path(
+    post,
+    path = "/.well-known/mercure",
+    operation_id = "mercure_publish",
+    tag = "mercure",
+    security(("mercure_bearer" = []), ("mercure_query" = []), ("mercure_cookie" = [])),
+    request_body(content = UpdateForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Stored and dispatched: the update id.", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     if hub.is_draining() {
@@ -162,6 +214,7 @@ pub async fn publish(State(hub): State<Hub>, req: Request<Body>) -> Result<Respo
         return Err(ApiError::missing_credential());
     };
     let mercure = super::verifier(&hub)?;
+    hub.prepare_mercure_publisher(&token, ip).await;
     let principal = hub.verify(ip, |now| mercure.publisher(&token, now).map(|t| t.principal))?;
     if principal.publish.is_empty() {
         return Err(ApiError::forbidden(

@@ -35,7 +35,42 @@ pub fn token<B>(req: &Request<B>) -> (Option<String>, bool) {
     }
 }
 
-/// Handler for Mercure subscriptions.
+/// Subscribe (Mercure)
+///
+/// A Mercure subscription: an endless `text/event-stream` with `:
+/// connected`, the missed updates (`Last-Event-ID` / `lastEventID`;
+/// `earliest` replays all history, an unknown id starts with `event:
+/// reset`) or the retained snapshot, then live updates (`id:` the update
+/// id, `event:` its type, `retry:`, `data:` lines), `: keepalive`
+/// comments every `mercure.heartbeat` seconds, and the hub's control
+/// events as on `/v1/events`. Private updates reach only subscribers whose
+/// `mercure.subscribe` claim matches one of their topics. Without a token,
+/// `mercure.anonymous` decides. `404` when Mercure is disabled.
+#[utoipa::path(
+    get,
+    path = "/.well-known/mercure",
+    operation_id = "mercure_subscribe",
+    tag = "mercure",
+    params(
+        ("topic" = Vec<String>, Query, style = Form, explode, min_items = 1,
+            description = "A topic selector (repeatable, at most 1000): an exact topic, `*`, an RFC 6570 URI \
+                template, or a NATS-style wildcard.",
+            example = json!(["https://example.com/books/{id}"])),
+        ("lastEventID" = Option<String>, Query, max_length = 1024,
+            description = "Resume after this update (the `Last-Event-ID` header wins); `earliest`: all history."),
+        ("authorization" = Option<String>, Query, description = "A Mercure subscriber JWT."),
+        ("Last-Event-ID" = Option<String>, Header, max_length = 1024, description = "Resume after this update."),
+    ),
+    security(("mercure_bearer" = []), ("mercure_query" = []), ("mercure_cookie" = []), ()),
+    responses(
+        (status = 200, description = "The subscription's stream.",
+            content_type = "text/event-stream", body = ref("#/components/schemas/MercureStreamEvent"),
+            headers(
+                ("last-event-id" = String, description = "The hub's newest update id when the stream opened (`earliest` when none)."),
+                ("cache-control" = String, description = "`no-cache`"),
+            )),
+    )
+)]
 pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let query = query_pairs(&req);
@@ -60,6 +95,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
     }
     let (principal, payload) = match token {
         Some(t) => {
+            hub.prepare_mercure_subscriber(&t, ip).await;
             let mut payload = None;
             let p = hub.verify(ip, |now| {
                 mercure.subscriber(&t, now).map(|tok| {

@@ -206,7 +206,70 @@ fn collection(hub: &HubInner, path: String, topic: Option<&str>) -> Value {
     })
 }
 
-/// `GET /.well-known/mercure/subscriptions`.
+/// A Mercure subscription as the subscriptions API shows it (JSON-LD),
+/// described for the OpenAPI document.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = MercureSubscription)]
+#[allow(dead_code)]
+pub struct SubscriptionSchema {
+    /// `https://mercure.rocks/` (on a single subscription).
+    #[serde(rename = "@context")]
+    context: Option<String>,
+    /// The subscription's IRI.
+    id: String,
+    /// `Subscription`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// `urn:uuid:...`.
+    subscriber: String,
+    /// The topic selector.
+    topic: String,
+    /// Whether the stream is open.
+    active: bool,
+    /// The token's `mercure.payload` claim.
+    payload: Option<Value>,
+    /// The hub's newest update id (on a single subscription).
+    #[serde(rename = "lastEventID")]
+    last_event_id: Option<String>,
+}
+
+/// A collection of Mercure subscriptions (JSON-LD).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[schema(as = MercureSubscriptions)]
+#[allow(dead_code)]
+pub struct SubscriptionsSchema {
+    /// `https://mercure.rocks/`.
+    #[serde(rename = "@context")]
+    context: String,
+    /// The collection's IRI.
+    id: String,
+    /// `Subscriptions`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The hub's newest update id (`earliest` when none).
+    #[serde(rename = "lastEventID")]
+    last_event_id: String,
+    /// The subscriptions.
+    subscriptions: Vec<SubscriptionSchema>,
+}
+
+/// Every Mercure subscription
+///
+/// Needs a subscriber token whose `mercure.subscribe` matches the URL
+/// path; `404` unless `mercure.subscriptions` is on.
+#[utoipa::path(
+    get,
+    path = "/.well-known/mercure/subscriptions",
+    operation_id = "mercure_subscriptions",
+    tag = "mercure",
+    security(("mercure_bearer" = []), ("mercure_query" = []), ("mercure_cookie" = [])),
+    params(("If-None-Match" = Option<String>, Header, description = "An entity tag from an earlier answer.")),
+    responses(
+        (status = 200, description = "The subscriptions.", content_type = "application/ld+json",
+            body = SubscriptionsSchema, headers(("etag" = String, description = "The answer's entity tag."))),
+        (status = 304, description = "Unchanged since `If-None-Match`."),
+    )
+)]
 pub async fn all(State(hub): State<Hub>, req: Request<Body>) -> Result<Response, ApiError> {
     let hub = hub.inner.clone();
     let path = format!("{RESERVED_PREFIX}/subscriptions");
@@ -214,7 +277,26 @@ pub async fn all(State(hub): State<Hub>, req: Request<Body>) -> Result<Response,
     Ok(respond(&req, collection(&hub, path, None)))
 }
 
-/// `GET /.well-known/mercure/subscriptions/{topic}`.
+/// The Mercure subscriptions to one topic
+///
+/// `topic` is URL-encoded. Needs a subscriber token whose
+/// `mercure.subscribe` matches the URL path.
+#[utoipa::path(
+    get,
+    path = "/.well-known/mercure/subscriptions/{topic}",
+    operation_id = "mercure_topic_subscriptions",
+    tag = "mercure",
+    security(("mercure_bearer" = []), ("mercure_query" = []), ("mercure_cookie" = [])),
+    params(
+        ("topic" = String, Path, description = "The topic selector, URL-encoded."),
+        ("If-None-Match" = Option<String>, Header, description = "An entity tag from an earlier answer."),
+    ),
+    responses(
+        (status = 200, description = "The subscriptions.", content_type = "application/ld+json",
+            body = SubscriptionsSchema, headers(("etag" = String, description = "The answer's entity tag."))),
+        (status = 304, description = "Unchanged since `If-None-Match`."),
+    )
+)]
 pub async fn by_topic(
     State(hub): State<Hub>,
     Path(topic): Path<String>,
@@ -226,7 +308,27 @@ pub async fn by_topic(
     Ok(respond(&req, collection(&hub, path, Some(&topic))))
 }
 
-/// `GET /.well-known/mercure/subscriptions/{topic}/{subscriber}`.
+/// One Mercure subscription
+///
+/// `topic` and `subscriber` are URL-encoded; `404` when there is no such
+/// subscription.
+#[utoipa::path(
+    get,
+    path = "/.well-known/mercure/subscriptions/{topic}/{subscriber}",
+    operation_id = "mercure_subscription",
+    tag = "mercure",
+    security(("mercure_bearer" = []), ("mercure_query" = []), ("mercure_cookie" = [])),
+    params(
+        ("topic" = String, Path, description = "The topic selector, URL-encoded."),
+        ("subscriber" = String, Path, description = "The subscriber (`urn:uuid:...`), URL-encoded."),
+        ("If-None-Match" = Option<String>, Header, description = "An entity tag from an earlier answer."),
+    ),
+    responses(
+        (status = 200, description = "The subscription.", content_type = "application/ld+json",
+            body = SubscriptionSchema, headers(("etag" = String, description = "The answer's entity tag."))),
+        (status = 304, description = "Unchanged since `If-None-Match`."),
+    )
+)]
 pub async fn one(
     State(hub): State<Hub>,
     Path((topic, subscriber)): Path<(String, String)>,
