@@ -239,6 +239,27 @@ pub struct OverviewHealth {
     store: Option<StoreHealth>,
     /// The cluster (`null`: a single node; hub admins only).
     cluster: Option<ClusterHealth>,
+    /// The identity providers' key sets (hub admins only; empty without
+    /// `jwks_url` or Mercure's `*_jwks_url`).
+    jwks: Option<Vec<JwksHealth>>,
+}
+
+/// One identity provider's key set (`crate::auth::jwks::JwksStatus`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JwksHealth {
+    /// The URL, as configured.
+    url: String,
+    /// Whether a fetch has ever succeeded.
+    loaded: bool,
+    /// Keys held now.
+    keys: usize,
+    /// Unix ms of the last successful fetch.
+    last_success_ms: Option<u64>,
+    /// Why the last fetch failed, when it did.
+    last_error: Option<String>,
+    /// Fetches attempted since start.
+    fetches: u64,
 }
 
 /// The store's size.
@@ -603,6 +624,9 @@ pub async fn overview(State(hub): State<Hub>, req: Request<Body>) -> Result<Json
             .cluster
             .as_ref()
             .map_or(Value::Null, |c| json!({"connected": c.connected()}));
+        // The URLs and their errors name the hub's surroundings: an
+        // operator's business, not `/readyz`'s, which anyone may read.
+        health["jwks"] = serde_json::to_value(hub.auth.jwks.status()).unwrap_or_default();
     }
     // Ready as `/readyz` says it, for every admin.
     if hub.cluster.as_ref().is_some_and(|c| !c.connected()) {
