@@ -60,5 +60,8 @@ bash scripts/schemathesis.sh
 echo "== debian package (docs/install.md)"
 bash scripts/package.sh
 
+echo "== client libraries against a real hub (docs/clients.md)"
+bash scripts/clients.sh
+
 echo "== browser tests"
 (cd tests/browser && npm ci --no-audit --no-fund --silent && npm test)
