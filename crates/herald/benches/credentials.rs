@@ -129,14 +129,14 @@ fn now_ms() -> u64 {
 fn verify_every_time(bencher: divan::Bencher, name: &str) {
     let auth = authenticator(0);
     let raw = token(alg(name));
-    assert!(auth.authenticate(Source::Bearer(&raw), now_ms(), false).is_ok());
-    bencher.bench(|| auth.authenticate(Source::Bearer(divan::black_box(&raw)), now_ms(), false));
+    assert!(auth.authenticate_request(Source::Bearer(&raw), now_ms()).is_ok());
+    bencher.bench(|| auth.authenticate_request(Source::Bearer(divan::black_box(&raw)), now_ms()));
 }
 
 #[divan::bench(args = ALGS)]
 fn verified_once_then_cached(bencher: divan::Bencher, name: &str) {
     let auth = authenticator(herald::auth::VERIFIED_KEPT);
     let raw = token(alg(name));
-    assert!(auth.authenticate(Source::Bearer(&raw), now_ms(), false).is_ok());
-    bencher.bench(|| auth.authenticate(Source::Bearer(divan::black_box(&raw)), now_ms(), false));
+    assert!(auth.authenticate_request(Source::Bearer(&raw), now_ms()).is_ok());
+    bencher.bench(|| auth.authenticate_request(Source::Bearer(divan::black_box(&raw)), now_ms()));
 }

@@ -93,6 +93,22 @@ impl Authenticator {
         }
     }
 
+    /// Verifies the credential of a request that is not a stream open: a
+    /// user JWT is remembered once verified ([`verified`]), since a
+    /// backend sends the same one with every publish. Stream opens do not
+    /// use the cache: a subscriber presents its JWT once per connection,
+    /// and ten thousand of them would only fill it.
+    pub fn authenticate_request(&self, source: Source<'_>, now_ms: u64) -> Result<Principal, AuthError> {
+        match source {
+            Source::Bearer(raw) | Source::Cookie(raw)
+                if !raw.starts_with(sse_token::PREFIX) && !raw.starts_with(api_key::PREFIX) =>
+            {
+                self.verify_jwt(raw, now_ms)
+            }
+            _ => self.authenticate(source, now_ms, false),
+        }
+    }
+
     /// Verifies a user JWT, or recalls that it verified. The generation is
     /// read before verifying, so a key set that changes meanwhile leaves
     /// the new entry stale rather than a withdrawn key's token fresh.
@@ -129,7 +145,7 @@ impl Authenticator {
                     }
                     self.api_keys.verify(raw)
                 } else {
-                    self.verify_jwt(raw, now_ms)
+                    self.jwt.verify(raw, &self.session_key, now_ms)
                 }
             }
         }

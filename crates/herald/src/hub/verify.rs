@@ -106,7 +106,11 @@ impl HubInner {
     /// Authenticates a request that is not a stream open: SSE tokens are
     /// refused here, since they exist only to open streams.
     pub fn authenticate_api(&self, source: Option<Source<'_>>, ip: IpAddr) -> Result<Principal, VerifyError> {
-        let p = self.authenticate(source, ip, false)?;
+        let Some(source) = source else {
+            self.check_rate(ip)?;
+            return Err(VerifyError::Missing);
+        };
+        let p = self.verify(ip, |now| self.auth.authenticate_request(source, now))?;
         if matches!(p.kind, herald_core::CredentialKind::SseToken { .. }) {
             return Err(VerifyError::Refused(AuthError::new(
                 "invalid_token",
