@@ -43,7 +43,8 @@ pub struct Update {
 /// own (`403 topic_forbidden`), a bad id (`400`), a type with CR/LF/NUL,
 /// over 256 bytes (`400 invalid_field`) or reserved for the hub's control
 /// events (`400 reserved_type`), a `retry` that is not whole milliseconds
-/// (`400 invalid_field`), and data + topics + id + type over
+/// (`400 invalid_field`), a `target` field from older Mercure drafts
+/// (`400 invalid_field`: it meant private), and data + topics + id + type over
 /// `limits.max_event_bytes` (`413 event_too_large`).
 pub fn parse_update(body: &[u8], limits: &Limits) -> Result<Update, ApiError> {
     let mut topics = Vec::new();
@@ -66,6 +67,15 @@ pub fn parse_update(body: &[u8], limits: &Limits) -> Result<Update, ApiError> {
             "type" => event_type = Some(v.into_owned()),
             "retry" => retry = Some(v.into_owned()),
             "private" => private = true,
+            // Older Mercure drafts made an update private by naming its
+            // `target`s; publishing such an update publicly would leak what
+            // its publisher meant to restrict, so it is refused instead.
+            "target" => {
+                return Err(ApiError::bad_request(
+                    "invalid_field",
+                    "`target` (older Mercure drafts) is not supported: send `private=on` and authorize subscribers by topic",
+                ))
+            }
             _ => {}
         }
     }
@@ -267,6 +277,12 @@ mod tests {
 
     fn code(body: &str) -> &'static str {
         parse_update(body.as_bytes(), &Limits::default()).map_or_else(|e| e.code, |_| "ok")
+    }
+
+    #[test]
+    fn a_draft_target_is_refused_not_published_publicly() {
+        assert_eq!(code("topic=a&data=x&target=admins"), "invalid_field");
+        assert_eq!(code("topic=a&data=x&private=on"), "ok");
     }
 
     #[test]
