@@ -532,33 +532,7 @@ async fn audit_follow_reconnects_when_the_hub_restarts() {
 #[tokio::test]
 async fn https_hubs_are_reached_with_the_trusted_ca_file() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir.path())
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            // webpki refuses a CA certificate as a server's own.
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-        ])
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    support::self_signed_cert(dir.path());
     let cert = dir.path().join("cert.pem").to_str().expect("utf8").to_string();
     let key = dir.path().join("key.pem").to_str().expect("utf8").to_string();
     let hub = start_with(&format!("tls_cert = \"{cert}\"\ntls_key = \"{key}\""));

@@ -247,33 +247,7 @@ fn answer_for(
 /// `dir/cert.pem`.
 fn acceptor(dir: &Path) -> tokio_rustls::TlsAcceptor {
     use rustls_pki_types::pem::PemObject;
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            // webpki refuses a CA certificate as a server's own.
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-        ])
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    support::self_signed_cert(dir);
     let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("cert.pem"))
         .expect("cert")
         .map(|c| c.expect("cert"))

@@ -444,3 +444,37 @@ pub fn check_error_shape(v: &Value) -> String {
     );
     code
 }
+
+/// Writes a throwaway self-signed certificate for `127.0.0.1` and
+/// `localhost` to `dir/cert.pem` (its key to `dir/key.pem`), made by
+/// openssl; returns both paths.
+pub fn self_signed_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            // webpki refuses a CA certificate as a server's own.
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+        ])
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
