@@ -108,11 +108,17 @@ async fn the_browser_that_opened_a_stream_reopens_it_and_a_leaked_url_does_not()
     let renamed = format!("{}={value}", other_grant.split('=').next().expect("name"));
     let code = error_code(open(&hub, &other, Some(&renamed), None).await, StatusCode::UNAUTHORIZED).await;
     assert_eq!(code, "token_used", "another token's grant under this token's name");
-    // The right pair reopens it.
+    // The right pair reopens it, even behind a planted cookie of the same
+    // name (cookie tossing from a sibling site).
     assert_eq!(
         open(&hub, &other, Some(&other_grant), None).await.status(),
         StatusCode::OK
     );
+    let tossed = format!(
+        "{}=planted; {other_grant}",
+        other_grant.split('=').next().expect("name")
+    );
+    assert_eq!(open(&hub, &other, Some(&tossed), None).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]

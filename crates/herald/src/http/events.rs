@@ -5,7 +5,7 @@
 //! always a real status code, never an error inside a `200` stream.
 
 use super::error::ApiError;
-use super::request::{client_ip, cookie, header_credential, last_event_id, query_pairs, ConnInfo};
+use super::request::{client_ip, header_credential, last_event_id, query_pairs, ConnInfo};
 use crate::auth::Source;
 use crate::hub::{Hub, HubInner};
 use crate::registry::StreamKind;
@@ -135,7 +135,17 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
 /// browser got when it first opened a stream with that token.
 fn presents_grant(hub: &HubInner, req: &Request<Body>, raw: &str) -> bool {
     let name = crate::auth::sse_token::grant_cookie_name(raw);
-    cookie(req.headers(), &name).is_some_and(|value| crate::auth::sse_token::grant_matches(&grant_key(hub), raw, value))
+    let key = grant_key(hub);
+    // Every cookie of that name is tried: a cookie another site of the same
+    // domain planted first under the name (cookie tossing) must not hide
+    // the real grant. A planted one matches nothing without the key.
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix(name.as_str())?.strip_prefix('='))
+        .any(|value| crate::auth::sse_token::grant_matches(&key, raw, value))
 }
 
 fn grant_key(hub: &HubInner) -> [u8; 32] {
