@@ -172,26 +172,7 @@ async fn flags_win_over_env_and_env_over_file() {
 #[tokio::test]
 async fn tls_serves_http2_and_streams() {
     let dir = tempfile::tempdir().expect("tempdir");
-    openssl(
-        dir.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "2",
-        ],
-    );
+    support::self_signed_cert(dir.path());
     let cert = dir.path().join("cert.pem").to_str().expect("utf8").to_string();
     let key = dir.path().join("key.pem").to_str().expect("utf8").to_string();
     let hub = start_with(&format!("tls_cert = \"{cert}\"\ntls_key = \"{key}\""));

@@ -68,10 +68,16 @@ pub struct Authenticator {
     pub verified: verified::VerifiedTokens,
 }
 
-/// How many verified user JWTs are remembered: a publisher or subscriber
-/// sends the same one with every request, and a few thousand backends and
-/// users cover a busy hub. About 1 KiB each at most.
+/// How many verified user JWTs are remembered: a backend sends the same
+/// one with every publish, mint or revocation, and a few thousand backends
+/// cover a busy hub. About 1 KiB each at most.
 pub const VERIFIED_KEPT: usize = 8192;
+
+/// Whether a raw header or cookie credential is a user JWT: neither an SSE
+/// token nor an API key, which have prefixes of their own.
+fn is_user_jwt(raw: &str) -> bool {
+    !raw.starts_with(sse_token::PREFIX) && !raw.starts_with(api_key::PREFIX)
+}
 
 /// Fingerprint of a raw credential: a short hash, enough to recognise it
 /// again (revocation, token bookkeeping) without ever storing it.
@@ -87,7 +93,7 @@ impl Authenticator {
     /// key set fetched again (rate-limited, shared; see [`jwks`]).
     pub async fn prefetch(&self, source: Source<'_>) {
         if let Source::Bearer(raw) | Source::Cookie(raw) = source {
-            if !raw.starts_with(sse_token::PREFIX) && !raw.starts_with(api_key::PREFIX) {
+            if is_user_jwt(raw) {
                 self.jwt.prefetch(raw).await;
             }
         }
@@ -100,11 +106,7 @@ impl Authenticator {
     /// and ten thousand of them would only fill it.
     pub fn authenticate_request(&self, source: Source<'_>, now_ms: u64) -> Result<Principal, AuthError> {
         match source {
-            Source::Bearer(raw) | Source::Cookie(raw)
-                if !raw.starts_with(sse_token::PREFIX) && !raw.starts_with(api_key::PREFIX) =>
-            {
-                self.verify_jwt(raw, now_ms)
-            }
+            Source::Bearer(raw) | Source::Cookie(raw) if is_user_jwt(raw) => self.verify_jwt(raw, now_ms),
             _ => self.authenticate(source, now_ms, false),
         }
     }

@@ -5,7 +5,7 @@
 //! always a real status code, never an error inside a `200` stream.
 
 use super::error::ApiError;
-use super::request::{client_ip, header_credential, last_event_id, query_pairs, ConnInfo};
+use super::request::{client_ip, cookies, header_credential, host, last_event_id, query_pairs, ConnInfo};
 use crate::auth::Source;
 use crate::hub::{Hub, HubInner};
 use crate::registry::StreamKind;
@@ -136,16 +136,11 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
 fn presents_grant(hub: &HubInner, req: &Request<Body>, raw: &str) -> bool {
     let name = crate::auth::sse_token::grant_cookie_name(raw);
     let key = grant_key(hub);
-    // Every cookie of that name is tried: a cookie another site of the same
-    // domain planted first under the name (cookie tossing) must not hide
-    // the real grant. A planted one matches nothing without the key.
-    req.headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().strip_prefix(name.as_str())?.strip_prefix('='))
-        .any(|value| crate::auth::sse_token::grant_matches(&key, raw, value))
+    // Every cookie of that name is tried: one planted first by another site
+    // of the same domain must not hide the real grant, and matches nothing
+    // without the key.
+    let mut values = cookies(req.headers(), &name);
+    values.any(|value| crate::auth::sse_token::grant_matches(&key, raw, value))
 }
 
 fn grant_key(hub: &HubInner) -> [u8; 32] {
@@ -203,12 +198,7 @@ fn grant_cookie(hub: &HubInner, req: &Request<Body>, raw: &str, expires_at_ms: u
 
 /// Whether the request names a loopback host (`localhost`, `127.x`, `[::1]`).
 fn loopback_host(req: &Request<Body>) -> bool {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
+    let host = host(req).unwrap_or("");
     let name = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => host.rsplit_once(':').map_or(host, |(h, _)| h),

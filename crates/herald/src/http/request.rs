@@ -65,14 +65,31 @@ pub fn authorization(headers: &HeaderMap) -> Option<(&str, bool)> {
     })
 }
 
-/// The value of the cookie `name`, if the request carries it.
+/// The value of the cookie `name`, if the request carries it (the first
+/// of that name).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    cookies(headers, name).next()
+}
+
+/// Every value of the cookie `name`, in the order the request sends them:
+/// another site of the same domain may have set one of that name first
+/// (cookie tossing), so a check that must find the real one tries them all.
+pub fn cookies<'a, 'n>(headers: &'a HeaderMap, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+        .filter_map(move |c| c.trim().strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The host the request names: its `Host` header, or the HTTP/2
+/// `:authority`.
+pub fn host<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
 }
 
 /// The native credential: `Authorization: Bearer`, else the `herald_token`
@@ -220,12 +237,7 @@ fn referer_origin(referer: &str) -> Option<String> {
 /// itself (behind a TLS-terminating proxy the browser's origin is `https`,
 /// the hub's connection plain).
 pub fn own_origins<B>(req: &Request<B>, serves_tls: bool) -> Vec<String> {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
-    let Some(host) = host.filter(|h| !h.is_empty()) else {
+    let Some(host) = host(req).filter(|h| !h.is_empty()) else {
         return Vec::new();
     };
     let mut own = vec![format!("https://{host}")];
