@@ -55,7 +55,7 @@ fn event(audience: serde_json::Value) -> herald_core::Event {
 fn one_user_among(bencher: divan::Bencher, n: usize) {
     let (r, _slots) = registry(n);
     let e = event(json!({"users": ["u7"]}));
-    bencher.bench(|| r.dispatch(divan::black_box(&e)));
+    bencher.bench(|| r.dispatch(divan::black_box(&e), 0));
 }
 
 #[divan::bench(args = [100, 1000, 15000])]
@@ -73,11 +73,11 @@ fn broadcast_to(bencher: divan::Bencher, n: usize) {
     let empty = || {
         rt.block_on(async {
             for s in &subscribers {
-                let _ = tokio::time::timeout(Duration::ZERO, s.queue.drain(|| 0)).await;
+                let _ = tokio::time::timeout(Duration::ZERO, s.queue.drain(|| 0, None)).await;
             }
         })
     };
     bencher
         .with_inputs(empty)
-        .bench_local_values(|()| r.dispatch(divan::black_box(&e)));
+        .bench_local_values(|()| r.dispatch(divan::black_box(&e), 0));
 }

@@ -5,12 +5,50 @@
 //! full queue disconnects that subscriber alone (it resumes from history).
 //! The writer drains everything queued in one go, so a burst becomes one
 //! write instead of one per event.
+//!
+//! A stream whose connection can be written without its task (Herald's
+//! own HTTP/1.1 server gives it a [`WireWriter`]) is written by the
+//! dispatcher itself while its writer idles: the event goes straight to the
+//! socket with one non-blocking write, with no wake-up, no scheduler hop
+//! and no poll of the body. That is the common case below saturation,
+//! where each stream's queue is empty when an event arrives. Whenever the
+//! direct write cannot take the event whole at once (the socket is full,
+//! the writer is busy, frames are waiting) the event is queued as it
+//! always was, so order, bounds and overflow stay the queue's.
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::Notify;
+
+/// What a direct write did with a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// All of it is in the socket.
+    Whole,
+    /// Part of it is in the socket; the writer keeps the rest and sends it
+    /// before anything else. The stream's task must wake to do so.
+    Part,
+    /// Nothing: the socket is full or the writer still holds earlier bytes.
+    No,
+}
+
+/// A connection that can take a frame without the stream's task: a
+/// non-blocking write, already in the connection's wire encoding.
+pub trait WireWriter: Send + Sync {
+    /// Writes `frame` if the socket takes it now. `wire` is the frame in
+    /// the connection's encoding, shared by every writer offered the same
+    /// frame (all of them HTTP/1.1 chunked): the first fills it.
+    fn try_write(&self, frame: &Bytes, wire: &mut Option<Bytes>) -> Written;
+}
+
+/// A request extension: the connection the request came on can be written
+/// directly ([`WireWriter`]). Herald's own HTTP/1.1 server inserts it on
+/// stream requests; the adapters hand it to admission with the stream.
+#[derive(Clone)]
+pub struct DirectWire(pub Arc<dyn WireWriter>);
 
 /// Why the hub ended a stream. Every way a stream can end is here, so the
 /// audit log, metrics and the final SSE frame are derived from one value.
@@ -101,6 +139,15 @@ struct State {
     /// Set when a push found the queue full: the last sequence number the
     /// client can have received (see [`SubscriberQueue::resume_after`]).
     resume_after: Option<u64>,
+    /// The connection, when it can be written directly.
+    direct: Option<Arc<dyn WireWriter>>,
+    /// While the writer waits for frames with nothing left to skip: the
+    /// last event it sent. Only then may the dispatcher write directly,
+    /// and only events after it.
+    idle_after: Option<u64>,
+    /// The last event the dispatcher wrote directly, so the writer's
+    /// resume point counts it.
+    written_through: u64,
 }
 
 /// A bounded queue of shared SSE frames for one subscriber.
@@ -126,6 +173,9 @@ impl SubscriberQueue {
                 last_drain_ms: now_ms,
                 active: false,
                 resume_after: None,
+                direct: None,
+                idle_after: None,
+                written_through: 0,
             }),
             sent: AtomicU64::new(0),
             notify: Notify::new(),
@@ -134,9 +184,67 @@ impl SubscriberQueue {
         }
     }
 
+    /// Lets the dispatcher write this stream's connection directly while
+    /// its writer idles (see the module's notes).
+    pub fn set_writer(&self, writer: Arc<dyn WireWriter>) {
+        self.state.lock().direct = Some(writer);
+    }
+
+    /// Drops the connection's writer: the stream is over, and the
+    /// connection must close (or serve its next request) without the
+    /// queue holding it open.
+    pub fn detach_writer(&self) {
+        let mut s = self.state.lock();
+        s.direct = None;
+        s.idle_after = None;
+    }
+
     /// Queues a frame without ever waiting.
     pub fn push(&self, seq: u64, frame: Bytes) -> Push {
+        let s = self.state.lock();
+        self.queue_locked(s, seq, frame)
+    }
+
+    /// Offers an event: written straight to the connection when the writer
+    /// idles and the socket takes it, queued otherwise. `wire` caches the
+    /// frame's wire encoding across the streams it is offered to; `now_ms`
+    /// is when it was offered.
+    pub fn offer(&self, seq: u64, frame: &Bytes, wire: &mut Option<Bytes>, now_ms: u64) -> Push {
         let mut s = self.state.lock();
+        if s.closed.is_none() && s.frames.is_empty() {
+            if let (Some(after), Some(writer)) = (s.idle_after, &s.direct) {
+                if seq > after {
+                    // Under the queue's lock, so a close (a revocation)
+                    // either precedes this write or follows it: after it,
+                    // not one more event goes out.
+                    match writer.try_write(frame, wire) {
+                        Written::Whole => return self.wrote(&mut s, seq, now_ms, false),
+                        Written::Part => return self.wrote(&mut s, seq, now_ms, true),
+                        Written::No => {}
+                    }
+                }
+            }
+        }
+        self.queue_locked(s, seq, frame.clone())
+    }
+
+    /// Books a direct write of event `seq`; `part`: the writer holds the
+    /// rest and the stream's task must wake to send it.
+    fn wrote(&self, s: &mut State, seq: u64, now_ms: u64, part: bool) -> Push {
+        s.idle_after = if part { None } else { Some(seq) };
+        s.written_through = seq;
+        s.active = true;
+        // The writer took this frame just now: a stall is counted from
+        // here, not from when it last drained the queue.
+        s.last_drain_ms = now_ms;
+        self.count_sent(1);
+        if part {
+            self.notify.notify_one();
+        }
+        Push::Queued
+    }
+
+    fn queue_locked(&self, mut s: parking_lot::MutexGuard<'_, State>, seq: u64, frame: Bytes) -> Push {
         if s.closed.is_some() {
             return Push::Closed;
         }
@@ -150,6 +258,10 @@ impl SubscriberQueue {
                 s.resume_after = Some(first - 1);
             }
             return Push::Overflow;
+        }
+        if s.frames.is_empty() && s.idle_after.take().is_some() {
+            // The writer has been waiting until now; it wakes for this.
+            s.last_drain_ms = s.last_drain_ms.max(crate::clock::now_ms());
         }
         s.bytes += frame.len();
         s.frames.push_back((seq, frame));
@@ -169,6 +281,7 @@ impl SubscriberQueue {
         s.closed = Some(reason);
         s.frames = VecDeque::new();
         s.bytes = 0;
+        s.idle_after = None;
         drop(s);
         self.notify.notify_one();
         true
@@ -198,23 +311,37 @@ impl SubscriberQueue {
     }
 
     /// Waits for frames or for the close, and takes everything queued.
-    pub async fn drain(&self, now_ms: impl Fn() -> u64) -> Drained {
+    ///
+    /// `sent_through`: the last event the writer sent, when it has nothing
+    /// left to skip; while it waits, the dispatcher may then write later
+    /// events directly. `None` keeps every frame in the queue.
+    pub async fn drain(&self, now_ms: impl Fn() -> u64, sent_through: Option<u64>) -> Drained {
         loop {
             let notified = self.notify.notified();
             {
                 let mut s = self.state.lock();
                 s.last_drain_ms = now_ms();
                 if let Some(reason) = s.closed {
+                    s.idle_after = None;
                     return Drained::Closed(reason);
                 }
                 if !s.frames.is_empty() {
+                    s.idle_after = None;
                     s.bytes = 0;
                     let frames = std::mem::take(&mut s.frames);
                     return Drained::Frames(frames.into());
                 }
+                if s.direct.is_some() {
+                    s.idle_after = sent_through.map(|after| after.max(s.written_through));
+                }
             }
             notified.await;
         }
+    }
+
+    /// The last event the dispatcher wrote directly (0 for none).
+    pub fn written_through(&self) -> u64 {
+        self.state.lock().written_through
     }
 
     /// For the shared heartbeat: whether the stream was idle since the last
@@ -262,5 +389,118 @@ mod tests {
         assert!(q.close(CloseReason::Overflow));
         assert!(!q.close(CloseReason::Shutdown));
         assert_eq!(q.push(3, Bytes::from_static(b"c")), Push::Closed);
+    }
+
+    /// A connection that takes what `room` allows, recording what it took.
+    struct Socket {
+        room: Mutex<usize>,
+        took: Mutex<Vec<u8>>,
+    }
+
+    impl WireWriter for Socket {
+        fn try_write(&self, frame: &Bytes, _: &mut Option<Bytes>) -> Written {
+            let mut room = self.room.lock();
+            let n = frame.len().min(*room);
+            *room -= n;
+            self.took.lock().extend_from_slice(&frame[..n]);
+            match n {
+                0 => Written::No,
+                n if n == frame.len() => Written::Whole,
+                _ => Written::Part,
+            }
+        }
+    }
+
+    fn direct(room: usize) -> (SubscriberQueue, Arc<Socket>) {
+        let q = SubscriberQueue::new(8, 1 << 20, 0);
+        let socket = Arc::new(Socket {
+            room: Mutex::new(room),
+            took: Mutex::new(Vec::new()),
+        });
+        q.set_writer(socket.clone());
+        (q, socket)
+    }
+
+    /// Parks the writer as the stream's task does, having sent `after`.
+    fn park(q: &SubscriberQueue, after: u64) {
+        let parked = poll_once(q.drain(|| 1, Some(after)));
+        assert!(parked.is_none(), "nothing was queued");
+    }
+
+    fn poll_once<F: std::future::Future>(f: F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match std::pin::pin!(f).poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn an_idle_writer_is_bypassed_and_its_cursor_counts_it() {
+        let (q, socket) = direct(1 << 10);
+        let mut wire = None;
+        // Before the writer parks, everything is queued.
+        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 5), Push::Queued);
+        assert!(socket.took.lock().is_empty());
+        let Some(Drained::Frames(f)) = poll_once(q.drain(|| 1, Some(0))) else {
+            panic!("the queued frame is drained");
+        };
+        assert_eq!(f.len(), 1);
+        park(&q, 1);
+        // Parked after 1: 1 again is not written (the task skips it), 2 is.
+        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 5), Push::Queued);
+        let Some(Drained::Frames(_)) = poll_once(q.drain(|| 1, Some(1))) else {
+            panic!("an event at or below the cursor stays in the queue");
+        };
+        park(&q, 1);
+        assert_eq!(q.offer(2, &Bytes::from_static(b"b"), &mut wire, 9), Push::Queued);
+        assert_eq!(q.offer(3, &Bytes::from_static(b"c"), &mut wire, 9), Push::Queued);
+        assert_eq!(&socket.took.lock()[..], b"bc");
+        assert_eq!(q.written_through(), 3);
+        assert_eq!(q.depth_and_sent(), (0, 2));
+        assert!(!q.take_idle(), "a direct write is activity: no keepalive due");
+    }
+
+    #[test]
+    fn a_full_socket_queues_and_a_part_write_stops_direct_writes() {
+        let (q, socket) = direct(3);
+        let mut wire = None;
+        park(&q, 0);
+        assert_eq!(q.offer(1, &Bytes::from_static(b"ab"), &mut wire, 1), Push::Queued);
+        // Half of the next frame fits: the rest is the writer's, and no
+        // later event may be written around it.
+        assert_eq!(q.offer(2, &Bytes::from_static(b"cd"), &mut wire, 1), Push::Queued);
+        assert_eq!(&socket.took.lock()[..], b"abc");
+        *socket.room.lock() = 100;
+        assert_eq!(q.offer(3, &Bytes::from_static(b"ef"), &mut wire, 1), Push::Queued);
+        assert_eq!(&socket.took.lock()[..], b"abc", "event 3 waits in the queue");
+        let Some(Drained::Frames(f)) = poll_once(q.drain(|| 1, Some(2))) else {
+            panic!("event 3 is the task's to write");
+        };
+        assert_eq!(f.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3]);
+    }
+
+    #[test]
+    fn nothing_is_written_directly_after_a_close_or_a_detach() {
+        let (q, socket) = direct(100);
+        let mut wire = None;
+        park(&q, 0);
+        q.close(CloseReason::Shutdown);
+        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 1), Push::Closed);
+        let (q, socket2) = direct(100);
+        park(&q, 0);
+        q.detach_writer();
+        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 1), Push::Queued);
+        assert!(socket.took.lock().is_empty() && socket2.took.lock().is_empty());
+    }
+
+    #[test]
+    fn a_writer_that_has_events_to_skip_is_never_bypassed() {
+        let (q, socket) = direct(100);
+        let mut wire = None;
+        assert!(poll_once(q.drain(|| 1, None)).is_none());
+        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 1), Push::Queued);
+        assert!(socket.took.lock().is_empty());
     }
 }

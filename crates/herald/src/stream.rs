@@ -43,6 +43,9 @@ struct StreamGuard {
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        // The connection is the server's again (to close, or to serve the
+        // client's next request).
+        self.subscriber.queue.detach_writer();
         drop(self.slot.take());
         let reason = self.subscriber.queue.closed().unwrap_or(CloseReason::ClientGone);
         metrics::counter!("herald_streams_closed_total", "reason" => reason.as_str()).increment(1);
@@ -161,7 +164,13 @@ pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, s
         drop(out);
 
         loop {
-            match sub.queue.drain(now_ms).await {
+            // With nothing left to skip, events after `cursor` may go to the
+            // connection directly while this waits (see `crate::queue`).
+            let idle_after = sent_in_snapshot.is_empty().then_some(cursor);
+            let drained = sub.queue.drain(now_ms, idle_after).await;
+            // Events the dispatcher wrote directly were sent.
+            cursor = cursor.max(sub.queue.written_through());
+            match drained {
                 Drained::Frames(frames) => {
                     // A lone frame goes out as the shared frame itself; only
                     // a backlog is copied into one buffer for one write.

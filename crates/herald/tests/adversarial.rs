@@ -1425,25 +1425,36 @@ async fn an_overflow_before_the_first_live_event_still_resumes_exactly() {
     check_overflow_resume(&hub, &reader, "topic=snap.*", &first, 50, "snap.live").await;
 }
 
-/// A burst lands as one batch on a stream that has not written anything
-/// yet: the overflow may come before the stream's first event.
+/// A burst meets a stream whose client stopped reading: the first events
+/// go straight to the connection (the dispatcher writes an idle stream's
+/// socket itself), the rest wait in the queue until it overflows. The
+/// client must resume right after the last event the socket took, though
+/// the stream's own task never wrote it.
 #[tokio::test]
-async fn an_overflow_on_a_burst_resumes_from_the_streams_own_position() {
+async fn an_overflow_after_direct_writes_resumes_after_the_last_one_written() {
     let hub = start_with("[limits]\nqueue_events = 2\n");
     let reader = user("slow", json!({}));
     for i in 0..3 {
         fence(&hub, "burst", &format!("pre{i}")).await;
     }
-    let mut s = hub.stream("/v1/events?topic=burst", &reader).await;
-    let events: Vec<Value> = (0..50)
-        .map(|i| json!({"topics": ["burst"], "data": format!("live{i}:x"), "audience": "public"}))
-        .collect();
-    let (st, v) = hub.publish(&hub.admin_key, json!({"events": events})).await;
-    assert_eq!(st, 200, "{v}");
-    let (ended, _) = s.ended_within(ARRIVE).await;
-    let first = sse_frames(&s.raw);
-    assert!(ended, "a queue of 2 cannot take a burst of 50: {first:?}");
-    check_overflow_resume(&hub, &reader, "topic=burst", &first, 50, "burst").await;
+    let (mut tcp, mut seen) = unread_stream(&hub, "topic=burst", &reader).await;
+    // 24 MiB in bursts of 6 MiB: far more than a connection's buffers hold
+    // while its client does not read.
+    let big = "b".repeat(150 * 1024);
+    for batch in 0..4 {
+        let events: Vec<Value> = (0..40)
+            .map(
+                |i| json!({"topics": ["burst"], "data": format!("live{}:{big}", batch * 40 + i), "audience": "public"}),
+            )
+            .collect();
+        let (st, v) = hub.publish(&hub.admin_key, json!({"events": events})).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    read_stream_to_end(&mut tcp, &mut seen).await;
+    let first = raw_sse_events(&seen);
+    let written = first.iter().filter(|e| e.data.starts_with("live")).count();
+    assert!(written > 0, "the socket took the burst's first events directly");
+    check_overflow_resume(&hub, &reader, "topic=burst", &first, 160, "burst").await;
 }
 
 /// A crash without fsync leaves a hole in the sequence; the store checker

@@ -363,7 +363,7 @@ async fn serve(config: Config, me: &str) -> i32 {
             eprintln!("herald: {e}");
             return match e {
                 crate::hub::BuildError::Config(_) => 2,
-                crate::hub::BuildError::Store(_) => 1,
+                crate::hub::BuildError::Store(_) | crate::hub::BuildError::Thread(_) => 1,
             };
         }
     };

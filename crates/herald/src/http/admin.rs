@@ -460,6 +460,8 @@ pub async fn audit_stream(State(hub): State<Hub>, req: Request<Body>) -> Result<
             protocol: "audit",
             start: Start::AuditAfter(after),
             connection,
+            // The audit stream is written by its task alone.
+            direct: None,
             spend_token,
             extension: None,
         },

@@ -8,6 +8,7 @@ use super::error::ApiError;
 use super::request::{client_ip, cookies, header_credential, host, last_event_id, query_pairs, ConnInfo};
 use crate::auth::Source;
 use crate::hub::{Hub, HubInner};
+use crate::queue::DirectWire;
 use crate::registry::StreamKind;
 use crate::stream::Start;
 use axum::body::Body;
@@ -107,6 +108,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
         }
     };
     let connection = req.extensions().get::<ConnInfo>().map(|c| c.kill.clone());
+    let direct = req.extensions().get::<DirectWire>().cloned();
     let mut resp = open(
         &hub,
         StreamRequest {
@@ -117,6 +119,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             protocol: "native",
             start,
             connection,
+            direct,
             spend_token,
             extension: None,
         },

@@ -19,8 +19,7 @@ use crate::auth::sse_token::SpendError;
 use crate::auth::AuthError;
 use crate::cluster::leases::{Claim, Lease, LeaseRefused};
 use crate::kill::KillSwitch;
-use crate::queue::CloseReason;
-use crate::queue::SubscriberQueue;
+use crate::queue::{CloseReason, DirectWire, SubscriberQueue};
 use crate::registry::{CapExceeded, Lookup, StreamKind, Subscriber};
 use crate::stream::{self, Start};
 use herald_core::{Principal, SelectorSet};
@@ -44,6 +43,9 @@ pub struct StreamRequest {
     pub start: Start,
     /// The connection's kill switch, when served by Herald's own server.
     pub connection: Option<KillSwitch>,
+    /// The connection, when the dispatcher may write the stream's events
+    /// to it directly ([`crate::queue`]); event streams only.
+    pub direct: Option<DirectWire>,
     /// A single-use SSE token to spend once the stream is admitted.
     pub spend_token: Option<String>,
     /// What the adapter keeps about the stream
@@ -164,13 +166,17 @@ impl HubInner {
         }
         let now = now_ms();
         let principal = Arc::new(r.principal);
+        let queue = SubscriberQueue::new(self.config.limits.queue_events, self.config.limits.queue_bytes, now);
+        if let (StreamKind::Events, Some(DirectWire(writer))) = (r.kind, r.direct) {
+            queue.set_writer(writer);
+        }
         let subscriber = Subscriber {
             id: self.registry.next_id(),
             principal: principal.clone(),
             selectors: r.selectors,
             ip: r.ip,
             opened_at_ms: now,
-            queue: SubscriberQueue::new(self.config.limits.queue_events, self.config.limits.queue_bytes, now),
+            queue,
             kind: r.kind,
             protocol: r.protocol,
             connection: r.connection,

@@ -185,9 +185,9 @@ impl HubBuilder {
                 stats.observe(r);
             }
         }));
-        inner
-            .history
-            .set_sink(super::dispatcher::spawn(inner.registry.clone(), inner.stats.clone()));
+        let sink = super::dispatcher::spawn(inner.registry.clone(), inner.stats.clone())
+            .map_err(|e| BuildError::Thread(e.to_string()))?;
+        inner.history.set_sink(sink);
         tokio::spawn(super::lifecycle::heartbeat(Arc::downgrade(&inner)));
         // The hub starts whether or not the identity providers answer: until
         // a key set arrives its tokens are refused (and audited), while API

@@ -100,6 +100,9 @@ pub enum BuildError {
     /// The store cannot be used (exit code 1).
     #[error("{0}")]
     Store(String),
+    /// The operating system refused a thread the hub needs (exit code 1).
+    #[error("cannot start the hub's dispatch thread: {0}")]
+    Thread(String),
 }
 
 /// Builds a [`Hub`].
@@ -142,6 +145,15 @@ impl Hub {
     /// applied here and keeps being shared in the background).
     pub async fn revoke(&self, revocation: Revocation) -> Result<usize, NotShared> {
         self.inner.revoke(revocation, None, None).await
+    }
+
+    /// Resolves once every event published so far is in the queue (or on
+    /// the connection) of every live stream that may see it. A publish is
+    /// answered once its event is durable; delivery follows on the hub's
+    /// dispatch thread, and this is how a test or an embedder that needs
+    /// "delivered" waits for it.
+    pub async fn dispatched(&self) {
+        self.inner.registry.dispatched().await;
     }
 
     /// Stops accepting publishes, waits for in-flight ones, and closes every

@@ -6,6 +6,7 @@ use crate::http::error::ApiError;
 use crate::http::events::{open, StreamRequest};
 use crate::http::request::{authorization, client_ip, cookie, last_event_id, query_pairs, ConnInfo};
 use crate::hub::{now_ms, Hub};
+use crate::queue::DirectWire;
 use crate::registry::StreamKind;
 use crate::stream::Start;
 use axum::body::Body;
@@ -134,6 +135,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
     let head = hub.history.head();
     let subscriber = format!("urn:uuid:{}", super::subscriptions::uuid_v4());
     let connection = req.extensions().get::<ConnInfo>().map(|c| c.kill.clone());
+    let direct = req.extensions().get::<DirectWire>().cloned();
     let mut resp = open(
         &hub,
         StreamRequest {
@@ -144,6 +146,7 @@ pub async fn subscribe(State(hub): State<Hub>, req: Request<Body>) -> Result<Res
             protocol: "mercure",
             start,
             connection,
+            direct,
             spend_token: None,
             extension: Some(Box::new(MercureSubscription { subscriber, payload })),
         },

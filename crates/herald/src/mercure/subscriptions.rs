@@ -124,7 +124,7 @@ pub fn announce(hub: &Arc<HubInner>, s: &Subscriber, active: bool) {
             unique_id: false,
         }
         .into_unnumbered(now);
-        delivered += hub.registry.dispatch(&event);
+        delivered += hub.registry.dispatch(&event, now);
     }
     metrics::counter!("herald_deliveries_total").increment(delivered as u64);
 }

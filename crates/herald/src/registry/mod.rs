@@ -255,6 +255,9 @@ pub struct Registry {
     /// The last `seq` committed and handed to dispatch
     /// ([`Registry::note_committed`]).
     committed: AtomicU64,
+    /// The last `seq` offered to every stream that may see it
+    /// ([`Registry::note_dispatched`]).
+    dispatched: tokio::sync::watch::Sender<u64>,
 }
 
 /// Releases its stream's slot when dropped.
@@ -299,7 +302,26 @@ impl Registry {
             caps,
             next_id: AtomicU64::new(1),
             committed: AtomicU64::new(0),
+            dispatched: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Records that every event up to `seq` was offered to the streams.
+    pub fn note_dispatched(&self, seq: u64) {
+        self.dispatched.send_if_modified(|d| {
+            let later = seq > *d;
+            *d = (*d).max(seq);
+            later
+        });
+    }
+
+    /// Resolves once every event committed so far has been offered to the
+    /// streams that may see it.
+    pub async fn dispatched(&self) {
+        let target = self.committed();
+        let mut through = self.dispatched.subscribe();
+        // The sender lives as long as the registry, which `self` holds.
+        let _ = through.wait_for(|&d| d >= target).await;
     }
 
     /// Records that every event up to `seq` was committed and handed to
@@ -431,18 +453,39 @@ impl Registry {
     /// Delivers an event to every live stream that may see it. Never waits:
     /// a subscriber whose queue is full is closed (it resumes from history).
     /// Returns the number of deliveries.
-    pub fn dispatch(&self, event: &Event) -> usize {
+    ///
+    /// The streams that may see the event are chosen under the index's
+    /// read lock and offered the event after it is released: an offer may
+    /// be a socket write (see [`crate::queue`]), and ten thousand of them
+    /// must not hold stream admission and release waiting.
+    pub fn dispatch(&self, event: &Event, now_ms: u64) -> usize {
+        let audience = self.audience(event);
         let mut delivered = 0;
         let mut overflowed = Vec::new();
+        let mut wire = None;
+        for s in &audience {
+            match s.queue.offer(event.seq, &event.frame, &mut wire, now_ms) {
+                Push::Queued => delivered += 1,
+                Push::Overflow => overflowed.push(s.id),
+                Push::Closed => {}
+            }
+        }
+        drop(audience);
+        for id in overflowed {
+            self.close(id, CloseReason::Overflow);
+            metrics::counter!("herald_streams_overflowed_total").increment(1);
+        }
+        delivered
+    }
+
+    /// The live event streams that may see `event`.
+    fn audience(&self, event: &Event) -> Vec<Arc<Subscriber>> {
+        let mut audience = Vec::new();
         {
             let idx = self.index.read();
             let mut offer = |s: &Arc<Subscriber>| {
                 if s.kind == StreamKind::Events && is_visible(&s.principal, &s.selectors, event) {
-                    match s.queue.push(event.seq, event.frame.clone()) {
-                        Push::Queued => delivered += 1,
-                        Push::Overflow => overflowed.push(s.id),
-                        Push::Closed => {}
-                    }
+                    audience.push(s.clone());
                 }
             };
             // Narrow the candidates by the most selective audience field, so
@@ -486,11 +529,7 @@ impl Registry {
                 }
             }
         }
-        for id in overflowed {
-            self.close(id, CloseReason::Overflow);
-            metrics::counter!("herald_streams_overflowed_total").increment(1);
-        }
-        delivered
+        audience
     }
 
     /// Streams matching `pred`, narrowed by an index key first.

@@ -20,9 +20,11 @@
 //! here, with Herald's JSON error (hyper's own `431` has an empty body;
 //! [`super::head_errors`] replaces it on connections hyper serves).
 
+use super::live_socket::LiveSocket;
 use crate::http::request::ConnInfo;
 use crate::http::STREAM_PATHS;
 use crate::kill::KillSwitch;
+use crate::queue::DirectWire;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use axum::Router;
@@ -30,6 +32,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -71,27 +74,30 @@ enum Head {
 /// How a plain connection's first request went.
 pub enum First {
     /// A stream request, routed, its head written.
-    Answered(Answer),
-    /// Anything else: every byte read so far, for hyper.
-    Other(Bytes),
+    Answered(Arc<LiveSocket>, Answer),
+    /// Anything else: the connection and every byte read so far, for hyper.
+    Other(TcpStream, Bytes),
     /// The client left, or the answer could not be written.
     Gone,
 }
 
 /// Reads the first request head (within [`HEAD_TIMEOUT`]) and, when it asks
 /// for a stream, routes it and writes the response head.
-pub async fn first_request(app: Router, tcp: &mut TcpStream, info: ConnInfo) -> First {
-    match tokio::time::timeout(HEAD_TIMEOUT, read_head(tcp)).await {
+pub async fn first_request(app: Router, mut tcp: TcpStream, info: ConnInfo) -> First {
+    match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut tcp)).await {
         Err(_) | Ok(Head::Gone) => First::Gone,
-        Ok(Head::Other(bytes)) => First::Other(bytes),
+        Ok(Head::Other(bytes)) => First::Other(tcp, bytes),
         Ok(Head::TooLarge) => {
-            refuse_head(tcp, &info.kill).await;
+            refuse_head(&mut tcp, &info.kill).await;
             First::Gone
         }
-        Ok(Head::Stream(req, rest)) => match answer_head(app, tcp, req, info, rest).await {
-            Some(answer) => First::Answered(answer),
-            None => First::Gone,
-        },
+        Ok(Head::Stream(req, rest)) => {
+            let socket = Arc::new(LiveSocket::new(tcp));
+            match answer_head(app, &socket, req, info, rest).await {
+                Some(answer) => First::Answered(socket, answer),
+                None => First::Gone,
+            }
+        }
     }
 }
 
@@ -224,14 +230,15 @@ fn wants_close(headers: &HeaderMap) -> bool {
 /// stays open, hands it to `then` with the bytes the client sent meanwhile.
 ///
 /// This future is a stream's whole task and lives as long as the stream, so
-/// it is kept small: it owns the connection, readiness is polled in place,
-/// and it has no buffers of its own. It is an `async move` block rather
+/// it is kept small: it shares the connection with the dispatcher's direct
+/// writes ([`LiveSocket`]), readiness is polled in place, and it has no
+/// buffers of its own. It is an `async move` block rather
 /// than an `async fn` because an `async fn` keeps a second copy of every
 /// argument it moves into a local, which made each stream's task 640 bytes
 /// instead of 456.
 #[allow(clippy::manual_async_fn, reason = "an async fn doubles the arguments in the task")]
 pub fn pump<F: std::future::Future<Output = ()>>(
-    mut tcp: TcpStream,
+    socket: Arc<LiveSocket>,
     mut answer: Answer,
     kill: KillSwitch,
     closing: CancellationToken,
@@ -247,6 +254,13 @@ pub fn pump<F: std::future::Future<Output = ()>>(
             let mut reading = true;
             loop {
                 let data = tokio::select! {
+                    // A direct write's unsent tail goes before anything else.
+                    flushed = std::future::poll_fn(|cx| socket.poll_flush_pending(cx)) => {
+                        if flushed.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     next = std::future::poll_fn(|cx| poll_data(body, cx)) => match next {
                         Next::Data(data) => data,
                         Next::Skip => continue,
@@ -254,14 +268,14 @@ pub fn pump<F: std::future::Future<Output = ()>>(
                         Next::Failed => return,
                         Next::End => break,
                     },
-                    ready = std::future::poll_fn(|cx| tcp.poll_read_ready(cx)), if reading => {
+                    ready = std::future::poll_fn(|cx| socket.tcp().poll_read_ready(cx)), if reading => {
                         if ready.is_err() {
                             return;
                         }
                         // Noticing the client's close promptly is what releases
                         // its stream slot; anything it sends meanwhile is its
                         // next request.
-                        match read_pipelined(&tcp, &mut answer.pipelined) {
+                        match read_pipelined(socket.tcp(), &mut answer.pipelined) {
                             Ok(0) => return,
                             Ok(_) => reading = answer.pipelined.len() < PIPELINED_MAX,
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -273,14 +287,22 @@ pub fn pump<F: std::future::Future<Output = ()>>(
                 };
                 let (size, n) = chunk_size(data.len());
                 let mut chunk = Buf::chain(Buf::chain(&size[..n], data), &b"\r\n"[..]);
-                if !write_all(&mut tcp, &mut chunk, cut.as_mut()).await {
+                if !write_all(&socket, &mut chunk, cut.as_mut()).await {
                     return;
                 }
             }
-            if !write_all(&mut tcp, &mut &b"0\r\n\r\n"[..], cut.as_mut()).await {
+            if !write_all(&socket, &mut &b"0\r\n\r\n"[..], cut.as_mut()).await {
                 return;
             }
         }
+        // The stream is over: its body (and with it the queue's hold on the
+        // connection) goes first, so the connection is this task's alone.
+        drop(answer.stream.take());
+        let Ok(socket) = Arc::try_unwrap(socket) else {
+            // Still shared (never expected): the connection closes.
+            return;
+        };
+        let mut tcp = socket.into_inner();
         if answer.close || closing.is_cancelled() {
             let _ = tcp.shutdown().await;
             return;
@@ -310,7 +332,7 @@ fn poll_data(body: &mut Body, cx: &mut std::task::Context<'_>) -> std::task::Pol
 }
 
 /// The `{hex length}\r\n` line that opens a chunk, and its length.
-fn chunk_size(len: usize) -> ([u8; 18], usize) {
+pub(super) fn chunk_size(len: usize) -> ([u8; 18], usize) {
     let mut line = [0u8; 18];
     let mut cursor = std::io::Cursor::new(&mut line[..]);
     let _ = write!(cursor, "{len:x}\r\n");
@@ -340,9 +362,9 @@ pub struct Answer {
 }
 
 /// Routes `req` and writes the response head.
-pub async fn answer_head(
+async fn answer_head(
     app: Router,
-    tcp: &mut TcpStream,
+    socket: &Arc<LiveSocket>,
     mut req: Request<Body>,
     info: ConnInfo,
     pipelined: BytesMut,
@@ -350,6 +372,8 @@ pub async fn answer_head(
     let close = wants_close(req.headers());
     let kill = info.kill.clone();
     req.extensions_mut().insert(info);
+    // The stream's events may be written to the connection directly.
+    req.extensions_mut().insert(DirectWire(socket.clone()));
     let resp = match app.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
@@ -391,7 +415,7 @@ pub async fn answer_head(
     head.extend_from_slice(b"\r\n");
     let cut = kill.killed();
     tokio::pin!(cut);
-    if !write_all(tcp, &mut &head[..], cut.as_mut()).await {
+    if !write_all(socket, &mut &head[..], cut.as_mut()).await {
         return None;
     }
     if length.is_none() {
@@ -406,7 +430,7 @@ pub async fn answer_head(
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { return None };
         if let Ok(mut data) = frame.into_data() {
-            if !write_all(tcp, &mut data, cut.as_mut()).await {
+            if !write_all(socket, &mut data, cut.as_mut()).await {
                 return None;
             }
         }
@@ -424,7 +448,11 @@ async fn refuse_head(tcp: &mut TcpStream, kill: &KillSwitch) {
     let answer = super::head_errors::answer(HEAD_MAX, MAX_HEADERS);
     let cut = kill.killed();
     tokio::pin!(cut);
-    if !write_all(tcp, &mut &answer[..], cut.as_mut()).await {
+    let written = tokio::select! {
+        r = tcp.write_all(&answer) => r.is_ok(),
+        _ = cut => false,
+    };
+    if !written {
         return;
     }
     let _ = tcp.shutdown().await;
@@ -439,9 +467,9 @@ async fn refuse_head(tcp: &mut TcpStream, kill: &KillSwitch) {
 
 /// Writes all of `buf` (vectored when it is a chain), unless the connection
 /// is cut first. Returns whether it was written.
-async fn write_all(tcp: &mut TcpStream, buf: &mut impl Buf, cut: std::pin::Pin<&mut crate::kill::Killed<'_>>) -> bool {
+async fn write_all(socket: &LiveSocket, buf: &mut impl Buf, cut: std::pin::Pin<&mut crate::kill::Killed<'_>>) -> bool {
     tokio::select! {
-        r = tcp.write_all_buf(buf) => r.is_ok(),
+        r = std::future::poll_fn(|cx| socket.poll_write_all(cx, buf)) => r.is_ok(),
         _ = cut => false,
     }
 }

@@ -12,6 +12,7 @@ mod head_errors;
 // Hidden, and public only so that the fuzz targets reach its head parser.
 #[doc(hidden)]
 pub mod http1_stream;
+mod live_socket;
 mod rewind;
 
 use crate::http::request::ConnInfo;
@@ -97,25 +98,20 @@ impl Connection {
 
     /// Plain TCP: a stream request is answered by [`http1_stream`]; anything
     /// else, and whatever follows a finished stream, by hyper.
-    async fn serve_plain(self, mut tcp: TcpStream, closing: CancellationToken) {
+    async fn serve_plain(self, tcp: TcpStream, closing: CancellationToken) {
         // Boxed: reading and routing the first request takes far more room
         // than anything after it, and only for a moment.
-        let first = Box::pin(http1_stream::first_request(
-            self.app.clone(),
-            &mut tcp,
-            self.info.clone(),
-        ))
-        .await;
+        let first = Box::pin(http1_stream::first_request(self.app.clone(), tcp, self.info.clone())).await;
         match first {
             http1_stream::First::Gone => {}
-            http1_stream::First::Other(prefix) => self.serve_hyper(tcp, prefix).await,
-            http1_stream::First::Answered(answer) => {
+            http1_stream::First::Other(tcp, prefix) => self.serve_hyper(tcp, prefix).await,
+            http1_stream::First::Answered(socket, answer) => {
                 // The stream gets a task of its own that carries nothing of
                 // this one's first-request state; hyper takes over (boxed,
                 // for the same reason) if the connection outlives it.
                 let kill = self.info.kill.clone();
                 let then = move |tcp, prefix| Box::pin(self.serve_hyper(tcp, prefix));
-                tokio::spawn(http1_stream::pump(tcp, answer, kill, closing, then));
+                tokio::spawn(http1_stream::pump(socket, answer, kill, closing, then));
             }
         }
     }

@@ -1,10 +1,11 @@
 //! Plays a scenario against a real hub through its real router, in
 //! process, and checks every stream against the model.
 //!
-//! Reading a stream "until nothing more is queued" needs no clock: the hub
-//! answers a publish only once the event is in every matching stream's
-//! queue, and a revocation only once the streams it closes are closed, so
-//! right after an answer every due frame is already waiting. A stream body
+//! Reading a stream "until nothing more is queued" needs no clock: once the
+//! hub says every published event is dispatched (`Hub::dispatched`) the
+//! event is in every matching stream's queue, and a revocation is answered
+//! only once the streams it closes are closed, so after each step every
+//! due frame is already waiting. A stream body
 //! is polled until it is not immediately ready (with a few yields so that
 //! tasks the hub spawned get to run first).
 
@@ -337,6 +338,7 @@ fn query(asks: &[&str]) -> String {
 struct Run<'a> {
     env: &'a Env,
     sc: &'a Scenario,
+    hub: herald::Hub,
     router: axum::Router,
     log: Vec<Logged>,
     streams: Vec<Stream>,
@@ -354,6 +356,7 @@ pub async fn run(env: &Env, sc: &Scenario) -> Result<Stats, Finding> {
         env,
         sc,
         router: hub.router(),
+        hub,
         log: Vec::new(),
         streams: Vec::new(),
         revocations: Vec::new(),
@@ -398,6 +401,7 @@ impl Run<'_> {
                 }
                 Action::Revoke(rv) => self.revoke(i, rv).await?,
             }
+            self.hub.dispatched().await;
             for s in self.streams.iter_mut().filter(|s| !s.dropped) {
                 s.drain().await;
             }

@@ -1,0 +1,137 @@
+//! The connection of a plain HTTP/1.1 event stream, shared by the stream's
+//! task and the dispatcher.
+//!
+//! The dispatcher writes an event straight into the socket while the
+//! stream's task waits (see [`crate::queue`]); the task writes everything
+//! else (the head, the replay, backlogs, keepalives, the closing frame).
+//! Both write through this type, under one lock, and both first send what
+//! an earlier write left unsent, so bytes leave in the order they were
+//! written and a chunk is never interleaved with another.
+
+use crate::queue::{WireWriter, Written};
+use bytes::{Buf, Bytes, BytesMut};
+use parking_lot::Mutex;
+use std::io::{ErrorKind, IoSlice};
+use std::task::{ready, Context, Poll};
+use tokio::net::TcpStream;
+
+/// A TCP connection with the unsent tail of a direct write.
+pub struct LiveSocket {
+    tcp: TcpStream,
+    /// What a direct write could not send at once; it goes out before
+    /// anything else, sent by the stream's task.
+    pending: Mutex<Bytes>,
+}
+
+impl LiveSocket {
+    /// Wraps a connection.
+    pub fn new(tcp: TcpStream) -> Self {
+        Self {
+            tcp,
+            pending: Mutex::new(Bytes::new()),
+        }
+    }
+
+    /// The connection, for reads (which never go through the lock: only
+    /// the stream's task reads).
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// The connection back, once nothing else holds it and nothing is
+    /// left unsent.
+    pub fn into_inner(self) -> TcpStream {
+        self.tcp
+    }
+
+    /// Sends the tail a direct write left. Ready once it is all sent (or
+    /// the connection failed); pending while there is none, without a
+    /// wake-up of its own: a direct write that leaves a tail wakes the
+    /// stream's task through its queue, and the task polls this again.
+    pub fn poll_flush_pending(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut pending = self.pending.lock();
+            if pending.is_empty() {
+                return Poll::Pending;
+            }
+            match self.tcp.try_write(&pending) {
+                Ok(0) => return Poll::Ready(Err(ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    pending.advance(n);
+                    if pending.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    drop(pending);
+                    ready!(self.tcp.poll_write_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Writes all of `buf` (vectored when it is a chain) after any unsent
+    /// tail. Only the stream's task calls this.
+    pub fn poll_write_all(&self, cx: &mut Context<'_>, buf: &mut impl Buf) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut pending = self.pending.lock();
+            let written = if !pending.is_empty() {
+                self.tcp.try_write(&pending).inspect(|&n| pending.advance(n))
+            } else if buf.has_remaining() {
+                let mut slices = [IoSlice::new(&[]); 4];
+                let n = buf.chunks_vectored(&mut slices);
+                self.tcp.try_write_vectored(&slices[..n]).inspect(|&n| buf.advance(n))
+            } else {
+                return Poll::Ready(Ok(()));
+            };
+            drop(pending);
+            match written {
+                Ok(0) => return Poll::Ready(Err(ErrorKind::WriteZero.into())),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    ready!(self.tcp.poll_write_ready(cx))?;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl WireWriter for LiveSocket {
+    fn try_write(&self, frame: &Bytes, wire: &mut Option<Bytes>) -> Written {
+        let mut pending = self.pending.lock();
+        if !pending.is_empty() {
+            return Written::No;
+        }
+        let chunk = wire.get_or_insert_with(|| chunk(frame));
+        match self.tcp.try_write(chunk) {
+            Ok(n) if n == chunk.len() => Written::Whole,
+            Ok(0) | Err(_) => Written::No,
+            Ok(n) => {
+                *pending = chunk.slice(n..);
+                Written::Part
+            }
+        }
+    }
+}
+
+/// `frame` as one HTTP/1.1 chunk, in one buffer: one `write` per stream.
+fn chunk(frame: &Bytes) -> Bytes {
+    let (size, n) = super::http1_stream::chunk_size(frame.len());
+    let mut out = BytesMut::with_capacity(n + frame.len() + 2);
+    out.extend_from_slice(&size[..n]);
+    out.extend_from_slice(frame);
+    out.extend_from_slice(b"\r\n");
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_is_one_chunk() {
+        assert_eq!(&chunk(&Bytes::from_static(b"data: x\n\n"))[..], b"9\r\ndata: x\n\n\r\n");
+    }
+}
