@@ -77,7 +77,39 @@ async fn send_one(target: &Target, args: &RunArgs, seq: usize, conn: &mut Option
 }
 
 /// Publishes `--events` events as `--publisher` says.
+///
+/// The publishers run on a runtime of their own, on threads of their own:
+/// on the readers' runtime an answer would wait behind the thousands of
+/// stream reads its own event set off, and the publish latency measured
+/// would be this load generator's queue, not the server's answer.
 pub async fn publish(target: Arc<Target>, args: Arc<RunArgs>) -> Published {
+    let events = args.events;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("publishers".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build();
+        match rt {
+            Ok(rt) => {
+                let _ = tx.send(rt.block_on(publish_here(target, args)));
+            }
+            Err(e) => eprintln!("publisher runtime: {e}"),
+        }
+    });
+    match (spawned, rx.await) {
+        (Ok(_), Ok(published)) => published,
+        _ => Published {
+            secs: 0.0,
+            // Nothing was published.
+            failed: events,
+            latency: histogram(),
+        },
+    }
+}
+
+/// [`publish`], on the publishers' runtime.
+async fn publish_here(target: Arc<Target>, args: Arc<RunArgs>) -> Published {
     let t0 = Instant::now();
     let (failed, latency) = match args.publisher {
         PublisherMode::Wait => waiting(&target, &args).await,

@@ -260,6 +260,41 @@ pub struct Registry {
     dispatched: tokio::sync::watch::Sender<u64>,
 }
 
+/// What offering an event to some streams did.
+#[derive(Debug, Default)]
+pub struct Offered {
+    /// Streams that took the event (queued or written).
+    pub delivered: usize,
+    /// Streams whose queue was full: to close
+    /// ([`Registry::close_overflowed`]).
+    pub overflowed: Vec<u64>,
+}
+
+impl Offered {
+    /// Adds another part's outcome to this one.
+    pub fn merge(&mut self, other: Offered) {
+        self.delivered += other.delivered;
+        self.overflowed.extend(other.overflowed);
+    }
+}
+
+/// Offers `event` to each of `streams` (chosen by [`Registry::audience`]):
+/// written to the connection or queued ([`SubscriberQueue::offer`]).
+pub fn offer(streams: &[Arc<Subscriber>], event: &Event, now_ms: u64) -> Offered {
+    let mut offered = Offered::default();
+    // The frame's chunk encoding, built by the first direct write and
+    // shared by the rest.
+    let mut wire = None;
+    for s in streams {
+        match s.queue.offer(event.seq, &event.frame, &mut wire, now_ms) {
+            Push::Queued => offered.delivered += 1,
+            Push::Overflow => offered.overflowed.push(s.id),
+            Push::Closed => {}
+        }
+    }
+    offered
+}
+
 /// Releases its stream's slot when dropped.
 pub struct StreamSlot {
     registry: Arc<Registry>,
@@ -460,26 +495,23 @@ impl Registry {
     /// must not hold stream admission and release waiting.
     pub fn dispatch(&self, event: &Event, now_ms: u64) -> usize {
         let audience = self.audience(event);
-        let mut delivered = 0;
-        let mut overflowed = Vec::new();
-        let mut wire = None;
-        for s in &audience {
-            match s.queue.offer(event.seq, &event.frame, &mut wire, now_ms) {
-                Push::Queued => delivered += 1,
-                Push::Overflow => overflowed.push(s.id),
-                Push::Closed => {}
-            }
-        }
+        let offered = offer(&audience, event, now_ms);
         drop(audience);
-        for id in overflowed {
+        self.close_overflowed(offered.overflowed);
+        offered.delivered
+    }
+
+    /// Closes the streams an offer found full.
+    pub fn close_overflowed(&self, ids: Vec<u64>) {
+        for id in ids {
             self.close(id, CloseReason::Overflow);
             metrics::counter!("herald_streams_overflowed_total").increment(1);
         }
-        delivered
     }
 
-    /// The live event streams that may see `event`.
-    fn audience(&self, event: &Event) -> Vec<Arc<Subscriber>> {
+    /// The live event streams that may see `event`, chosen under the
+    /// index's read lock; [`offer`] them the event once it is released.
+    pub fn audience(&self, event: &Event) -> Vec<Arc<Subscriber>> {
         let mut audience = Vec::new();
         {
             let idx = self.index.read();
