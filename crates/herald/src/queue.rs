@@ -42,6 +42,11 @@ pub trait WireWriter: Send + Sync {
     /// the connection's encoding, shared by every writer offered the same
     /// frame (all of them HTTP/1.1 chunked): the first fills it.
     fn try_write(&self, frame: &Bytes, wire: &mut Option<Bytes>) -> Written;
+
+    /// Whether part of an earlier write is still waiting to be sent: a
+    /// stream whose connection stays in that state is stalled even with an
+    /// empty queue.
+    fn has_pending(&self) -> bool;
 }
 
 /// A request extension: the connection the request came on can be written
@@ -211,7 +216,9 @@ impl SubscriberQueue {
     /// is when it was offered.
     pub fn offer(&self, seq: u64, frame: &Bytes, wire: &mut Option<Bytes>, now_ms: u64) -> Push {
         let mut s = self.state.lock();
-        if s.closed.is_none() && s.frames.is_empty() {
+        // A frame larger than the queue's byte bound overflows the stream
+        // whether or not its writer idles, as it always did.
+        if s.closed.is_none() && s.frames.is_empty() && frame.len() <= self.max_bytes {
             if let (Some(after), Some(writer)) = (s.idle_after, &s.direct) {
                 if seq > after {
                     // Under the queue's lock, so a close (a revocation)
@@ -236,7 +243,7 @@ impl SubscriberQueue {
         s.active = true;
         // The writer took this frame just now: a stall is counted from
         // here, not from when it last drained the queue.
-        s.last_drain_ms = now_ms;
+        s.last_drain_ms = s.last_drain_ms.max(now_ms);
         self.count_sent(1);
         if part {
             self.notify.notify_one();
@@ -353,10 +360,12 @@ impl SubscriberQueue {
         idle
     }
 
-    /// Whether frames have waited for the writer since before `deadline_ms`.
+    /// Whether frames (or the unsent part of a direct write) have waited
+    /// for the writer since before `deadline_ms`.
     pub fn stalled_since(&self, deadline_ms: u64) -> bool {
         let s = self.state.lock();
-        !s.frames.is_empty() && s.last_drain_ms < deadline_ms
+        let waiting = !s.frames.is_empty() || s.direct.as_ref().is_some_and(|w| w.has_pending());
+        waiting && s.last_drain_ms < deadline_ms
     }
 }
 
@@ -395,6 +404,7 @@ mod tests {
     struct Socket {
         room: Mutex<usize>,
         took: Mutex<Vec<u8>>,
+        tail: Mutex<bool>,
     }
 
     impl WireWriter for Socket {
@@ -403,11 +413,18 @@ mod tests {
             let n = frame.len().min(*room);
             *room -= n;
             self.took.lock().extend_from_slice(&frame[..n]);
+            if n < frame.len() {
+                *self.tail.lock() = true;
+            }
             match n {
                 0 => Written::No,
                 n if n == frame.len() => Written::Whole,
                 _ => Written::Part,
             }
+        }
+
+        fn has_pending(&self) -> bool {
+            *self.tail.lock()
         }
     }
 
@@ -416,6 +433,7 @@ mod tests {
         let socket = Arc::new(Socket {
             room: Mutex::new(room),
             took: Mutex::new(Vec::new()),
+            tail: Mutex::new(false),
         });
         q.set_writer(socket.clone());
         (q, socket)
@@ -479,6 +497,24 @@ mod tests {
             panic!("event 3 is the task's to write");
         };
         assert_eq!(f.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3]);
+        // The unsent tail alone counts as a stall once it is old enough.
+        park(&q, 3);
+        assert!(q.stalled_since(2), "a tail left since before the deadline is a stall");
+        assert!(!q.stalled_since(1));
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_byte_bound_overflows_even_an_idle_stream() {
+        let q = SubscriberQueue::new(8, 4, 0);
+        let socket = Arc::new(Socket {
+            room: Mutex::new(100),
+            took: Mutex::new(Vec::new()),
+            tail: Mutex::new(false),
+        });
+        q.set_writer(socket.clone());
+        park(&q, 0);
+        assert_eq!(q.offer(1, &Bytes::from_static(b"12345"), &mut None, 1), Push::Overflow);
+        assert!(socket.took.lock().is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use crate::history::ResumePoint;
 use crate::hub::{now_ms, HubInner};
-use crate::queue::{CloseReason, Drained};
+use crate::queue::{CloseReason, DirectWire, Drained};
 use crate::registry::{StreamSlot, Subscriber};
 use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -64,8 +64,20 @@ const PAGE: usize = 1000;
 /// Builds the response body for a registered stream. `live_after` is the
 /// last `seq` committed when the stream was registered
 /// ([`crate::registry::Registry::committed`]): a fresh stream's live
-/// events start after it.
-pub fn body(hub: Arc<HubInner>, subscriber: Arc<Subscriber>, slot: StreamSlot, start: Start, live_after: u64) -> Body {
+/// events start after it. `direct`: the connection, when the dispatcher may
+/// write it directly (see [`crate::queue`]); it is the queue's from here
+/// until the guard gives it back.
+pub fn body(
+    hub: Arc<HubInner>,
+    subscriber: Arc<Subscriber>,
+    slot: StreamSlot,
+    start: Start,
+    live_after: u64,
+    direct: Option<DirectWire>,
+) -> Body {
+    if let Some(DirectWire(writer)) = direct {
+        subscriber.queue.set_writer(writer);
+    }
     let guard = StreamGuard {
         hub: hub.clone(),
         subscriber: subscriber.clone(),

@@ -1425,8 +1425,8 @@ async fn an_overflow_before_the_first_live_event_still_resumes_exactly() {
     check_overflow_resume(&hub, &reader, "topic=snap.*", &first, 50, "snap.live").await;
 }
 
-/// A burst meets a stream whose client stopped reading: the first events
-/// go straight to the connection (the dispatcher writes an idle stream's
+/// Events meet a stream whose client stopped reading: the first ones go
+/// straight to the connection (the dispatcher writes an idle stream's
 /// socket itself), the rest wait in the queue until it overflows. The
 /// client must resume right after the last event the socket took, though
 /// the stream's own task never wrote it.
@@ -1438,16 +1438,17 @@ async fn an_overflow_after_direct_writes_resumes_after_the_last_one_written() {
         fence(&hub, "burst", &format!("pre{i}")).await;
     }
     let (mut tcp, mut seen) = unread_stream(&hub, "topic=burst", &reader).await;
-    // 24 MiB in bursts of 6 MiB: far more than a connection's buffers hold
-    // while its client does not read.
+    // 24 MiB, one event at a time (a dispatcher that keeps up writes
+    // directly): far more than a connection's buffers hold while its
+    // client does not read.
     let big = "b".repeat(150 * 1024);
-    for batch in 0..4 {
-        let events: Vec<Value> = (0..40)
-            .map(
-                |i| json!({"topics": ["burst"], "data": format!("live{}:{big}", batch * 40 + i), "audience": "public"}),
+    for i in 0..160 {
+        let (st, v) = hub
+            .publish(
+                &hub.admin_key,
+                json!({"topics": ["burst"], "data": format!("live{i}:{big}"), "audience": "public"}),
             )
-            .collect();
-        let (st, v) = hub.publish(&hub.admin_key, json!({"events": events})).await;
+            .await;
         assert_eq!(st, 200, "{v}");
     }
     read_stream_to_end(&mut tcp, &mut seen).await;

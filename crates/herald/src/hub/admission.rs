@@ -167,9 +167,8 @@ impl HubInner {
         let now = now_ms();
         let principal = Arc::new(r.principal);
         let queue = SubscriberQueue::new(self.config.limits.queue_events, self.config.limits.queue_bytes, now);
-        if let (StreamKind::Events, Some(DirectWire(writer))) = (r.kind, r.direct) {
-            queue.set_writer(writer);
-        }
+        // The audit stream is written by its task alone.
+        let direct = r.direct.filter(|_| r.kind == StreamKind::Events);
         let subscriber = Subscriber {
             id: self.registry.next_id(),
             principal: principal.clone(),
@@ -238,6 +237,13 @@ impl HubInner {
             json!({"selectors": sub.selectors.as_strings(), "kind": sub.kind.as_str(), "protocol": sub.protocol}),
         );
         self.stream_life(&sub, StreamLife::Opened);
-        Ok(stream::body(self.clone(), sub, admitted.slot, r.start, live_after))
+        Ok(stream::body(
+            self.clone(),
+            sub,
+            admitted.slot,
+            r.start,
+            live_after,
+            direct,
+        ))
     }
 }

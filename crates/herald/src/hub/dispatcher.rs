@@ -24,10 +24,11 @@
 //! `Last-Event-ID` after its answer finds its event in history.
 
 use crate::history::Sink;
-use crate::registry::{self, Offered, Registry, Subscriber};
+use crate::registry::{self, Lookup, Offered, Registry, StreamKind, Subscriber};
 use crate::stats::HubStats;
 use herald_core::Event;
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use tokio::sync::mpsc;
@@ -57,7 +58,13 @@ pub fn spawn(registry: Arc<Registry>, stats: Arc<HubStats>) -> std::io::Result<S
         .spawn(move || {
             while let Some(events) = rx.blocking_recv() {
                 let n = events.len() as i64;
-                dispatch(&registry, &fanout, &stats, &events);
+                // Direct writes only while dispatch keeps up: one event
+                // and nothing behind it. With a backlog every event is
+                // queued, and each stream's task writes what piled up in
+                // one write (coalescing), so a saturated hub catches up
+                // instead of paying a write per event per stream.
+                let direct = events.len() == 1 && waiting.load(Ordering::Relaxed) <= n;
+                dispatch(&registry, &fanout, &stats, &events, direct);
                 if let Some(last) = events.last() {
                     registry.note_dispatched(last.seq);
                 }
@@ -78,12 +85,27 @@ pub fn spawn(registry: Arc<Registry>, stats: Arc<HubStats>) -> std::io::Result<S
 }
 
 /// Offers each event to every stream that may see it, and counts.
-fn dispatch(registry: &Registry, fanout: &FanOut, stats: &HubStats, events: &[Arc<Event>]) {
+fn dispatch(registry: &Registry, fanout: &FanOut, stats: &HubStats, events: &[Arc<Event>], direct: bool) {
     let mut delivered = 0;
     for e in events {
         let started = std::time::Instant::now();
-        let audience = registry.audience(e);
-        let offered = fanout.offer(audience, e, crate::clock::now_ms());
+        let offered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            fanout.offer(registry.audience(e), e, crate::clock::now_ms(), direct)
+        }))
+        .unwrap_or_else(|_| {
+            // Which streams missed the event is unknown: every stream
+            // ends as overflowed and resumes from history where it is,
+            // rather than one of them going on with a gap.
+            tracing::error!(seq = e.seq, "dispatch failed; every stream resumes from history");
+            Offered {
+                delivered: 0,
+                overflowed: registry
+                    .find(Lookup::All, |s| s.kind == StreamKind::Events)
+                    .iter()
+                    .map(|s| s.id)
+                    .collect(),
+            }
+        });
         let n = offered.delivered;
         registry.close_overflowed(offered.overflowed);
         stats.dispatched(e.audience.tenant.as_deref(), n, started.elapsed());
@@ -111,6 +133,7 @@ struct Part {
     streams: Arc<Vec<Arc<Subscriber>>>,
     range: Range<usize>,
     now_ms: u64,
+    direct: bool,
     /// Where the outcome goes; dropped unanswered if the helper dies, which
     /// the dispatch thread sees as the part's end.
     done: std_mpsc::Sender<Offered>,
@@ -128,8 +151,9 @@ impl FanOut {
                 .name(format!("herald-fanout-{i}"))
                 .spawn(move || {
                     while let Ok(p) = rx.recv() {
-                        let offered = registry::offer(&p.streams[p.range], &p.event, p.now_ms);
-                        let _ = p.done.send(offered);
+                        let _ = p
+                            .done
+                            .send(offer_part(&p.streams[p.range], &p.event, p.now_ms, p.direct));
                     }
                 })?;
             helpers.push(tx);
@@ -140,9 +164,9 @@ impl FanOut {
     /// Offers `event` to `streams`, split among the helpers when there are
     /// many; returns once every part is done, so the next event finds each
     /// stream's earlier events written or queued.
-    fn offer(&self, streams: Vec<Arc<Subscriber>>, event: &Arc<Event>, now_ms: u64) -> Offered {
+    fn offer(&self, streams: Vec<Arc<Subscriber>>, event: &Arc<Event>, now_ms: u64, direct: bool) -> Offered {
         if streams.len() < SPLIT_AT || self.helpers.is_empty() {
-            return registry::offer(&streams, event, now_ms);
+            return offer_part(&streams, event, now_ms, direct);
         }
         let len = streams.len();
         let size = len.div_ceil(self.helpers.len() + 1);
@@ -159,20 +183,40 @@ impl FanOut {
                 streams: streams.clone(),
                 range,
                 now_ms,
+                direct,
                 done: done.clone(),
             };
             if let Err(std_mpsc::SendError(part)) = helper.send(part) {
                 // A helper that is gone leaves its part to this thread.
-                total.merge(registry::offer(&part.streams[part.range], event, now_ms));
+                total.merge(offer_part(&part.streams[part.range], event, now_ms, direct));
             }
         }
         drop(done);
-        total.merge(registry::offer(&streams[..size.min(len)], event, now_ms));
+        total.merge(offer_part(&streams[..size.min(len)], event, now_ms, direct));
         while let Ok(offered) = parts.recv() {
             total.merge(offered);
         }
         total
     }
+}
+
+/// [`registry::offer`]; if it panics, every stream of the part counts as
+/// overflowed: each is closed and resumes from history exactly where it
+/// is, instead of going on without this event.
+fn offer_part(streams: &[Arc<Subscriber>], event: &Event, now_ms: u64, direct: bool) -> Offered {
+    std::panic::catch_unwind(AssertUnwindSafe(|| registry::offer(streams, event, now_ms, direct))).unwrap_or_else(
+        |_| {
+            tracing::error!(
+                seq = event.seq,
+                streams = streams.len(),
+                "dispatch failed; those streams resume from history"
+            );
+            Offered {
+                delivered: 0,
+                overflowed: streams.iter().map(|s| s.id).collect(),
+            }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -224,7 +268,9 @@ mod tests {
                 let (tx, rx) = std_mpsc::channel::<Part>();
                 std::thread::spawn(move || {
                     while let Ok(p) = rx.recv() {
-                        let _ = p.done.send(registry::offer(&p.streams[p.range], &p.event, p.now_ms));
+                        let _ = p
+                            .done
+                            .send(offer_part(&p.streams[p.range], &p.event, p.now_ms, p.direct));
                     }
                 });
                 tx
@@ -236,9 +282,9 @@ mod tests {
         let streams: Vec<_> = (0..n)
             .map(|i| subscriber(&registry, i, if i == n - 1 { 1 } else { 8 }))
             .collect();
-        let first = fanout.offer(streams.clone(), &event(1), 0);
+        let first = fanout.offer(streams.clone(), &event(1), 0, true);
         assert_eq!((first.delivered, first.overflowed.len()), (n, 0));
-        let second = fanout.offer(streams.clone(), &event(2), 0);
+        let second = fanout.offer(streams.clone(), &event(2), 0, true);
         assert_eq!(second.delivered, n - 1);
         assert_eq!(second.overflowed, [streams[n - 1].id]);
         let waker = std::task::Waker::noop();

@@ -112,8 +112,28 @@ impl HubInner {
         let detail = describe(&rule.revocation);
         let rule_tenant = rule.within_tenant.clone();
         self.deny.add(rule.clone());
+        // A stream admitted between the lookup above and the rule going in
+        // passed admission's last deny check without the rule: look again,
+        // now that no new stream can pass it, and close those too.
+        let late: Vec<_> = self
+            .matching(&rule)
+            .into_iter()
+            .filter(|s| !matching.iter().any(|m| m.id == s.id))
+            .collect();
+        let unseen: Vec<[u8; 16]> = late
+            .iter()
+            .map(|s| s.principal.fingerprint)
+            .filter(|f| !rule.seen.contains(f))
+            .collect();
+        if !unseen.is_empty() {
+            // Their credentials are refused from now on, as the first ones.
+            let mut more = rule.clone();
+            more.seen = unseen.clone();
+            self.deny.add(more);
+            rule.seen.extend(unseen);
+        }
         let mut closed = 0;
-        for s in matching {
+        for s in matching.into_iter().chain(late) {
             if self.registry.close(s.id, CloseReason::Revoked(reason)).is_some() {
                 closed += 1;
             }

@@ -279,14 +279,20 @@ impl Offered {
 }
 
 /// Offers `event` to each of `streams` (chosen by [`Registry::audience`]):
-/// written to the connection or queued ([`SubscriberQueue::offer`]).
-pub fn offer(streams: &[Arc<Subscriber>], event: &Event, now_ms: u64) -> Offered {
+/// written to the connection or queued ([`SubscriberQueue::offer`]);
+/// always queued unless `direct`.
+pub fn offer(streams: &[Arc<Subscriber>], event: &Event, now_ms: u64, direct: bool) -> Offered {
     let mut offered = Offered::default();
     // The frame's chunk encoding, built by the first direct write and
     // shared by the rest.
     let mut wire = None;
     for s in streams {
-        match s.queue.offer(event.seq, &event.frame, &mut wire, now_ms) {
+        let pushed = if direct {
+            s.queue.offer(event.seq, &event.frame, &mut wire, now_ms)
+        } else {
+            s.queue.push(event.seq, event.frame.clone())
+        };
+        match pushed {
             Push::Queued => offered.delivered += 1,
             Push::Overflow => offered.overflowed.push(s.id),
             Push::Closed => {}
@@ -495,7 +501,7 @@ impl Registry {
     /// must not hold stream admission and release waiting.
     pub fn dispatch(&self, event: &Event, now_ms: u64) -> usize {
         let audience = self.audience(event);
-        let offered = offer(&audience, event, now_ms);
+        let offered = offer(&audience, event, now_ms, true);
         drop(audience);
         self.close_overflowed(offered.overflowed);
         offered.delivered

@@ -41,6 +41,7 @@ impl LiveSocket {
     /// The connection back, once nothing else holds it and nothing is
     /// left unsent.
     pub fn into_inner(self) -> TcpStream {
+        debug_assert!(self.pending.lock().is_empty(), "a stream ends with its bytes sent");
         self.tcp
     }
 
@@ -99,6 +100,10 @@ impl LiveSocket {
 }
 
 impl WireWriter for LiveSocket {
+    fn has_pending(&self) -> bool {
+        !self.pending.lock().is_empty()
+    }
+
     fn try_write(&self, frame: &Bytes, wire: &mut Option<Bytes>) -> Written {
         let mut pending = self.pending.lock();
         if !pending.is_empty() {
