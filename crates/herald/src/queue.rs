@@ -11,7 +11,9 @@
 //! dispatcher itself while its writer idles: the event goes straight to the
 //! socket with one non-blocking write, with no wake-up, no scheduler hop
 //! and no poll of the body. That is the common case below saturation,
-//! where each stream's queue is empty when an event arrives. Whenever the
+//! where each stream's queue is empty when an event arrives; with a
+//! backlog the dispatcher queues instead (see `hub::dispatcher`), so a
+//! stream's task writes what piled up at once. Whenever the
 //! direct write cannot take the event whole at once (the socket is full,
 //! the writer is busy, frames are waiting) the event is queued as it
 //! always was, so order, bounds and overflow stay the queue's.

@@ -2,8 +2,8 @@
 //!
 //! The history hands every committed event to its sink, in `seq` order,
 //! while the publisher waits for its answer. Offering an event to 10,000
-//! streams (the visibility check, a queue push and a wake-up each) takes
-//! milliseconds, and a publisher must not wait for it: its event is
+//! streams (the visibility check and a socket write or a queue push each)
+//! takes milliseconds, and a publisher must not wait for it: its event is
 //! already durable and in history, which is all its answer promises. So the
 //! sink only hands the events to one dispatch thread, through a channel
 //! that keeps their order; the thread offers them to the registry.
