@@ -11,9 +11,9 @@
 //! dispatcher itself while its writer idles: the event goes straight to the
 //! socket with one non-blocking write, with no wake-up, no scheduler hop
 //! and no poll of the body. That is the common case below saturation,
-//! where each stream's queue is empty when an event arrives; with a
-//! backlog the dispatcher queues instead (see `hub::dispatcher`), so a
-//! stream's task writes what piled up at once. Whenever the
+//! where each stream's queue is empty when an event arrives; when events
+//! pile up, the dispatcher offers a run of them at once
+//! ([`SubscriberQueue::offer_run`]), one write for the lot. Whenever the
 //! direct write cannot take the event whole at once (the socket is full,
 //! the writer is busy, frames are waiting) the event is queued as it
 //! always was, so order, bounds and overflow stay the queue's.
@@ -217,36 +217,60 @@ impl SubscriberQueue {
     /// frame's wire encoding across the streams it is offered to; `now_ms`
     /// is when it was offered.
     pub fn offer(&self, seq: u64, frame: &Bytes, wire: &mut Option<Bytes>, now_ms: u64) -> Push {
+        self.offer_run(std::slice::from_ref(&(seq, frame.clone())), frame, wire, now_ms)
+    }
+
+    /// Offers a run of consecutive events (`run`, in `seq` order), whose
+    /// frames end to end are `joined`: written to the connection in one
+    /// write when the writer idles and the socket takes it all at once,
+    /// else each queued. `wire` caches `joined`'s wire encoding across the
+    /// streams it is offered to.
+    pub fn offer_run(&self, run: &[(u64, Bytes)], joined: &Bytes, wire: &mut Option<Bytes>, now_ms: u64) -> Push {
+        let (Some(&(first, _)), Some(&(last, _))) = (run.first(), run.last()) else {
+            return Push::Queued;
+        };
         let mut s = self.state.lock();
-        // A frame larger than the queue's byte bound overflows the stream
-        // whether or not its writer idles, as it always did.
-        if s.closed.is_none() && s.frames.is_empty() && frame.len() <= self.max_bytes {
+        // Frames larger than the queue's byte bound overflow the stream
+        // whether or not its writer idles, as they always did.
+        if s.closed.is_none() && s.frames.is_empty() && joined.len() <= self.max_bytes {
             if let (Some(after), Some(writer)) = (s.idle_after, &s.direct) {
-                if seq > after {
+                if first > after {
                     // Under the queue's lock, so a close (a revocation)
                     // either precedes this write or follows it: after it,
                     // not one more event goes out.
-                    match writer.try_write(frame, wire) {
-                        Written::Whole => return self.wrote(&mut s, seq, now_ms, false),
-                        Written::Part => return self.wrote(&mut s, seq, now_ms, true),
+                    match writer.try_write(joined, wire) {
+                        Written::Whole => return self.wrote(&mut s, last, run.len(), now_ms, false),
+                        Written::Part => return self.wrote(&mut s, last, run.len(), now_ms, true),
                         Written::No => {}
                     }
                 }
             }
         }
-        self.queue_locked(s, seq, frame.clone())
+        let mut pushed = Push::Closed;
+        for (seq, frame) in run {
+            pushed = self.queue_one(&mut s, *seq, frame.clone());
+            if pushed != Push::Queued {
+                break;
+            }
+        }
+        let queued = !s.frames.is_empty();
+        drop(s);
+        if queued {
+            self.notify.notify_one();
+        }
+        pushed
     }
 
-    /// Books a direct write of event `seq`; `part`: the writer holds the
-    /// rest and the stream's task must wake to send it.
-    fn wrote(&self, s: &mut State, seq: u64, now_ms: u64, part: bool) -> Push {
-        s.idle_after = if part { None } else { Some(seq) };
-        s.written_through = seq;
+    /// Books a direct write of `events` events through `last`; `part`: the
+    /// writer holds the rest and the stream's task must wake to send it.
+    fn wrote(&self, s: &mut State, last: u64, events: usize, now_ms: u64, part: bool) -> Push {
+        s.idle_after = if part { None } else { Some(last) };
+        s.written_through = last;
         s.active = true;
         // The writer took this frame just now: a stall is counted from
         // here, not from when it last drained the queue.
         s.last_drain_ms = s.last_drain_ms.max(now_ms);
-        self.count_sent(1);
+        self.count_sent(events);
         if part {
             self.notify.notify_one();
         }
@@ -254,6 +278,16 @@ impl SubscriberQueue {
     }
 
     fn queue_locked(&self, mut s: parking_lot::MutexGuard<'_, State>, seq: u64, frame: Bytes) -> Push {
+        let pushed = self.queue_one(&mut s, seq, frame);
+        drop(s);
+        if pushed == Push::Queued {
+            self.notify.notify_one();
+        }
+        pushed
+    }
+
+    /// Queues one frame under the lock; the caller wakes the writer.
+    fn queue_one(&self, s: &mut State, seq: u64, frame: Bytes) -> Push {
         if s.closed.is_some() {
             return Push::Closed;
         }
@@ -275,8 +309,6 @@ impl SubscriberQueue {
         s.bytes += frame.len();
         s.frames.push_back((seq, frame));
         s.active = true;
-        drop(s);
-        self.notify.notify_one();
         Push::Queued
     }
 
@@ -517,6 +549,28 @@ mod tests {
         park(&q, 0);
         assert_eq!(q.offer(1, &Bytes::from_static(b"12345"), &mut None, 1), Push::Overflow);
         assert!(socket.took.lock().is_empty());
+    }
+
+    #[test]
+    fn a_run_goes_out_in_one_write_or_is_queued_event_by_event() {
+        let (q, socket) = direct(1 << 10);
+        let run = [(4, Bytes::from_static(b"d")), (5, Bytes::from_static(b"e"))];
+        let joined = Bytes::from_static(b"de");
+        // Not parked yet: each event is queued on its own.
+        assert_eq!(q.offer_run(&run, &joined, &mut None, 1), Push::Queued);
+        let Some(Drained::Frames(f)) = poll_once(q.drain(|| 1, Some(3))) else {
+            panic!("the run was queued");
+        };
+        assert_eq!(f.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [4, 5]);
+        park(&q, 5);
+        let run = [(6, Bytes::from_static(b"f")), (7, Bytes::from_static(b"g"))];
+        assert_eq!(
+            q.offer_run(&run, &Bytes::from_static(b"fg"), &mut None, 1),
+            Push::Queued
+        );
+        assert_eq!(&socket.took.lock()[..], b"fg");
+        assert_eq!(q.written_through(), 7);
+        assert_eq!(q.depth_and_sent(), (0, 2));
     }
 
     #[test]

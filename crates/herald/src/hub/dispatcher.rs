@@ -26,6 +26,7 @@
 use crate::history::Sink;
 use crate::registry::{self, Lookup, Offered, Registry, StreamKind, Subscriber};
 use crate::stats::HubStats;
+use bytes::{Bytes, BytesMut};
 use herald_core::Event;
 use std::ops::Range;
 use std::panic::AssertUnwindSafe;
@@ -56,15 +57,19 @@ pub fn spawn(registry: Arc<Registry>, stats: Arc<HubStats>) -> std::io::Result<S
     std::thread::Builder::new()
         .name("herald-dispatch".into())
         .spawn(move || {
-            while let Some(events) = rx.blocking_recv() {
+            while let Some(mut events) = rx.blocking_recv() {
+                // What else is already waiting joins this round: a round
+                // that started late then catches up in one write per
+                // stream for the events it finds, instead of a write per
+                // event per stream.
+                while events.len() < ROUND_MAX {
+                    match rx.try_recv() {
+                        Ok(more) => events.extend(more),
+                        Err(_) => break,
+                    }
+                }
                 let n = events.len() as i64;
-                // Direct writes only while dispatch keeps up: one event
-                // and nothing behind it. With a backlog every event is
-                // queued, and each stream's task writes what piled up in
-                // one write (coalescing), so a saturated hub catches up
-                // instead of paying a write per event per stream.
-                let direct = events.len() == 1 && waiting.load(Ordering::Relaxed) <= n;
-                dispatch(&registry, &fanout, &stats, &events, direct);
+                dispatch(&registry, &fanout, &stats, &events);
                 if let Some(last) = events.last() {
                     registry.note_dispatched(last.seq);
                 }
@@ -84,13 +89,65 @@ pub fn spawn(registry: Arc<Registry>, stats: Arc<HubStats>) -> std::io::Result<S
     }))
 }
 
+/// Most events one round of dispatch takes from the channel.
+const ROUND_MAX: usize = 1024;
+/// Most bytes of frames written to a stream in one run.
+const RUN_BYTES: usize = 256 * 1024;
+
+/// Consecutive events that exactly the same streams may see (same topics,
+/// same audience: what visibility is decided on), offered together.
+struct Run {
+    /// Each event's `seq` and frame.
+    frames: Vec<(u64, Bytes)>,
+    /// The frames end to end: one write for a stream that idles.
+    joined: Bytes,
+}
+
+impl Run {
+    /// The runs of `events`, in order, each with its events.
+    fn split(events: &[Arc<Event>]) -> Vec<(&[Arc<Event>], Run)> {
+        let mut runs = Vec::new();
+        let mut start = 0;
+        while start < events.len() {
+            let first = &events[start];
+            let mut end = start + 1;
+            let mut bytes = first.frame.len();
+            while let Some(next) = events.get(end) {
+                let same = next.topics == first.topics && next.audience == first.audience;
+                if !same || bytes + next.frame.len() > RUN_BYTES {
+                    break;
+                }
+                bytes += next.frame.len();
+                end += 1;
+            }
+            let part = &events[start..end];
+            let joined = match part {
+                [one] => one.frame.clone(),
+                _ => {
+                    let mut joined = BytesMut::with_capacity(bytes);
+                    for e in part {
+                        joined.extend_from_slice(&e.frame);
+                    }
+                    joined.freeze()
+                }
+            };
+            let frames = part.iter().map(|e| (e.seq, e.frame.clone())).collect();
+            runs.push((part, Run { frames, joined }));
+            start = end;
+        }
+        runs
+    }
+}
+
 /// Offers each event to every stream that may see it, and counts.
-fn dispatch(registry: &Registry, fanout: &FanOut, stats: &HubStats, events: &[Arc<Event>], direct: bool) {
+fn dispatch(registry: &Registry, fanout: &FanOut, stats: &HubStats, events: &[Arc<Event>]) {
     let mut delivered = 0;
-    for e in events {
+    for (part, run) in Run::split(events) {
+        let e = &part[0];
         let started = std::time::Instant::now();
+        let run = Arc::new(run);
         let offered = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            fanout.offer(registry.audience(e), e, crate::clock::now_ms(), direct)
+            fanout.offer(registry.audience(e), &run, crate::clock::now_ms())
         }))
         .unwrap_or_else(|_| {
             // Which streams missed the event is unknown: every stream
@@ -108,7 +165,10 @@ fn dispatch(registry: &Registry, fanout: &FanOut, stats: &HubStats, events: &[Ar
         });
         let n = offered.delivered;
         registry.close_overflowed(offered.overflowed);
-        stats.dispatched(e.audience.tenant.as_deref(), n, started.elapsed());
+        let took = started.elapsed();
+        for e in part {
+            stats.dispatched(e.audience.tenant.as_deref(), n / part.len(), took);
+        }
         delivered += n;
     }
     metrics::counter!("herald_deliveries_total").increment(delivered as u64);
@@ -129,11 +189,10 @@ struct FanOut {
 
 /// One helper's share of an event.
 struct Part {
-    event: Arc<Event>,
+    run: Arc<Run>,
     streams: Arc<Vec<Arc<Subscriber>>>,
     range: Range<usize>,
     now_ms: u64,
-    direct: bool,
     /// Where the outcome goes; dropped unanswered if the helper dies, which
     /// the dispatch thread sees as the part's end.
     done: std_mpsc::Sender<Offered>,
@@ -151,9 +210,7 @@ impl FanOut {
                 .name(format!("herald-fanout-{i}"))
                 .spawn(move || {
                     while let Ok(p) = rx.recv() {
-                        let _ = p
-                            .done
-                            .send(offer_part(&p.streams[p.range], &p.event, p.now_ms, p.direct));
+                        let _ = p.done.send(offer_part(&p.streams[p.range], &p.run, p.now_ms));
                     }
                 })?;
             helpers.push(tx);
@@ -161,12 +218,12 @@ impl FanOut {
         Ok(FanOut { helpers })
     }
 
-    /// Offers `event` to `streams`, split among the helpers when there are
-    /// many; returns once every part is done, so the next event finds each
+    /// Offers `run` to `streams`, split among the helpers when there are
+    /// many; returns once every part is done, so the next run finds each
     /// stream's earlier events written or queued.
-    fn offer(&self, streams: Vec<Arc<Subscriber>>, event: &Arc<Event>, now_ms: u64, direct: bool) -> Offered {
+    fn offer(&self, streams: Vec<Arc<Subscriber>>, run: &Arc<Run>, now_ms: u64) -> Offered {
         if streams.len() < SPLIT_AT || self.helpers.is_empty() {
-            return offer_part(&streams, event, now_ms, direct);
+            return offer_part(&streams, run, now_ms);
         }
         let len = streams.len();
         let size = len.div_ceil(self.helpers.len() + 1);
@@ -179,20 +236,19 @@ impl FanOut {
                 break;
             }
             let part = Part {
-                event: event.clone(),
+                run: run.clone(),
                 streams: streams.clone(),
                 range,
                 now_ms,
-                direct,
                 done: done.clone(),
             };
             if let Err(std_mpsc::SendError(part)) = helper.send(part) {
                 // A helper that is gone leaves its part to this thread.
-                total.merge(offer_part(&part.streams[part.range], event, now_ms, direct));
+                total.merge(offer_part(&part.streams[part.range], run, now_ms));
             }
         }
         drop(done);
-        total.merge(offer_part(&streams[..size.min(len)], event, now_ms, direct));
+        total.merge(offer_part(&streams[..size.min(len)], run, now_ms));
         while let Ok(offered) = parts.recv() {
             total.merge(offered);
         }
@@ -203,20 +259,21 @@ impl FanOut {
 /// [`registry::offer`]; if it panics, every stream of the part counts as
 /// overflowed: each is closed and resumes from history exactly where it
 /// is, instead of going on without this event.
-fn offer_part(streams: &[Arc<Subscriber>], event: &Event, now_ms: u64, direct: bool) -> Offered {
-    std::panic::catch_unwind(AssertUnwindSafe(|| registry::offer(streams, event, now_ms, direct))).unwrap_or_else(
-        |_| {
-            tracing::error!(
-                seq = event.seq,
-                streams = streams.len(),
-                "dispatch failed; those streams resume from history"
-            );
-            Offered {
-                delivered: 0,
-                overflowed: streams.iter().map(|s| s.id).collect(),
-            }
-        },
-    )
+fn offer_part(streams: &[Arc<Subscriber>], run: &Run, now_ms: u64) -> Offered {
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        registry::offer(streams, &run.frames, &run.joined, now_ms)
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(
+            seq = run.frames.first().map_or(0, |(seq, _)| *seq),
+            streams = streams.len(),
+            "dispatch failed; those streams resume from history"
+        );
+        Offered {
+            delivered: 0,
+            overflowed: streams.iter().map(|s| s.id).collect(),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -253,6 +310,38 @@ mod tests {
     }
 
     #[test]
+    fn runs_hold_consecutive_events_for_the_same_streams() {
+        let draft = |topic: &str, audience: serde_json::Value| {
+            EventDraft::from_json(
+                &serde_json::json!({"topics": [topic], "data": "x", "audience": audience}),
+                &SessionKey::new([1; 32]),
+                &Default::default(),
+            )
+            .expect("event")
+        };
+        let events: Vec<Arc<Event>> = [
+            draft("t", serde_json::json!("public")),
+            draft("t", serde_json::json!("public")),
+            draft("u", serde_json::json!("public")),
+            draft("u", serde_json::json!({"users": ["a"]})),
+            draft("u", serde_json::json!({"users": ["a"]})),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| Arc::new(d.into_event(i as u64 + 1, 0)))
+        .collect();
+        let runs = Run::split(&events);
+        let seqs: Vec<Vec<u64>> = runs
+            .iter()
+            .map(|(_, r)| r.frames.iter().map(|(s, _)| *s).collect())
+            .collect();
+        assert_eq!(seqs, [vec![1, 2], vec![3], vec![4, 5]]);
+        let (_, first) = &runs[0];
+        assert_eq!(first.joined.len(), events[0].frame.len() + events[1].frame.len());
+        assert!(first.joined.starts_with(&events[0].frame) && first.joined.ends_with(&events[1].frame));
+    }
+
+    #[test]
     fn a_split_audience_gets_every_event_once_and_in_order() {
         let registry = Registry::new(Caps {
             per_session: 10,
@@ -268,9 +357,7 @@ mod tests {
                 let (tx, rx) = std_mpsc::channel::<Part>();
                 std::thread::spawn(move || {
                     while let Ok(p) = rx.recv() {
-                        let _ = p
-                            .done
-                            .send(offer_part(&p.streams[p.range], &p.event, p.now_ms, p.direct));
+                        let _ = p.done.send(offer_part(&p.streams[p.range], &p.run, p.now_ms));
                     }
                 });
                 tx
@@ -282,9 +369,10 @@ mod tests {
         let streams: Vec<_> = (0..n)
             .map(|i| subscriber(&registry, i, if i == n - 1 { 1 } else { 8 }))
             .collect();
-        let first = fanout.offer(streams.clone(), &event(1), 0, true);
+        let run = |seq| Arc::new(Run::split(&[event(seq)]).remove(0).1);
+        let first = fanout.offer(streams.clone(), &run(1), 0);
         assert_eq!((first.delivered, first.overflowed.len()), (n, 0));
-        let second = fanout.offer(streams.clone(), &event(2), 0, true);
+        let second = fanout.offer(streams.clone(), &run(2), 0);
         assert_eq!(second.delivered, n - 1);
         assert_eq!(second.overflowed, [streams[n - 1].id]);
         let waker = std::task::Waker::noop();

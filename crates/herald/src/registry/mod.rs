@@ -14,6 +14,7 @@ mod id_set;
 
 use crate::kill::KillSwitch;
 use crate::queue::{CloseReason, Push, SubscriberQueue};
+use bytes::Bytes;
 use herald_core::{is_visible, Event, Principal, Selector, SelectorSet, SessionHash};
 use id_set::IdSet;
 use parking_lot::RwLock;
@@ -263,7 +264,7 @@ pub struct Registry {
 /// What offering an event to some streams did.
 #[derive(Debug, Default)]
 pub struct Offered {
-    /// Streams that took the event (queued or written).
+    /// Deliveries: events that streams took (written or queued).
     pub delivered: usize,
     /// Streams whose queue was full: to close
     /// ([`Registry::close_overflowed`]).
@@ -278,22 +279,19 @@ impl Offered {
     }
 }
 
-/// Offers `event` to each of `streams` (chosen by [`Registry::audience`]):
-/// written to the connection or queued ([`SubscriberQueue::offer`]);
-/// always queued unless `direct`.
-pub fn offer(streams: &[Arc<Subscriber>], event: &Event, now_ms: u64, direct: bool) -> Offered {
+/// Offers a run of consecutive events that the same streams may see
+/// (`run`: their `seq` and frame; `joined`: the frames end to end) to each
+/// of `streams` (chosen by [`Registry::audience`] for the run's first
+/// event): written to the connection in one write or queued
+/// ([`SubscriberQueue::offer_run`]).
+pub fn offer(streams: &[Arc<Subscriber>], run: &[(u64, Bytes)], joined: &Bytes, now_ms: u64) -> Offered {
     let mut offered = Offered::default();
-    // The frame's chunk encoding, built by the first direct write and
-    // shared by the rest.
+    // The run's chunk encoding, built by the first direct write and shared
+    // by the rest.
     let mut wire = None;
     for s in streams {
-        let pushed = if direct {
-            s.queue.offer(event.seq, &event.frame, &mut wire, now_ms)
-        } else {
-            s.queue.push(event.seq, event.frame.clone())
-        };
-        match pushed {
-            Push::Queued => offered.delivered += 1,
+        match s.queue.offer_run(run, joined, &mut wire, now_ms) {
+            Push::Queued => offered.delivered += run.len(),
             Push::Overflow => offered.overflowed.push(s.id),
             Push::Closed => {}
         }
@@ -501,7 +499,12 @@ impl Registry {
     /// must not hold stream admission and release waiting.
     pub fn dispatch(&self, event: &Event, now_ms: u64) -> usize {
         let audience = self.audience(event);
-        let offered = offer(&audience, event, now_ms, true);
+        let offered = offer(
+            &audience,
+            std::slice::from_ref(&(event.seq, event.frame.clone())),
+            &event.frame,
+            now_ms,
+        );
         drop(audience);
         self.close_overflowed(offered.overflowed);
         offered.delivered
