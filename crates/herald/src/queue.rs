@@ -212,18 +212,10 @@ impl SubscriberQueue {
         self.queue_locked(s, seq, frame)
     }
 
-    /// Offers an event: written straight to the connection when the writer
-    /// idles and the socket takes it, queued otherwise. `wire` caches the
-    /// frame's wire encoding across the streams it is offered to; `now_ms`
-    /// is when it was offered.
-    pub fn offer(&self, seq: u64, frame: &Bytes, wire: &mut Option<Bytes>, now_ms: u64) -> Push {
-        self.offer_run(std::slice::from_ref(&(seq, frame.clone())), frame, wire, now_ms)
-    }
-
-    /// Offers a run of consecutive events (`run`, in `seq` order), whose
-    /// frames end to end are `joined`: written to the connection in one
-    /// write when the writer idles and the socket takes it all at once,
-    /// else each queued. `wire` caches `joined`'s wire encoding across the
+    /// Offers a run of consecutive events (`run`, in `seq` order; often
+    /// one), whose frames end to end are `joined`: written to the
+    /// connection in one write when the writer idles and the socket takes
+    /// it all at once, else each queued. `now_ms` is when it was offered. `wire` caches `joined`'s wire encoding across the
     /// streams it is offered to.
     pub fn offer_run(&self, run: &[(u64, Bytes)], joined: &Bytes, wire: &mut Option<Bytes>, now_ms: u64) -> Push {
         let (Some(&(first, _)), Some(&(last, _))) = (run.first(), run.last()) else {
@@ -434,6 +426,11 @@ mod tests {
         assert_eq!(q.push(3, Bytes::from_static(b"c")), Push::Closed);
     }
 
+    /// One event offered alone.
+    fn offer(q: &SubscriberQueue, seq: u64, frame: &Bytes, wire: &mut Option<Bytes>, now_ms: u64) -> Push {
+        q.offer_run(std::slice::from_ref(&(seq, frame.clone())), frame, wire, now_ms)
+    }
+
     /// A connection that takes what `room` allows, recording what it took.
     struct Socket {
         room: Mutex<usize>,
@@ -493,7 +490,7 @@ mod tests {
         let (q, socket) = direct(1 << 10);
         let mut wire = None;
         // Before the writer parks, everything is queued.
-        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 5), Push::Queued);
+        assert_eq!(offer(&q, 1, &Bytes::from_static(b"a"), &mut wire, 5), Push::Queued);
         assert!(socket.took.lock().is_empty());
         let Some(Drained::Frames(f)) = poll_once(q.drain(|| 1, Some(0))) else {
             panic!("the queued frame is drained");
@@ -501,13 +498,13 @@ mod tests {
         assert_eq!(f.len(), 1);
         park(&q, 1);
         // Parked after 1: 1 again is not written (the task skips it), 2 is.
-        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 5), Push::Queued);
+        assert_eq!(offer(&q, 1, &Bytes::from_static(b"a"), &mut wire, 5), Push::Queued);
         let Some(Drained::Frames(_)) = poll_once(q.drain(|| 1, Some(1))) else {
             panic!("an event at or below the cursor stays in the queue");
         };
         park(&q, 1);
-        assert_eq!(q.offer(2, &Bytes::from_static(b"b"), &mut wire, 9), Push::Queued);
-        assert_eq!(q.offer(3, &Bytes::from_static(b"c"), &mut wire, 9), Push::Queued);
+        assert_eq!(offer(&q, 2, &Bytes::from_static(b"b"), &mut wire, 9), Push::Queued);
+        assert_eq!(offer(&q, 3, &Bytes::from_static(b"c"), &mut wire, 9), Push::Queued);
         assert_eq!(&socket.took.lock()[..], b"bc");
         assert_eq!(q.written_through(), 3);
         assert_eq!(q.depth_and_sent(), (0, 2));
@@ -519,13 +516,13 @@ mod tests {
         let (q, socket) = direct(3);
         let mut wire = None;
         park(&q, 0);
-        assert_eq!(q.offer(1, &Bytes::from_static(b"ab"), &mut wire, 1), Push::Queued);
+        assert_eq!(offer(&q, 1, &Bytes::from_static(b"ab"), &mut wire, 1), Push::Queued);
         // Half of the next frame fits: the rest is the writer's, and no
         // later event may be written around it.
-        assert_eq!(q.offer(2, &Bytes::from_static(b"cd"), &mut wire, 1), Push::Queued);
+        assert_eq!(offer(&q, 2, &Bytes::from_static(b"cd"), &mut wire, 1), Push::Queued);
         assert_eq!(&socket.took.lock()[..], b"abc");
         *socket.room.lock() = 100;
-        assert_eq!(q.offer(3, &Bytes::from_static(b"ef"), &mut wire, 1), Push::Queued);
+        assert_eq!(offer(&q, 3, &Bytes::from_static(b"ef"), &mut wire, 1), Push::Queued);
         assert_eq!(&socket.took.lock()[..], b"abc", "event 3 waits in the queue");
         let Some(Drained::Frames(f)) = poll_once(q.drain(|| 1, Some(2))) else {
             panic!("event 3 is the task's to write");
@@ -547,7 +544,10 @@ mod tests {
         });
         q.set_writer(socket.clone());
         park(&q, 0);
-        assert_eq!(q.offer(1, &Bytes::from_static(b"12345"), &mut None, 1), Push::Overflow);
+        assert_eq!(
+            offer(&q, 1, &Bytes::from_static(b"12345"), &mut None, 1),
+            Push::Overflow
+        );
         assert!(socket.took.lock().is_empty());
     }
 
@@ -579,11 +579,11 @@ mod tests {
         let mut wire = None;
         park(&q, 0);
         q.close(CloseReason::Shutdown);
-        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 1), Push::Closed);
+        assert_eq!(offer(&q, 1, &Bytes::from_static(b"a"), &mut wire, 1), Push::Closed);
         let (q, socket2) = direct(100);
         park(&q, 0);
         q.detach_writer();
-        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 1), Push::Queued);
+        assert_eq!(offer(&q, 1, &Bytes::from_static(b"a"), &mut wire, 1), Push::Queued);
         assert!(socket.took.lock().is_empty() && socket2.took.lock().is_empty());
     }
 
@@ -592,7 +592,7 @@ mod tests {
         let (q, socket) = direct(100);
         let mut wire = None;
         assert!(poll_once(q.drain(|| 1, None)).is_none());
-        assert_eq!(q.offer(1, &Bytes::from_static(b"a"), &mut wire, 1), Push::Queued);
+        assert_eq!(offer(&q, 1, &Bytes::from_static(b"a"), &mut wire, 1), Push::Queued);
         assert!(socket.took.lock().is_empty());
     }
 }

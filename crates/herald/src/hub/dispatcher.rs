@@ -203,8 +203,13 @@ impl FanOut {
     /// They end with the dispatch thread, which owns their channels.
     fn start() -> std::io::Result<FanOut> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        FanOut::with_helpers(cores.saturating_sub(1).min(MAX_HELPERS))
+    }
+
+    /// A fan-out with `count` helper threads.
+    fn with_helpers(count: usize) -> std::io::Result<FanOut> {
         let mut helpers = Vec::new();
-        for i in 0..cores.saturating_sub(1).min(MAX_HELPERS) {
+        for i in 0..count {
             let (tx, rx) = std_mpsc::channel::<Part>();
             std::thread::Builder::new()
                 .name(format!("herald-fanout-{i}"))
@@ -299,26 +304,21 @@ mod tests {
         })
     }
 
-    fn event(seq: u64) -> Arc<Event> {
-        let draft = EventDraft::from_json(
-            &serde_json::json!({"topics": ["t"], "data": "x", "audience": "public"}),
+    fn draft(topic: &str, audience: serde_json::Value) -> EventDraft {
+        EventDraft::from_json(
+            &serde_json::json!({"topics": [topic], "data": "x", "audience": audience}),
             &SessionKey::new([1; 32]),
             &Default::default(),
         )
-        .expect("event");
-        Arc::new(draft.into_event(seq, 0))
+        .expect("event")
+    }
+
+    fn event(seq: u64) -> Arc<Event> {
+        Arc::new(draft("t", serde_json::json!("public")).into_event(seq, 0))
     }
 
     #[test]
     fn runs_hold_consecutive_events_for_the_same_streams() {
-        let draft = |topic: &str, audience: serde_json::Value| {
-            EventDraft::from_json(
-                &serde_json::json!({"topics": [topic], "data": "x", "audience": audience}),
-                &SessionKey::new([1; 32]),
-                &Default::default(),
-            )
-            .expect("event")
-        };
         let events: Vec<Arc<Event>> = [
             draft("t", serde_json::json!("public")),
             draft("t", serde_json::json!("public")),
@@ -352,18 +352,7 @@ mod tests {
             audit_per_session: 10,
         });
         // Helpers whatever this machine's cores: the split is what is tested.
-        let helpers = (0..3)
-            .map(|_| {
-                let (tx, rx) = std_mpsc::channel::<Part>();
-                std::thread::spawn(move || {
-                    while let Ok(p) = rx.recv() {
-                        let _ = p.done.send(offer_part(&p.streams[p.range], &p.run, p.now_ms));
-                    }
-                });
-                tx
-            })
-            .collect();
-        let fanout = FanOut { helpers };
+        let fanout = FanOut::with_helpers(3).expect("helper threads");
         let n = SPLIT_AT * 3 + 7;
         // The last stream's queue holds one event: the second overflows it.
         let streams: Vec<_> = (0..n)

@@ -8,6 +8,7 @@ use crate::queue::CloseReason;
 use crate::registry::Lookup;
 use herald_core::{DenyRule, Principal, Revocation};
 use serde_json::json;
+use std::collections::HashSet;
 
 /// A revocation applied on this node but not yet shared with the cluster.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -115,15 +116,19 @@ impl HubInner {
         // A stream admitted between the lookup above and the rule going in
         // passed admission's last deny check without the rule: look again,
         // now that no new stream can pass it, and close those too.
+        // Sets, not scans: a tenant's revocation can match ten thousand
+        // streams twice.
+        let found: HashSet<u64> = matching.iter().map(|s| s.id).collect();
         let late: Vec<_> = self
             .matching(&rule)
             .into_iter()
-            .filter(|s| !matching.iter().any(|m| m.id == s.id))
+            .filter(|s| !found.contains(&s.id))
             .collect();
+        let mut seen: HashSet<[u8; 16]> = rule.seen.iter().copied().collect();
         let unseen: Vec<[u8; 16]> = late
             .iter()
             .map(|s| s.principal.fingerprint)
-            .filter(|f| !rule.seen.contains(f))
+            .filter(|f| seen.insert(*f))
             .collect();
         if !unseen.is_empty() {
             // Their credentials are refused from now on, as the first ones.

@@ -50,26 +50,10 @@ impl LiveSocket {
     /// wake-up of its own: a direct write that leaves a tail wakes the
     /// stream's task through its queue, and the task polls this again.
     pub fn poll_flush_pending(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        loop {
-            let mut pending = self.pending.lock();
-            if pending.is_empty() {
-                return Poll::Pending;
-            }
-            match self.tcp.try_write(&pending) {
-                Ok(0) => return Poll::Ready(Err(ErrorKind::WriteZero.into())),
-                Ok(n) => {
-                    pending.advance(n);
-                    if pending.is_empty() {
-                        return Poll::Ready(Ok(()));
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    drop(pending);
-                    ready!(self.tcp.poll_write_ready(cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        if !self.has_pending() {
+            return Poll::Pending;
         }
+        self.poll_write_all(cx, &mut &[][..])
     }
 
     /// Writes all of `buf` (vectored when it is a chain) after any unsent
