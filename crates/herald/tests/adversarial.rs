@@ -1362,6 +1362,21 @@ async fn check_overflow_resume(hub: &Server, reader: &str, query: &str, first: &
     );
 }
 
+/// Publishes `n` public events `live0:…` to `live{n-1}:…` on `topic`, one
+/// request each, every payload padded to `bytes`.
+async fn publish_live(hub: &Server, topic: &str, n: usize, bytes: usize) {
+    let pad = "x".repeat(bytes);
+    for i in 0..n {
+        let (st, v) = hub
+            .publish(
+                &hub.admin_key,
+                json!({"topics": [topic], "data": format!("live{i}:{pad}"), "audience": "public"}),
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+    }
+}
+
 /// A slow client is cut for overflow; it must be able to resume from the
 /// overflow frame's id without losing or repeating an event.
 #[tokio::test]
@@ -1372,16 +1387,7 @@ async fn an_overflowed_stream_resumes_from_the_overflow_id_without_gap_or_duplic
         fence(&hub, "ov", &format!("pre{i}")).await;
     }
     let (mut tcp, mut seen) = unread_stream(&hub, "topic=ov", &reader).await;
-    let big = "x".repeat(256 * 1024);
-    for i in 0..50 {
-        let (s, v) = hub
-            .publish(
-                &hub.admin_key,
-                json!({"topics": ["ov"], "data": format!("live{i}:{big}"), "audience": "public"}),
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-    }
+    publish_live(&hub, "ov", 50, 256 * 1024).await;
     read_stream_to_end(&mut tcp, &mut seen).await;
     let first = raw_sse_events(&seen);
     check_overflow_resume(&hub, &reader, "topic=ov", &first, 50, "ov").await;
@@ -1441,16 +1447,7 @@ async fn an_overflow_after_direct_writes_resumes_after_the_last_one_written() {
     // 24 MiB, one event at a time (a dispatcher that keeps up writes
     // directly): far more than a connection's buffers hold while its
     // client does not read.
-    let big = "b".repeat(150 * 1024);
-    for i in 0..160 {
-        let (st, v) = hub
-            .publish(
-                &hub.admin_key,
-                json!({"topics": ["burst"], "data": format!("live{i}:{big}"), "audience": "public"}),
-            )
-            .await;
-        assert_eq!(st, 200, "{v}");
-    }
+    publish_live(&hub, "burst", 160, 150 * 1024).await;
     read_stream_to_end(&mut tcp, &mut seen).await;
     let first = raw_sse_events(&seen);
     let written = first.iter().filter(|e| e.data.starts_with("live")).count();
