@@ -79,74 +79,149 @@ impl AuditEntry {
 /// when it came from another node of a cluster.
 type Listener = Box<dyn Fn(&Arc<AuditRecord>, bool) + Send + Sync>;
 
-/// The in-memory audit log, bounded by count.
+/// Where the log keeps what it no longer holds in memory: the embedded
+/// store. With one attached, memory holds only the newest records (and
+/// any not yet committed), and older pages are read back from it, so a
+/// hub's memory does not grow by a record for every stream it opened.
+pub trait AuditArchive: Send + Sync {
+    /// Queues `record` for the next commit. Returns its place in commit
+    /// order (1, 2, …): the record is committed once [`committed`] reaches
+    /// it. Called under the log's lock, so places follow the calls' order.
+    ///
+    /// [`committed`]: AuditArchive::committed
+    fn persist(&self, record: &AuditRecord) -> u64;
+    /// How many persisted records are committed, in [`persist`] order.
+    ///
+    /// [`persist`]: AuditArchive::persist
+    fn committed(&self) -> u64;
+    /// Committed records with `after < id < before` that pass `filter`, at
+    /// most `limit`: the oldest first, or the newest first when
+    /// `newest_first`. A read that fails returns what it read (and logs).
+    fn read(
+        &self,
+        after: u64,
+        before: u64,
+        limit: usize,
+        newest_first: bool,
+        filter: &dyn Fn(&AuditRecord) -> bool,
+    ) -> Vec<AuditRecord>;
+}
+
+/// Records held in memory, in id order, each with its place in the
+/// archive's commit order (0: already committed).
+#[derive(Default)]
+struct Held {
+    head: u64,
+    records: VecDeque<(Arc<AuditRecord>, u64)>,
+}
+
+/// The audit log: in memory, bounded by count, optionally backed by an
+/// [`AuditArchive`].
 pub struct AuditLog {
-    records: Mutex<(u64, VecDeque<Arc<AuditRecord>>)>,
+    held: Mutex<Held>,
+    /// Most records held in memory, committed or not.
     capacity: usize,
+    /// Committed records held in memory with an archive (the newest).
+    tail: usize,
+    archive: Option<Arc<dyn AuditArchive>>,
     listeners: Mutex<Vec<Listener>>,
 }
 
 impl AuditLog {
-    /// Keeps the last `capacity` records.
+    /// Keeps the last `capacity` records in memory.
     pub fn new(capacity: usize) -> AuditLog {
         AuditLog {
-            records: Mutex::new((0, VecDeque::new())),
+            held: Mutex::new(Held::default()),
             capacity,
+            tail: capacity,
+            archive: None,
             listeners: Mutex::new(Vec::new()),
         }
     }
 
+    /// Persists every record to `archive` and keeps in memory only the
+    /// newest `tail` committed ones (and those not yet committed, up to
+    /// `capacity`); older pages are read from the archive.
+    pub fn with_archive(capacity: usize, tail: usize, archive: Arc<dyn AuditArchive>) -> AuditLog {
+        AuditLog {
+            tail: tail.clamp(1, capacity.max(1)),
+            archive: Some(archive),
+            ..AuditLog::new(capacity)
+        }
+    }
+
     /// Adds a function told about each new record (the hub fans records out
-    /// to audit streams through one, and the durable store persists them
-    /// through another).
+    /// to audit streams through one, and a cluster shares them through
+    /// another).
     pub fn add_listener(&self, f: Listener) {
         self.listeners.lock().push(f);
+    }
+
+    /// Holds `rec` (at its place in id order) and persists it; `false`
+    /// when a record with its id is already held.
+    fn hold(&self, g: &mut Held, rec: &Arc<AuditRecord>) -> bool {
+        let at = g.records.partition_point(|(r, _)| r.id < rec.id);
+        if g.records.get(at).is_some_and(|(r, _)| r.id == rec.id) {
+            return false;
+        }
+        let place = self.archive.as_ref().map_or(0, |a| a.persist(rec));
+        g.records.insert(at, (rec.clone(), place));
+        self.trim(g);
+        true
+    }
+
+    /// Lets go of the oldest records: past `capacity` always, past `tail`
+    /// once the archive has them.
+    fn trim(&self, g: &mut Held) {
+        while g.records.len() > self.capacity {
+            g.records.pop_front();
+        }
+        if let Some(archive) = &self.archive {
+            let committed = archive.committed();
+            while g.records.len() > self.tail && g.records.front().is_some_and(|(_, place)| *place <= committed) {
+                g.records.pop_front();
+            }
+        }
     }
 
     /// Adds a record recorded on another node of the cluster, in id order.
     pub fn ingest(&self, rec: AuditRecord) {
         let rec = Arc::new(rec);
-        {
-            let mut g = self.records.lock();
-            let at = g.1.partition_point(|r| r.id < rec.id);
-            if g.1.get(at).is_some_and(|r| r.id == rec.id) {
-                return;
-            }
-            g.1.insert(at, rec.clone());
-            while g.1.len() > self.capacity {
-                g.1.pop_front();
-            }
+        if !self.hold(&mut self.held.lock(), &rec) {
+            return;
         }
         for f in self.listeners.lock().iter() {
             f(&rec, false);
         }
     }
 
-    /// Loads records kept from a previous run; ids continue after them.
+    /// Loads records kept from a previous run (already in the archive, if
+    /// there is one); ids continue after them.
     pub fn restore(&self, records: Vec<AuditRecord>) {
-        let mut g = self.records.lock();
+        let mut g = self.held.lock();
         for r in records {
-            g.0 = g.0.max(r.id);
-            g.1.push_back(Arc::new(r));
+            g.head = g.head.max(r.id);
+            g.records.push_back((Arc::new(r), 0));
         }
-        while g.1.len() > self.capacity {
-            g.1.pop_front();
-        }
+        self.trim(&mut g);
     }
 
     /// Appends a record.
     pub fn record(&self, e: AuditEntry, now_ms: u64) -> Arc<AuditRecord> {
         let rec = {
-            let mut g = self.records.lock();
+            let mut g = self.held.lock();
             // Ids are unix microseconds (or the previous id + 1): strictly
             // increasing, and never reused after a crash even if the last
             // records before it were not yet persisted.
             let micros = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64);
-            g.0 = (g.0 + 1).max(micros);
+            // Above every held record too (one ingested from another node
+            // may be newer), so a local record always goes last.
+            let newest_held = g.records.back().map_or(0, |(r, _)| r.id);
+            g.head = (g.head + 1).max(micros).max(newest_held + 1);
             let rec = Arc::new(AuditRecord {
-                id: g.0,
+                id: g.head,
                 time_ms: now_ms,
                 kind: e.kind.to_string(),
                 tenant: e.tenant,
@@ -157,10 +232,7 @@ impl AuditLog {
                 // A `Value` always serializes; the default (`null`) is never used.
                 detail: serde_json::value::to_raw_value(&e.detail).unwrap_or_default(),
             });
-            g.1.push_back(rec.clone());
-            while g.1.len() > self.capacity {
-                g.1.pop_front();
-            }
+            self.hold(&mut g, &rec);
             rec
         };
         tracing::info!(target: "herald::audit", kind = %rec.kind, id = rec.id, tenant = ?rec.tenant, account = ?rec.account, session = ?rec.session, ip = ?rec.ip, stream = ?rec.stream, detail = %rec.detail);
@@ -170,11 +242,35 @@ impl AuditLog {
         rec
     }
 
-    /// Records with `id > after` visible under `filter`, at most `limit`.
+    /// Records with `id > after` visible under `filter`, at most `limit`,
+    /// oldest first.
     pub fn page(&self, after: u64, limit: usize, filter: impl Fn(&AuditRecord) -> bool) -> Vec<Arc<AuditRecord>> {
-        let g = self.records.lock();
-        let start = g.1.partition_point(|r| r.id <= after);
-        g.1.range(start..).filter(|r| filter(r)).take(limit).cloned().collect()
+        // Memory first: a record let go of meanwhile is already in this
+        // copy, and everything older than what memory holds is archived.
+        let (oldest_held, held) = {
+            let g = self.held.lock();
+            let start = g.records.partition_point(|(r, _)| r.id <= after);
+            let held: Vec<Arc<AuditRecord>> = g
+                .records
+                .range(start..)
+                .map(|(r, _)| r)
+                .filter(|r| filter(r))
+                .take(limit)
+                .cloned()
+                .collect();
+            (g.records.front().map_or(u64::MAX, |(r, _)| r.id), held)
+        };
+        let Some(archive) = self.archive.as_ref().filter(|_| after.saturating_add(1) < oldest_held) else {
+            return held;
+        };
+        let mut page: Vec<Arc<AuditRecord>> = archive
+            .read(after, oldest_held, limit, false, &filter)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let room = limit.saturating_sub(page.len());
+        page.extend(held.into_iter().take(room));
+        page
     }
 
     /// The newest `limit` records with `id < before` visible under
@@ -185,21 +281,33 @@ impl AuditLog {
         limit: usize,
         filter: impl Fn(&AuditRecord) -> bool,
     ) -> Vec<Arc<AuditRecord>> {
-        let g = self.records.lock();
-        let end = g.1.partition_point(|r| r.id < before);
-        let mut page: Vec<Arc<AuditRecord>> =
-            g.1.range(..end)
+        let (oldest_held, mut page) = {
+            let g = self.held.lock();
+            let end = g.records.partition_point(|(r, _)| r.id < before);
+            let newest: Vec<Arc<AuditRecord>> = g
+                .records
+                .range(..end)
                 .rev()
+                .map(|(r, _)| r)
                 .filter(|r| filter(r))
                 .take(limit)
                 .cloned()
                 .collect();
+            (g.records.front().map_or(u64::MAX, |(r, _)| r.id), newest)
+        };
+        if let Some(archive) = &self.archive {
+            let room = limit.saturating_sub(page.len());
+            if room > 0 {
+                let older = archive.read(0, before.min(oldest_held), room, true, &filter);
+                page.extend(older.into_iter().map(Arc::new));
+            }
+        }
         page.reverse();
         page
     }
 
     /// The id of the newest record.
     pub fn head(&self) -> u64 {
-        self.records.lock().0
+        self.held.lock().head
     }
 }

@@ -1,7 +1,7 @@
 //! Building a hub: configuration checked, secrets resolved, the store or
 //! history chosen, every part wired to the others, background tasks started.
 
-use super::{now_ms, BuildError, Hub, HubBuilder, HubInner, AUDIT_KEPT, STORE_FILE};
+use super::{now_ms, BuildError, Hub, HubBuilder, HubInner, AUDIT_HELD, AUDIT_KEPT, STORE_FILE};
 use crate::audit::AuditLog;
 use crate::auth::{api_key::ApiKeys, jwt::JwtVerifier, sse_token::SseTokens, Authenticator};
 use crate::config::{FsyncMode, SessionCapPolicy, StoreKind};
@@ -118,7 +118,13 @@ impl HubBuilder {
             },
             registry: Arc::new(Registry::new(caps)),
             history,
-            audit: AuditLog::new(AUDIT_KEPT),
+            // With a store, memory holds the newest records and the store
+            // every one kept: a record per stream opened would otherwise
+            // stay in memory long after its stream.
+            audit: match &store {
+                Some(store) => AuditLog::with_archive(AUDIT_KEPT, AUDIT_HELD, store.clone()),
+                None => AuditLog::new(AUDIT_KEPT),
+            },
             deny: DenyList::default(),
             store: store.clone(),
             cluster: self.cluster.clone(),
@@ -142,7 +148,7 @@ impl HubBuilder {
             // outstanding SSE tokens. Then persist from here on.
             inner
                 .audit
-                .restore(store.load_audit(AUDIT_KEPT).map_err(|e| BuildError::Store(e.0))?);
+                .restore(store.load_audit(AUDIT_HELD).map_err(|e| BuildError::Store(e.0))?);
             let now = now_ms();
             for rule in store.load_deny().map_err(|e| BuildError::Store(e.0))? {
                 if rule.expires_at_ms > now {
@@ -154,8 +160,6 @@ impl HubBuilder {
                 .sse_tokens
                 .attach_store(store.clone())
                 .map_err(|e| BuildError::Store(e.0))?;
-            let persist = store.clone();
-            inner.audit.add_listener(Box::new(move |r, _| persist.persist_audit(r)));
         }
         crate::audit_stream::attach(&inner);
         if let Some(cluster) = &inner.cluster {

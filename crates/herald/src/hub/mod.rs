@@ -42,8 +42,12 @@ pub const STORE_FILE: &str = "herald.redb";
 
 pub use crate::clock::now_ms;
 
-/// Audit records kept (in memory and in the store).
+/// Audit records kept (in the store, or in memory without one).
 const AUDIT_KEPT: usize = 100_000;
+
+/// Committed audit records held in memory when a store keeps them all: the
+/// newest, which the audit stream and most pages read.
+const AUDIT_HELD: usize = 256;
 
 /// A Server-Sent Events hub. Cheap to clone; all clones are the same hub.
 #[derive(Clone)]

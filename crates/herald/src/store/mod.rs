@@ -20,7 +20,7 @@ mod writer;
 pub use maintenance::{compact, verify};
 use writer::Writer;
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditArchive, AuditRecord};
 use crate::history::{History, HistoryError, Page, ResumePoint, Sink};
 use crate::retained::RetainedIndex;
 use codec::{DenyRecord, TokenRecord};
@@ -141,6 +141,8 @@ struct Shared {
     /// after the durable reservation), and counting a gap as events made
     /// retention delete real ones.
     count: AtomicU64,
+    /// Audit records committed, in the order they were queued.
+    audit_committed: AtomicU64,
     sink: OnceLock<Sink>,
 }
 
@@ -150,6 +152,8 @@ pub struct Store {
     jobs: mpsc::Sender<Job>,
     shared: Arc<Shared>,
     path: PathBuf,
+    /// Audit records queued for the writer.
+    audit_queued: AtomicU64,
 }
 
 fn storage_error(path: &Path, e: impl std::fmt::Display) -> OpenError {
@@ -258,6 +262,40 @@ fn load_retained(db: &Database, per_tenant: usize) -> Result<RetainedIndex, redb
     Ok(index)
 }
 
+impl AuditArchive for Store {
+    fn persist(&self, r: &AuditRecord) -> u64 {
+        let queued = serde_json::to_vec(r).is_ok_and(|bytes| self.jobs.send(Job::Audit(bytes, r.id)).is_ok());
+        if queued {
+            self.audit_queued.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            // Not queued (the writer is gone): the record stays in memory,
+            // within the log's bound, as it would without a store.
+            u64::MAX
+        }
+    }
+
+    fn committed(&self) -> u64 {
+        self.shared.audit_committed.load(Ordering::Acquire)
+    }
+
+    fn read(
+        &self,
+        after: u64,
+        before: u64,
+        limit: usize,
+        newest_first: bool,
+        filter: &dyn Fn(&AuditRecord) -> bool,
+    ) -> Vec<AuditRecord> {
+        match guarded(|| self.read_audit(after, before, limit, newest_first, filter)) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, path = %self.path.display(), "audit records could not be read from the store");
+                Vec::new()
+            }
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store and starts its writer thread.
     pub fn open(config: StoreConfig) -> Result<Arc<Store>, OpenError> {
@@ -316,6 +354,7 @@ impl Store {
             oldest: AtomicU64::new(oldest),
             bytes: AtomicU64::new(bytes),
             count: AtomicU64::new(count),
+            audit_committed: AtomicU64::new(0),
             sink: OnceLock::new(),
         });
         let (tx, rx) = mpsc::channel();
@@ -338,6 +377,7 @@ impl Store {
             jobs: tx,
             shared,
             path,
+            audit_queued: AtomicU64::new(0),
         }))
     }
 
@@ -359,13 +399,6 @@ impl Store {
     /// Event payload bytes currently kept.
     pub fn event_bytes(&self) -> u64 {
         self.shared.bytes.load(Ordering::Acquire)
-    }
-
-    /// Persists an audit record (asynchronously, in the next commit).
-    pub fn persist_audit(&self, r: &AuditRecord) {
-        if let Ok(bytes) = serde_json::to_vec(r) {
-            let _ = self.jobs.send(Job::Audit(bytes, r.id));
-        }
     }
 
     /// Persists a deny rule; resolves once it is committed.
@@ -422,6 +455,47 @@ impl Store {
             out.push(serde_json::from_slice(v.value()).map_err(|e| storage_error(path, e))?);
         }
         out.reverse();
+        Ok(out)
+    }
+
+    /// Reads audit records (see [`AuditArchive::read`]).
+    fn read_audit(
+        &self,
+        after: u64,
+        before: u64,
+        limit: usize,
+        newest_first: bool,
+        filter: &dyn Fn(&AuditRecord) -> bool,
+    ) -> Result<Vec<AuditRecord>, redb::Error> {
+        let mut out = Vec::new();
+        let Some(first) = after.checked_add(1).filter(|first| *first < before && limit > 0) else {
+            return Ok(out);
+        };
+        let r = self.db.begin_read()?;
+        let t = match r.open_table(AUDIT) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        let range = t.range(first..before)?;
+        let items: Box<dyn Iterator<Item = _>> = if newest_first {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        for item in items {
+            let (_, v) = item?;
+            // A record that no longer decodes is skipped, never the ones
+            // after it.
+            if let Ok(rec) = serde_json::from_slice::<AuditRecord>(v.value()) {
+                if filter(&rec) {
+                    out.push(rec);
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
         Ok(out)
     }
 

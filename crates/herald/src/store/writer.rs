@@ -77,6 +77,7 @@ impl Writer {
         let mut durable = force_durable || self.config.fsync == FsyncPolicy::Always;
         let mut closing = false;
         let mut reserved = self.reserved;
+        let mut audited = 0u64;
         let result = (|| -> Result<(), redb::Error> {
             let mut txn = self.db.begin_write()?;
             {
@@ -137,6 +138,7 @@ impl Writer {
                         }
                         Job::Audit(b, id) => {
                             audit.insert(id, b.as_slice())?;
+                            audited += 1;
                         }
                         Job::Deny(b, ack) => {
                             let key = deny.last()?.map_or(1, |(k, _)| k.value() + 1);
@@ -245,6 +247,7 @@ impl Writer {
                 self.shared.oldest.store(oldest, Ordering::Release);
                 self.shared.bytes.store(bytes, Ordering::Release);
                 self.shared.count.store(count, Ordering::Release);
+                self.shared.audit_committed.fetch_add(audited, Ordering::AcqRel);
                 if !committed.is_empty() {
                     if let Some(sink) = self.shared.sink.get() {
                         sink(&committed);
