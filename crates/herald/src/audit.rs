@@ -96,7 +96,7 @@ pub trait AuditArchive: Send + Sync {
     fn committed(&self) -> u64;
     /// Committed records with `after < id < before` that pass `filter`, at
     /// most `limit`: the oldest first, or the newest first when
-    /// `newest_first`. A read that fails returns what it read (and logs).
+    /// `newest_first`. A read that fails says why (and is logged).
     fn read(
         &self,
         after: u64,
@@ -104,8 +104,15 @@ pub trait AuditArchive: Send + Sync {
         limit: usize,
         newest_first: bool,
         filter: &dyn Fn(&AuditRecord) -> bool,
-    ) -> Vec<AuditRecord>;
+    ) -> Result<Vec<AuditRecord>, AuditUnavailable>;
 }
+
+/// The archive could not be read. A page is never answered without the
+/// records it could not read: its reader would take the records after
+/// them for the next ones and skip those for good.
+#[derive(Debug, thiserror::Error)]
+#[error("audit records could not be read from the store: {0}")]
+pub struct AuditUnavailable(pub String);
 
 /// Records held in memory, in id order, each with its place in the
 /// archive's commit order (0: already committed).
@@ -244,7 +251,12 @@ impl AuditLog {
 
     /// Records with `id > after` visible under `filter`, at most `limit`,
     /// oldest first.
-    pub fn page(&self, after: u64, limit: usize, filter: impl Fn(&AuditRecord) -> bool) -> Vec<Arc<AuditRecord>> {
+    pub fn page(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: impl Fn(&AuditRecord) -> bool,
+    ) -> Result<Vec<Arc<AuditRecord>>, AuditUnavailable> {
         // Memory first: a record let go of meanwhile is already in this
         // copy, and everything older than what memory holds is archived.
         let (oldest_held, held) = {
@@ -261,16 +273,16 @@ impl AuditLog {
             (g.records.front().map_or(u64::MAX, |(r, _)| r.id), held)
         };
         let Some(archive) = self.archive.as_ref().filter(|_| after.saturating_add(1) < oldest_held) else {
-            return held;
+            return Ok(held);
         };
         let mut page: Vec<Arc<AuditRecord>> = archive
-            .read(after, oldest_held, limit, false, &filter)
+            .read(after, oldest_held, limit, false, &filter)?
             .into_iter()
             .map(Arc::new)
             .collect();
         let room = limit.saturating_sub(page.len());
         page.extend(held.into_iter().take(room));
-        page
+        Ok(page)
     }
 
     /// The newest `limit` records with `id < before` visible under
@@ -280,7 +292,7 @@ impl AuditLog {
         before: u64,
         limit: usize,
         filter: impl Fn(&AuditRecord) -> bool,
-    ) -> Vec<Arc<AuditRecord>> {
+    ) -> Result<Vec<Arc<AuditRecord>>, AuditUnavailable> {
         let (oldest_held, mut page) = {
             let g = self.held.lock();
             let end = g.records.partition_point(|(r, _)| r.id < before);
@@ -298,12 +310,12 @@ impl AuditLog {
         if let Some(archive) = &self.archive {
             let room = limit.saturating_sub(page.len());
             if room > 0 {
-                let older = archive.read(0, before.min(oldest_held), room, true, &filter);
+                let older = archive.read(0, before.min(oldest_held), room, true, &filter)?;
                 page.extend(older.into_iter().map(Arc::new));
             }
         }
         page.reverse();
-        page
+        Ok(page)
     }
 
     /// The id of the newest record.

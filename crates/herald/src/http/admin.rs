@@ -383,7 +383,16 @@ pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
     let records = match before {
         Some(before) => hub.audit.page_before(before, limit, wanted),
         None => hub.audit.page(after.unwrap_or(0), limit, wanted),
-    };
+    }
+    .map_err(|e| {
+        let mut e = ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        );
+        e.retry_after = Some(1);
+        e
+    })?;
     let next = records.last().map_or(after.unwrap_or(0), |r| r.id);
     let prev = records.first().map(|r| r.id);
     let records: Vec<&crate::audit::AuditRecord> = records.iter().map(|r| r.as_ref()).collect();

@@ -198,7 +198,7 @@ pub const ERRORS: &[(&str, &[Statuses])] = &[
             ],
         ],
     ),
-    ("audit_page", &[API_AUTH, ADMIN]),
+    ("audit_page", &[API_AUTH, ADMIN, &[(503, &["store_unavailable"])]]),
     (
         "open_audit_stream",
         &[

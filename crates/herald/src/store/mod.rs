@@ -20,7 +20,7 @@ mod writer;
 pub use maintenance::{compact, verify};
 use writer::Writer;
 
-use crate::audit::{AuditArchive, AuditRecord};
+use crate::audit::{AuditArchive, AuditRecord, AuditUnavailable};
 use crate::history::{History, HistoryError, Page, ResumePoint, Sink};
 use crate::retained::RetainedIndex;
 use codec::{DenyRecord, TokenRecord};
@@ -285,14 +285,11 @@ impl AuditArchive for Store {
         limit: usize,
         newest_first: bool,
         filter: &dyn Fn(&AuditRecord) -> bool,
-    ) -> Vec<AuditRecord> {
-        match guarded(|| self.read_audit(after, before, limit, newest_first, filter)) {
-            Ok(records) => records,
-            Err(e) => {
-                tracing::error!(error = %e, path = %self.path.display(), "audit records could not be read from the store");
-                Vec::new()
-            }
-        }
+    ) -> Result<Vec<AuditRecord>, AuditUnavailable> {
+        guarded(|| self.read_audit(after, before, limit, newest_first, filter)).map_err(|e| {
+            tracing::error!(error = %e, path = %self.path.display(), "audit records could not be read from the store");
+            AuditUnavailable(e)
+        })
     }
 }
 
@@ -367,6 +364,7 @@ impl Store {
             reserved,
             last_sweep: Instant::now(),
             slots,
+            unwritten_audit: Vec::new(),
         };
         std::thread::Builder::new()
             .name("herald-store".into())
@@ -451,8 +449,13 @@ impl Store {
         };
         let mut out = Vec::new();
         for item in t.iter().map_err(|e| storage_error(path, e))?.rev().take(limit) {
-            let (_, v) = item.map_err(|e| storage_error(path, e))?;
-            out.push(serde_json::from_slice(v.value()).map_err(|e| storage_error(path, e))?);
+            let (k, v) = item.map_err(|e| storage_error(path, e))?;
+            // One record that no longer decodes is skipped, as when paging,
+            // rather than keep the hub from starting.
+            match serde_json::from_slice(v.value()) {
+                Ok(record) => out.push(record),
+                Err(e) => tracing::warn!(id = k.value(), error = %e, "an unreadable audit record is skipped"),
+            }
         }
         out.reverse();
         Ok(out)

@@ -188,14 +188,15 @@ async fn audit_pages_read_through_the_store_once_memory_lets_go_of_older_records
     // One more record lets go of what is committed beyond the newest 3.
     ids.push(record(10));
     let all = |_: &crate::audit::AuditRecord| true;
-    let page: Vec<u64> = log.page(0, usize::MAX, all).iter().map(|r| r.id).collect();
+    let page: Vec<u64> = log.page(0, usize::MAX, all).unwrap().iter().map(|r| r.id).collect();
     assert_eq!(page, ids, "every record, once, in order, across store and memory");
-    let page: Vec<u64> = log.page(ids[2], 4, all).iter().map(|r| r.id).collect();
+    let page: Vec<u64> = log.page(ids[2], 4, all).unwrap().iter().map(|r| r.id).collect();
     assert_eq!(page, ids[3..7]);
-    let back: Vec<u64> = log.page_before(ids[9], 5, all).iter().map(|r| r.id).collect();
+    let back: Vec<u64> = log.page_before(ids[9], 5, all).unwrap().iter().map(|r| r.id).collect();
     assert_eq!(back, ids[4..9]);
     let acme: Vec<u64> = log
         .page(0, usize::MAX, |r| r.tenant.as_deref() == Some("acme"))
+        .unwrap()
         .iter()
         .map(|r| r.id)
         .collect();
@@ -204,7 +205,12 @@ async fn audit_pages_read_through_the_store_once_memory_lets_go_of_older_records
         ids.iter().copied().step_by(2).collect::<Vec<_>>(),
         "filters apply to stored records too"
     );
-    let held_back: Vec<u64> = log.page_before(u64::MAX, 2, all).iter().map(|r| r.id).collect();
+    let held_back: Vec<u64> = log
+        .page_before(u64::MAX, 2, all)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(held_back, ids[9..]);
     store.close().await;
 }
@@ -230,7 +236,12 @@ async fn audit_records_not_yet_committed_stay_readable() {
         .collect();
     // Read at once, while the writer may still be committing: each record
     // is either still held or already stored, never neither.
-    let page: Vec<u64> = log.page(0, usize::MAX, |_| true).iter().map(|r| r.id).collect();
+    let page: Vec<u64> = log
+        .page(0, usize::MAX, |_| true)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(page, ids);
     store.close().await;
 }

@@ -19,6 +19,11 @@ pub(super) struct Writer {
     pub(super) last_sweep: Instant,
     /// The retained slots and their per-tenant bound.
     pub(super) slots: RetainedIndex,
+    /// Audit records of commits that failed, in the order they were
+    /// queued: the next commit writes them first. The audit log holds a
+    /// record in memory until the count of committed records reaches it,
+    /// so a record skipped here would be lost from both.
+    pub(super) unwritten_audit: Vec<(Vec<u8>, u64)>,
 }
 
 type Reply = (
@@ -77,7 +82,15 @@ impl Writer {
         let mut durable = force_durable || self.config.fsync == FsyncPolicy::Always;
         let mut closing = false;
         let mut reserved = self.reserved;
-        let mut audited = 0u64;
+        let mut audits = std::mem::take(&mut self.unwritten_audit);
+        let mut rest = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job {
+                Job::Audit(b, id) => audits.push((b, id)),
+                other => rest.push(other),
+            }
+        }
+        let jobs = rest;
         let result = (|| -> Result<(), redb::Error> {
             let mut txn = self.db.begin_write()?;
             {
@@ -88,6 +101,9 @@ impl Writer {
                 let mut audit = txn.open_table(AUDIT)?;
                 let mut deny = txn.open_table(DENY)?;
                 let mut tokens = txn.open_table(TOKENS)?;
+                for (b, id) in &audits {
+                    audit.insert(*id, b.as_slice())?;
+                }
                 for job in jobs {
                     match job {
                         Job::Append { drafts, now_ms, reply } => {
@@ -136,10 +152,7 @@ impl Writer {
                             committed.extend(out.iter().cloned());
                             replies.push((reply, Ok(out)));
                         }
-                        Job::Audit(b, id) => {
-                            audit.insert(id, b.as_slice())?;
-                            audited += 1;
-                        }
+                        Job::Audit(..) => {}
                         Job::Deny(b, ack) => {
                             let key = deny.last()?.map_or(1, |(k, _)| k.value() + 1);
                             deny.insert(key, b.as_slice())?;
@@ -247,7 +260,9 @@ impl Writer {
                 self.shared.oldest.store(oldest, Ordering::Release);
                 self.shared.bytes.store(bytes, Ordering::Release);
                 self.shared.count.store(count, Ordering::Release);
-                self.shared.audit_committed.fetch_add(audited, Ordering::AcqRel);
+                self.shared
+                    .audit_committed
+                    .fetch_add(audits.len() as u64, Ordering::AcqRel);
                 if !committed.is_empty() {
                     if let Some(sink) = self.shared.sink.get() {
                         sink(&committed);
@@ -268,6 +283,13 @@ impl Writer {
                         Ok(_) => Err(HistoryError::Unavailable(format!("store write failed: {e}"))),
                     });
                 }
+                // Kept for the next commit, within the log's own bound;
+                // what falls past it is counted as done, so the count stays
+                // aligned with the places the log handed out.
+                let over = audits.len().saturating_sub(self.config.max_audit as usize);
+                audits.drain(..over);
+                self.shared.audit_committed.fetch_add(over as u64, Ordering::AcqRel);
+                self.unwritten_audit = audits;
                 Err(e)
             }
         }
