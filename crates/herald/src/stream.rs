@@ -102,7 +102,12 @@ pub fn body(
                 // The head is read before the page: a record added between
                 // the two is in the page or, if after it, in the queue.
                 let head = hub.audit.head();
-                let Ok(records) = hub.audit.page(after, usize::MAX, |r| crate::audit_stream::visible_to(&sub.principal, r)) else {
+                // Older records are read from the store: off the workers.
+                let (log, reader) = (hub.clone(), sub.clone());
+                let read = tokio::task::spawn_blocking(move || {
+                    log.audit.page(after, usize::MAX, |r| crate::audit_stream::visible_to(&reader.principal, r))
+                });
+                let Ok(Ok(records)) = read.await else {
                     // Going live would skip the records the store could
                     // not give: end the stream instead, and the client
                     // resumes from the last record it received.

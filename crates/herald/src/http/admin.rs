@@ -369,30 +369,32 @@ pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
         ));
     }
     let limit = number(&query, "limit")?.unwrap_or(100).clamp(1, 1000) as usize;
-    let (kind, tenant, account) = (
-        filter(&query, "kind"),
-        filter(&query, "tenant"),
-        filter(&query, "account"),
-    );
-    let wanted = |r: &crate::audit::AuditRecord| {
-        visible_to(&p, r)
-            && kind.is_none_or(|k| r.kind == k)
-            && matches(tenant, r.tenant.as_deref())
-            && matches(account, r.account.as_deref())
-    };
-    let records = match before {
-        Some(before) => hub.audit.page_before(before, limit, wanted),
-        None => hub.audit.page(after.unwrap_or(0), limit, wanted),
-    }
-    .map_err(|e| {
-        let mut e = ApiError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            e.to_string(),
-        );
-        e.retry_after = Some(1);
-        e
-    })?;
+    let owned = |key: &str| filter(&query, key).map(str::to_string);
+    let (kind, tenant, account) = (owned("kind"), owned("tenant"), owned("account"));
+    // Older pages are read (and decoded) from the store: off the runtime's
+    // workers, which serve every stream and publish.
+    let log = hub.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let wanted = |r: &crate::audit::AuditRecord| {
+            visible_to(&p, r)
+                && kind.as_deref().is_none_or(|k| r.kind == k)
+                && matches(tenant.as_deref(), r.tenant.as_deref())
+                && matches(account.as_deref(), r.account.as_deref())
+        };
+        match before {
+            Some(before) => log.audit.page_before(before, limit, wanted),
+            None => log.audit.page(after.unwrap_or(0), limit, wanted),
+        }
+        .map_err(|e| e.to_string())
+    });
+    let records = read
+        .await
+        .unwrap_or_else(|_| Err("the audit read stopped".to_string()))
+        .map_err(|why| {
+            let mut e = ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", why);
+            e.retry_after = Some(1);
+            e
+        })?;
     let next = records.last().map_or(after.unwrap_or(0), |r| r.id);
     let prev = records.first().map(|r| r.id);
     let records: Vec<&crate::audit::AuditRecord> = records.iter().map(|r| r.as_ref()).collect();

@@ -108,7 +108,8 @@ pub fn install_metrics() -> Option<&'static metrics_exporter_prometheus::Prometh
 ///
 /// The Prometheus text format: streams, events, deliveries, closes by
 /// reason, cap rejections, authentication failures by code, origin
-/// refusals, deny rules, store size. Never labelled by topic or user.
+/// refusals, deny rules, store size, store commits (duration and jobs per
+/// commit). Never labelled by topic or user.
 /// `404` (plain text) when the hub is embedded in an application that
 /// installed its own metrics recorder.
 #[utoipa::path(

@@ -91,6 +91,7 @@ impl Writer {
             }
         }
         let jobs = rest;
+        let (started, batch) = (Instant::now(), jobs.len() + audits.len());
         let result = (|| -> Result<(), redb::Error> {
             let mut txn = self.db.begin_write()?;
             {
@@ -247,6 +248,10 @@ impl Writer {
             txn.commit()?;
             Ok(())
         })();
+        // How long commits take and how much each carries: what bounds
+        // publish throughput under `fsync = "always"` (one commit at a time).
+        metrics::histogram!("herald_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("herald_store_commit_jobs").record(batch as f64);
         match result {
             Ok(()) => {
                 self.reserved = reserved;
