@@ -918,6 +918,13 @@ async fn retention_keeps_the_store_file_bounded_and_resume_past_it_resets() {
         Some(1000.0),
         "herald_store_events is history_size"
     );
+    // Every publish request (200 batches of 100) went through a commit.
+    let commits = metric(&hub, "herald_store_commit_seconds_count").await.unwrap_or(0.0);
+    let jobs = metric(&hub, "herald_store_commit_jobs_sum").await.unwrap_or(0.0);
+    assert!(
+        commits > 0.0 && commits <= jobs && jobs >= 200.0,
+        "herald_store_commit_* count the commits ({commits}) and their jobs ({jobs})"
+    );
 
     let reader = user("reader", json!({}));
     let mut s = hub
