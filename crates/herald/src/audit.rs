@@ -20,7 +20,7 @@ pub struct AuditRecord {
     /// Unix ms.
     pub time_ms: u64,
     /// `stream_opened`, `stream_closed`, `auth_failed`, `cap_rejected`,
-    /// `revocation_applied`, `token_minted`, `admin_action`.
+    /// `revocation_applied`, `token_minted`, `token_refused`, `admin_action`.
     pub kind: String,
     /// Tenant concerned, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

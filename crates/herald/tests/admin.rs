@@ -380,3 +380,28 @@ async fn the_audit_log_pages_far_past_what_memory_holds_before_and_after_a_resta
         "every record survives the restart, in place"
     );
 }
+
+#[tokio::test]
+async fn a_token_for_a_revoked_session_or_account_is_refused_at_mint_and_audited() {
+    let hub = start();
+    let (st, body) = hub
+        .post(
+            "/v1/revocations",
+            Some(&hub.admin_key),
+            json!({"type": "session_revoke", "account": "alice", "session": "s1"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let mint = |sid: &'static str| json!({"sub": "alice", "sid": sid, "subscribe": ["t"]});
+    let (st, body) = hub.post("/v1/tokens", Some(&hub.admin_key), mint("s1")).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(check_error_shape(&body), "subject_revoked");
+    // Another session of the same account is not revoked.
+    let (st, body) = hub.post("/v1/tokens", Some(&hub.admin_key), mint("s2")).await;
+    assert_eq!(st, 200, "{body}");
+    let records = audit(&hub, &hub.admin_key).await;
+    let refused: Vec<&Value> = records.iter().filter(|r| r["kind"] == "token_refused").collect();
+    assert_eq!(refused.len(), 1, "{records:?}");
+    assert_eq!(refused[0]["account"], "alice");
+    assert_eq!(refused[0]["detail"]["code"], "subject_revoked");
+}

@@ -178,7 +178,12 @@ pub const ERRORS: &[(&str, &[Statuses])] = &[
                 (400, &["invalid_request", "invalid_ttl", "invalid_selector"]),
                 (
                     403,
-                    &["tokens_forbidden", "tenant_forbidden", "token_widening_forbidden"],
+                    &[
+                        "tokens_forbidden",
+                        "tenant_forbidden",
+                        "token_widening_forbidden",
+                        "subject_revoked",
+                    ],
                 ),
                 (429, &["too_many_tokens"]),
                 (503, &["cluster_unavailable"]),

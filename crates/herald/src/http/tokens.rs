@@ -228,6 +228,19 @@ pub async fn mint(State(hub): State<Hub>, req: Request<Body>) -> Result<Json<Min
         }
     };
     principal.publish = SelectorSet::default();
+    // A token for an account or session already revoked would be refused at
+    // every stream open: refuse it here, where the minting backend learns
+    // why, and say so in the audit log.
+    if let Some(reason) = hub.deny.denies(&principal, now) {
+        let mut entry = AuditEntry::about("token_refused", &principal);
+        entry.ip = Some(ip);
+        entry.detail = json!({"minter": minter.sub, "code": "subject_revoked", "reason": reason});
+        hub.audit.record(entry, now);
+        return Err(ApiError::forbidden(
+            "subject_revoked",
+            format!("the account or session this token would be for was revoked ({reason})"),
+        ));
+    }
     // Never beyond the parent credential's own expiry.
     let asked_ms = now.saturating_add(ttl.saturating_mul(1000));
     let expires_at_ms = minter.expires_at_ms.map_or(asked_ms, |e| e.min(asked_ms));
