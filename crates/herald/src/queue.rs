@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::Notify;
+use std::task::{Context, Poll, Waker};
 
 /// What a direct write did with a frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -155,12 +155,23 @@ struct State {
     /// The last event the dispatcher wrote directly, so the writer's
     /// resume point counts it.
     written_through: u64,
+    /// The writer's task while it waits for frames. A waker under the
+    /// state's own lock, not a `Notify`: what the writer waits on is
+    /// judged under that lock anyway, and the waiting future stays a few
+    /// bytes, which every idle stream holds.
+    waiter: Option<Waker>,
+}
+
+/// Wakes a waiting writer, outside the state's lock.
+fn wake(waiter: Option<Waker>) {
+    if let Some(w) = waiter {
+        w.wake();
+    }
 }
 
 /// A bounded queue of shared SSE frames for one subscriber.
 pub struct SubscriberQueue {
     state: Mutex<State>,
-    notify: Notify,
     max_events: usize,
     max_bytes: usize,
     /// Events the writer has written to the client (replayed and live),
@@ -183,9 +194,9 @@ impl SubscriberQueue {
                 direct: None,
                 idle_after: None,
                 written_through: 0,
+                waiter: None,
             }),
             sent: AtomicU64::new(0),
-            notify: Notify::new(),
             max_events,
             max_bytes,
         }
@@ -245,11 +256,9 @@ impl SubscriberQueue {
                 break;
             }
         }
-        let queued = !s.frames.is_empty();
+        let waiter = if s.frames.is_empty() { None } else { s.waiter.take() };
         drop(s);
-        if queued {
-            self.notify.notify_one();
-        }
+        wake(waiter);
         pushed
     }
 
@@ -264,17 +273,17 @@ impl SubscriberQueue {
         s.last_drain_ms = s.last_drain_ms.max(now_ms);
         self.count_sent(events);
         if part {
-            self.notify.notify_one();
+            // Woken at once (the lock is held, which waking does not need).
+            wake(s.waiter.take());
         }
         Push::Queued
     }
 
     fn queue_locked(&self, mut s: parking_lot::MutexGuard<'_, State>, seq: u64, frame: Bytes) -> Push {
         let pushed = self.queue_one(&mut s, seq, frame);
+        let waiter = if pushed == Push::Queued { s.waiter.take() } else { None };
         drop(s);
-        if pushed == Push::Queued {
-            self.notify.notify_one();
-        }
+        wake(waiter);
         pushed
     }
 
@@ -315,8 +324,9 @@ impl SubscriberQueue {
         s.frames = VecDeque::new();
         s.bytes = 0;
         s.idle_after = None;
+        let waiter = s.waiter.take();
         drop(s);
-        self.notify.notify_one();
+        wake(waiter);
         true
     }
 
@@ -349,27 +359,33 @@ impl SubscriberQueue {
     /// left to skip; while it waits, the dispatcher may then write later
     /// events directly. `None` keeps every frame in the queue.
     pub async fn drain(&self, now_ms: impl Fn() -> u64, sent_through: Option<u64>) -> Drained {
-        loop {
-            let notified = self.notify.notified();
-            {
-                let mut s = self.state.lock();
-                s.last_drain_ms = now_ms();
-                if let Some(reason) = s.closed {
-                    s.idle_after = None;
-                    return Drained::Closed(reason);
-                }
-                if !s.frames.is_empty() {
-                    s.idle_after = None;
-                    s.bytes = 0;
-                    let frames = std::mem::take(&mut s.frames);
-                    return Drained::Frames(frames.into());
-                }
-                if s.direct.is_some() {
-                    s.idle_after = sent_through.map(|after| after.max(s.written_through));
-                }
-            }
-            notified.await;
+        std::future::poll_fn(|cx| self.poll_drain(cx, now_ms(), sent_through)).await
+    }
+
+    /// [`drain`](Self::drain) as a poll: frames or the close when there
+    /// are, else the task is woken when there are.
+    pub fn poll_drain(&self, cx: &mut Context<'_>, now_ms: u64, sent_through: Option<u64>) -> Poll<Drained> {
+        let mut s = self.state.lock();
+        s.last_drain_ms = now_ms;
+        if let Some(reason) = s.closed {
+            s.idle_after = None;
+            s.waiter = None;
+            return Poll::Ready(Drained::Closed(reason));
         }
+        if !s.frames.is_empty() {
+            s.idle_after = None;
+            s.waiter = None;
+            s.bytes = 0;
+            let frames = std::mem::take(&mut s.frames);
+            return Poll::Ready(Drained::Frames(frames.into()));
+        }
+        if s.direct.is_some() {
+            s.idle_after = sent_through.map(|after| after.max(s.written_through));
+        }
+        if !s.waiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.waiter = Some(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// The last event the dispatcher wrote directly (0 for none).

@@ -69,23 +69,25 @@ const PAGE: usize = 1000;
 /// until the guard gives it back.
 pub fn body(
     hub: Arc<HubInner>,
-    subscriber: Arc<Subscriber>,
+    sub: Arc<Subscriber>,
     slot: StreamSlot,
     start: Start,
     live_after: u64,
     direct: Option<DirectWire>,
 ) -> Body {
     if let Some(DirectWire(writer)) = direct {
-        subscriber.queue.set_writer(writer);
+        sub.queue.set_writer(writer);
     }
     let guard = StreamGuard {
         hub: hub.clone(),
-        subscriber: subscriber.clone(),
+        subscriber: sub.clone(),
         slot: Some(slot),
     };
     let s = async_stream::stream! {
-        let _guard = guard;
-        let sub = subscriber;
+        // The guard lives (in the stream's state) as long as the stream.
+        // Not moved into a local: the state would hold it twice, and
+        // every idle stream holds that state.
+        let _ = &guard;
         yield Ok::<Bytes, Infallible>(encode_comment("connected"));
 
         let mut out = BytesMut::new();
