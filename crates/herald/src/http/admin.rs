@@ -390,11 +390,7 @@ pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
     let records = read
         .await
         .unwrap_or_else(|_| Err("the audit read stopped".to_string()))
-        .map_err(|why| {
-            let mut e = ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", why);
-            e.retry_after = Some(1);
-            e
-        })?;
+        .map_err(ApiError::store_unavailable)?;
     let next = records.last().map_or(after.unwrap_or(0), |r| r.id);
     let prev = records.first().map(|r| r.id);
     let records: Vec<&crate::audit::AuditRecord> = records.iter().map(|r| r.as_ref()).collect();

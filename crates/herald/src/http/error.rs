@@ -75,6 +75,14 @@ impl ApiError {
         e
     }
 
+    /// `503 store_unavailable` (retry after a second): the embedded store
+    /// could not be written or read.
+    pub fn store_unavailable(why: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", why);
+        e.retry_after = Some(1);
+        e
+    }
+
     /// `401` for a request that carried no credential.
     pub fn missing_credential() -> ApiError {
         let mut e = ApiError::new(
@@ -148,11 +156,7 @@ impl From<crate::hub::PublishError> for ApiError {
                 "duplicate_id",
                 format!("an event with id `{id}` was already published"),
             ),
-            PublishError::Unavailable(why) => {
-                let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", why);
-                e.retry_after = Some(1);
-                e
-            }
+            PublishError::Unavailable(why) => ApiError::store_unavailable(why),
         }
     }
 }

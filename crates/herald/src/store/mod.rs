@@ -440,23 +440,9 @@ impl Store {
 
     /// The newest `limit` audit records, oldest first.
     pub fn load_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, OpenError> {
-        let path = &self.path;
-        let r = self.db.begin_read().map_err(|e| storage_error(path, e))?;
-        let t = match r.open_table(AUDIT) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(storage_error(path, e)),
-        };
-        let mut out = Vec::new();
-        for item in t.iter().map_err(|e| storage_error(path, e))?.rev().take(limit) {
-            let (k, v) = item.map_err(|e| storage_error(path, e))?;
-            // One record that no longer decodes is skipped, as when paging,
-            // rather than keep the hub from starting.
-            match serde_json::from_slice(v.value()) {
-                Ok(record) => out.push(record),
-                Err(e) => tracing::warn!(id = k.value(), error = %e, "an unreadable audit record is skipped"),
-            }
-        }
+        let mut out = self
+            .read_audit(0, u64::MAX, limit, true, &|_| true)
+            .map_err(|e| storage_error(&self.path, e))?;
         out.reverse();
         Ok(out)
     }
@@ -487,16 +473,18 @@ impl Store {
             Box::new(range)
         };
         for item in items {
-            let (_, v) = item?;
+            let (k, v) = item?;
             // A record that no longer decodes is skipped, never the ones
-            // after it.
-            if let Ok(rec) = serde_json::from_slice::<AuditRecord>(v.value()) {
-                if filter(&rec) {
+            // after it (nor, when it is among the newest, the hub's start).
+            match serde_json::from_slice::<AuditRecord>(v.value()) {
+                Ok(rec) if filter(&rec) => {
                     out.push(rec);
                     if out.len() == limit {
                         break;
                     }
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(id = k.value(), error = %e, "an unreadable audit record is skipped"),
             }
         }
         Ok(out)

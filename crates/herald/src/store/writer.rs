@@ -153,6 +153,7 @@ impl Writer {
                             committed.extend(out.iter().cloned());
                             replies.push((reply, Ok(out)));
                         }
+                        // Taken out above, and written first.
                         Job::Audit(..) => {}
                         Job::Deny(b, ack) => {
                             let key = deny.last()?.map_or(1, |(k, _)| k.value() + 1);
