@@ -17,10 +17,13 @@ use crate::queue::{CloseReason, DirectWire, Drained};
 use crate::registry::{StreamSlot, Subscriber};
 use axum::body::Body;
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::Stream;
 use herald_core::frame::{encode_comment, encode_control, encode_control_at};
 use herald_core::is_visible;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 /// Where the replay starts.
 #[derive(Debug, Clone, Copy)]
@@ -78,28 +81,171 @@ pub fn body(
     if let Some(DirectWire(writer)) = direct {
         sub.queue.set_writer(writer);
     }
-    let guard = StreamGuard {
-        hub: hub.clone(),
-        subscriber: sub.clone(),
-        slot: Some(slot),
-    };
-    let s = async_stream::stream! {
-        // The guard lives (in the stream's state) as long as the stream.
-        // Not moved into a local: the state would hold it twice, and
-        // every idle stream holds that state.
-        let _ = &guard;
-        yield Ok::<Bytes, Infallible>(encode_comment("connected"));
+    let replay = Box::pin(replay(hub.clone(), sub.clone(), start, live_after));
+    Body::from_stream(EventStream {
+        guard: StreamGuard {
+            hub,
+            subscriber: sub,
+            slot: Some(slot),
+        },
+        phase: Phase::Replay(replay),
+    })
+}
+
+/// A stream's body: the replay, then live frames.
+///
+/// Written by hand rather than as one generator because every idle stream
+/// holds it for as long as it is open: a generator is as large as its
+/// largest suspension point (the replay's, with its pages and buffers, was
+/// 528 bytes), while the live phase needs only [`Live`]. The replay, which
+/// every stream goes through once, is a boxed generator freed when it ends.
+struct EventStream {
+    /// Ends the stream's life when the body is dropped.
+    guard: StreamGuard,
+    phase: Phase,
+}
+
+enum Phase {
+    /// `: connected` and the replay; its last item hands over to [`Live`].
+    Replay(Pin<Box<dyn Stream<Item = Replayed> + Send>>),
+    Live(Live),
+    /// The closing frame (if any) is out, or the replay could not finish.
+    Done,
+}
+
+/// What the replay yields.
+enum Replayed {
+    Frame(Bytes),
+    /// The replay is out: live frames from here.
+    Live(Live),
+}
+
+/// What the live phase keeps between wake-ups.
+struct Live {
+    /// The last event the client has (replayed, sent live or written
+    /// directly by the dispatcher); live frames at or below it are the
+    /// replay's overlap and are skipped.
+    cursor: u64,
+    /// After a retained snapshot: the events it sent, skipped by number
+    /// (a snapshot is not a page of history: events up to its head that
+    /// were not retained are not in it). Emptied once past them.
+    sent_in_snapshot: Vec<u64>,
+    /// While a resume's replay was cut short (a revocation or an overflow
+    /// during it): the point up to which the client has every event.
+    replayed_through: Option<u64>,
+}
+
+impl Stream for EventStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.phase {
+                Phase::Replay(replay) => match ready!(replay.as_mut().poll_next(cx)) {
+                    Some(Replayed::Frame(frame)) => return Poll::Ready(Some(Ok(frame))),
+                    Some(Replayed::Live(live)) => this.phase = Phase::Live(live),
+                    None => this.phase = Phase::Done,
+                },
+                Phase::Live(live) => {
+                    let sub = &this.guard.subscriber;
+                    // With nothing left to skip, events after `cursor` may go
+                    // to the connection directly while this waits (see
+                    // `crate::queue`).
+                    let idle_after = live.sent_in_snapshot.is_empty().then_some(live.cursor);
+                    let drained = ready!(sub.queue.poll_drain(cx, now_ms(), idle_after));
+                    // Events the dispatcher wrote directly were sent.
+                    live.cursor = live.cursor.max(sub.queue.written_through());
+                    match drained {
+                        Drained::Frames(frames) => {
+                            if let Some(out) = live.take_frames(sub, frames) {
+                                return Poll::Ready(Some(Ok(out)));
+                            }
+                            // Everything was overlap: wait again.
+                        }
+                        Drained::Closed(reason) => {
+                            let last = live.closing_frame(sub, reason);
+                            this.phase = Phase::Done;
+                            return Poll::Ready(last.map(Ok));
+                        }
+                    }
+                }
+                Phase::Done => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+impl Live {
+    /// The frames to write out of a drained batch, skipping the replay's
+    /// overlap. A lone frame goes out as the shared frame itself; only a
+    /// backlog is copied into one buffer for one write.
+    fn take_frames(&mut self, sub: &Subscriber, frames: Vec<(u64, Bytes)>) -> Option<Bytes> {
+        let mut single: Option<Bytes> = None;
+        let mut batch = BytesMut::new();
+        let mut live = 0;
+        for (seq, frame) in frames {
+            if let Some(&last) = self.sent_in_snapshot.last() {
+                if self.sent_in_snapshot.contains(&seq) {
+                    continue;
+                }
+                if seq > last {
+                    // Past the snapshot: nothing more to skip.
+                    self.sent_in_snapshot = Vec::new();
+                }
+            }
+            // seq 0 marks comments (keepalives).
+            if seq == 0 || seq > self.cursor {
+                self.cursor = self.cursor.max(seq);
+                live += usize::from(seq > 0);
+                if single.is_none() && batch.is_empty() {
+                    single = Some(frame);
+                } else {
+                    if let Some(first) = single.take() {
+                        batch.put_slice(&first);
+                    }
+                    batch.put_slice(&frame);
+                }
+            }
+        }
+        sub.queue.count_sent(live);
+        single.or_else(|| (!batch.is_empty()).then(|| batch.freeze()))
+    }
+
+    /// The last frame of a stream the hub closed, if one is due.
+    fn closing_frame(&self, sub: &Subscriber, reason: CloseReason) -> Option<Bytes> {
+        if reason != CloseReason::Overflow {
+            return reason.final_frame();
+        }
+        // The client resumes after the last event it received, even if it
+        // received none yet: the frame moves its `Last-Event-ID` there.
+        // Frames leave the queue in order, so the first one the queue still
+        // held when it overflowed is the first the client misses; frames at
+        // or below `cursor` were sent (by the replay or live). A replay cut
+        // short by the overflow was sent only up to its last flushed page.
+        let at = self
+            .replayed_through
+            .unwrap_or_else(|| sub.queue.resume_after().unwrap_or(self.cursor).max(self.cursor));
+        Some(encode_control_at(
+            &at.to_string(),
+            "overflow",
+            &format!("{{\"reason\":\"queue_full\",\"last_event_id\":\"{at}\"}}"),
+        ))
+    }
+}
+
+/// `: connected`, then the retained snapshot, the missed events or the
+/// missed audit records, then [`Replayed::Live`]. Ends without it when the
+/// replay cannot be completed: going live would skip what it could not
+/// read, so the stream ends and the client resumes from what it received.
+fn replay(hub: Arc<HubInner>, sub: Arc<Subscriber>, start: Start, live_after: u64) -> impl Stream<Item = Replayed> {
+    async_stream::stream! {
+        yield Replayed::Frame(encode_comment("connected"));
 
         let mut out = BytesMut::new();
-        // Live frames up to `cursor` were in the replay. A retained snapshot
-        // is not a page of history (events up to its head that were not
-        // retained are not in it), so after one only the very events it
-        // sent are skipped, by number.
         let mut sent_in_snapshot: Vec<u64> = Vec::new();
-        // While a resume's replay is being sent: the point up to which the
-        // client has every event (set only until the replay is out).
         let mut replayed_through: Option<u64> = None;
-        let mut cursor = match start {
+        let cursor = match start {
             Start::AuditAfter(after) => {
                 // The head is read before the page: a record added between
                 // the two is in the page or, if after it, in the queue.
@@ -110,9 +256,6 @@ pub fn body(
                     log.audit.page(after, usize::MAX, |r| crate::audit_stream::visible_to(&reader.principal, r))
                 });
                 let Ok(Ok(records)) = read.await else {
-                    // Going live would skip the records the store could
-                    // not give: end the stream instead, and the client
-                    // resumes from the last record it received.
                     return;
                 };
                 sub.queue.count_sent(records.len());
@@ -155,17 +298,15 @@ pub fn body(
                 }
                 if page.head <= after {
                     // The history could not read on (a cluster node that
-                    // lost JetStream mid-replay). Going live would skip the
-                    // events it could not read: end the stream instead, and
-                    // the client resumes from what it received.
+                    // lost JetStream mid-replay).
                     if !out.is_empty() {
-                        yield Ok(out.split().freeze());
+                        yield Replayed::Frame(out.split().freeze());
                     }
                     return;
                 }
                 after = page.head;
                 if out.len() > 256 * 1024 {
-                    yield Ok(out.split().freeze());
+                    yield Replayed::Frame(out.split().freeze());
                     replayed_through = Some(after);
                 }
                 if sub.queue.closed().is_some() {
@@ -176,88 +317,13 @@ pub fn body(
         // A revocation during the replay wins over the replay.
         let replay_sent = sub.queue.closed().is_none();
         if replay_sent && !out.is_empty() {
-            yield Ok(out.split().freeze());
+            yield Replayed::Frame(out.split().freeze());
         }
         if replay_sent {
             // From here on every event is in the queue, and the queue knows
             // where an overflow leaves the client.
             replayed_through = None;
         }
-        // `split` leaves the spare capacity behind, sharing the replay's
-        // allocation; an idle stream must not keep it.
-        drop(out);
-
-        loop {
-            // With nothing left to skip, events after `cursor` may go to the
-            // connection directly while this waits (see `crate::queue`).
-            let idle_after = sent_in_snapshot.is_empty().then_some(cursor);
-            let drained = sub.queue.drain(now_ms, idle_after).await;
-            // Events the dispatcher wrote directly were sent.
-            cursor = cursor.max(sub.queue.written_through());
-            match drained {
-                Drained::Frames(frames) => {
-                    // A lone frame goes out as the shared frame itself; only
-                    // a backlog is copied into one buffer for one write.
-                    let mut single: Option<Bytes> = None;
-                    let mut batch = BytesMut::new();
-                    let mut live = 0;
-                    for (seq, frame) in frames {
-                        if let Some(&last) = sent_in_snapshot.last() {
-                            if sent_in_snapshot.contains(&seq) {
-                                continue;
-                            }
-                            if seq > last {
-                                // Past the snapshot: nothing more to skip.
-                                sent_in_snapshot = Vec::new();
-                            }
-                        }
-                        // seq 0 marks comments (keepalives).
-                        if seq == 0 || seq > cursor {
-                            cursor = cursor.max(seq);
-                            live += usize::from(seq > 0);
-                            if single.is_none() && batch.is_empty() {
-                                single = Some(frame);
-                            } else {
-                                if let Some(first) = single.take() {
-                                    batch.put_slice(&first);
-                                }
-                                batch.put_slice(&frame);
-                            }
-                        }
-                    }
-                    sub.queue.count_sent(live);
-                    if let Some(frame) = single {
-                        yield Ok(frame);
-                    } else if !batch.is_empty() {
-                        yield Ok(batch.freeze());
-                    }
-                }
-                Drained::Closed(CloseReason::Overflow) => {
-                    // The client resumes after the last event it received,
-                    // even if it received none yet: the frame moves its
-                    // `Last-Event-ID` there.
-                    // Frames leave the queue in order, so the first one the
-                    // queue still held when it overflowed is the first the
-                    // client misses; frames at or below `cursor` were sent
-                    // (by the replay or live). A replay cut short by the
-                    // overflow was sent only up to its last flushed page.
-                    let at = replayed_through
-                        .unwrap_or_else(|| sub.queue.resume_after().unwrap_or(cursor).max(cursor));
-                    yield Ok(encode_control_at(
-                        &at.to_string(),
-                        "overflow",
-                        &format!("{{\"reason\":\"queue_full\",\"last_event_id\":\"{at}\"}}"),
-                    ));
-                    break;
-                }
-                Drained::Closed(reason) => {
-                    if let Some(f) = reason.final_frame() {
-                        yield Ok(f);
-                    }
-                    break;
-                }
-            }
-        }
-    };
-    Body::from_stream(s)
+        yield Replayed::Live(Live { cursor, sent_in_snapshot, replayed_through });
+    }
 }

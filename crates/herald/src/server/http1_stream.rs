@@ -24,7 +24,7 @@ use super::live_socket::LiveSocket;
 use crate::http::request::ConnInfo;
 use crate::http::STREAM_PATHS;
 use crate::kill::KillSwitch;
-use crate::queue::DirectWire;
+use crate::queue::{DirectWire, WireWriter as _};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 use axum::Router;
@@ -250,24 +250,42 @@ pub fn pump<F: std::future::Future<Output = ()>>(
         tokio::pin!(cut);
         if let Some(body) = answer.stream.as_mut() {
             // A stream: one chunk per batch, until the body ends, the client
-            // leaves or the connection is cut.
+            // leaves or the connection is cut. Writes never wait here: what
+            // the connection does not take at once is its unsent tail, and
+            // the body is not polled again until the tail is out, so this
+            // loop's one wait is the only state an idle stream keeps.
             let mut reading = true;
+            let mut ended = false;
             loop {
-                let data = tokio::select! {
-                    // A direct write's unsent tail goes before anything else.
+                let backlogged = socket.has_pending();
+                if ended && !backlogged {
+                    break;
+                }
+                tokio::select! {
+                    // An unsent tail goes before anything else.
                     flushed = std::future::poll_fn(|cx| socket.poll_flush_pending(cx)) => {
                         if flushed.is_err() {
                             return;
                         }
-                        continue;
                     }
-                    next = std::future::poll_fn(|cx| poll_data(body, cx)) => match next {
-                        Next::Data(data) => data,
-                        Next::Skip => continue,
-                        // An aborted body must not look complete: no last chunk.
-                        Next::Failed => return,
-                        Next::End => break,
-                    },
+                    next = std::future::poll_fn(|cx| poll_data(body, cx)), if !ended && !backlogged => {
+                        let written = match next {
+                            Next::Data(data) => {
+                                let (size, n) = chunk_size(data.len());
+                                socket.write_now(&[&size[..n], &data, b"\r\n"])
+                            }
+                            Next::Skip => Ok(()),
+                            // An aborted body must not look complete: no last chunk.
+                            Next::Failed => return,
+                            Next::End => {
+                                ended = true;
+                                socket.write_now(&[b"0\r\n\r\n"])
+                            }
+                        };
+                        if written.is_err() {
+                            return;
+                        }
+                    }
                     ready = std::future::poll_fn(|cx| socket.tcp().poll_read_ready(cx)), if reading => {
                         if ready.is_err() {
                             return;
@@ -281,18 +299,9 @@ pub fn pump<F: std::future::Future<Output = ()>>(
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                             Err(_) => return,
                         }
-                        continue;
                     }
                     _ = cut.as_mut() => return,
-                };
-                let (size, n) = chunk_size(data.len());
-                let mut chunk = Buf::chain(Buf::chain(&size[..n], data), &b"\r\n"[..]);
-                if !write_all(&socket, &mut chunk, cut.as_mut()).await {
-                    return;
                 }
-            }
-            if !write_all(&socket, &mut &b"0\r\n\r\n"[..], cut.as_mut()).await {
-                return;
             }
         }
         // The stream is over: its body (and with it the queue's hold on the

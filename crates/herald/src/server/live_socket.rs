@@ -83,6 +83,46 @@ impl LiveSocket {
     }
 }
 
+impl LiveSocket {
+    /// Writes `parts` (in order) as far as the connection takes them now;
+    /// what it does not take becomes the unsent tail, sent before anything
+    /// else by [`poll_flush_pending`](Self::poll_flush_pending). Only the
+    /// stream's task calls this.
+    ///
+    /// Never waits, so the stream's task holds no write in progress while
+    /// it waits: its state stays the size of an idle stream's. The tail is
+    /// a copy, made only when the client is not keeping up.
+    pub fn write_now(&self, parts: &[&[u8]]) -> std::io::Result<()> {
+        let mut pending = self.pending.lock();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut sent = 0;
+        if pending.is_empty() {
+            // Parts past the fourth are not tried now; they join the tail.
+            let mut slices = [IoSlice::new(&[]); 4];
+            for (slice, part) in slices.iter_mut().zip(parts) {
+                *slice = IoSlice::new(part);
+            }
+            match self.tcp.try_write_vectored(&slices[..parts.len().min(4)]) {
+                Ok(0) if total > 0 => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => sent = n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if sent < total {
+            let mut tail = BytesMut::with_capacity(pending.len() + total - sent);
+            tail.extend_from_slice(&pending);
+            for part in parts {
+                let skip = sent.min(part.len());
+                sent -= skip;
+                tail.extend_from_slice(&part[skip..]);
+            }
+            *pending = tail.freeze();
+        }
+        Ok(())
+    }
+}
+
 impl WireWriter for LiveSocket {
     fn has_pending(&self) -> bool {
         !self.pending.lock().is_empty()
@@ -118,6 +158,40 @@ fn chunk(frame: &Bytes) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client that does not read fills the connection: what it did not
+    /// take is kept, in order, behind what was sent, and goes out once it
+    /// reads again.
+    #[tokio::test]
+    async fn what_the_connection_does_not_take_is_sent_later_in_order() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let socket = LiveSocket::new(server);
+        let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut expected = Vec::new();
+        let mut rounds = 0;
+        while !socket.has_pending() {
+            socket.write_now(&[b"<", &block, b">"]).unwrap();
+            expected.extend_from_slice(b"<");
+            expected.extend_from_slice(&block);
+            expected.extend_from_slice(b">");
+            rounds += 1;
+            assert!(rounds < 10_000, "the connection never filled");
+        }
+        // Further writes join the tail rather than jumping ahead of it.
+        socket.write_now(&[b"end"]).unwrap();
+        expected.extend_from_slice(b"end");
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; expected.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert!(got == expected, "bytes arrived out of order or damaged");
+        });
+        std::future::poll_fn(|cx| socket.poll_flush_pending(cx)).await.unwrap();
+        assert!(!socket.has_pending());
+        reader.await.unwrap();
+    }
 
     #[test]
     fn a_frame_is_one_chunk() {
