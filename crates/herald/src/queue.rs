@@ -262,6 +262,35 @@ impl SubscriberQueue {
         pushed
     }
 
+    /// Sends a keepalive comment (`frame`): written to the connection
+    /// directly when the writer idles, as an event would be
+    /// ([`offer_run`](Self::offer_run)), so that an idle stream's
+    /// keepalive wakes nothing; else queued. `wire` caches the frame's wire
+    /// encoding across the streams it is sent to.
+    pub fn keep_alive(&self, frame: &Bytes, wire: &mut Option<Bytes>, now_ms: u64) -> Push {
+        let mut s = self.state.lock();
+        if s.closed.is_none() && s.frames.is_empty() && s.idle_after.is_some() {
+            if let Some(writer) = &s.direct {
+                let written = writer.try_write(frame, wire);
+                if written != Written::No {
+                    // The socket took bytes just now: not stalled.
+                    s.last_drain_ms = s.last_drain_ms.max(now_ms);
+                }
+                match written {
+                    Written::Whole => return Push::Queued,
+                    Written::Part => {
+                        // The writer holds the rest: the task sends it first.
+                        s.idle_after = None;
+                        wake(s.waiter.take());
+                        return Push::Queued;
+                    }
+                    Written::No => {}
+                }
+            }
+        }
+        self.queue_locked(s, 0, frame.clone())
+    }
+
     /// Books a direct write of `events` events through `last`; `part`: the
     /// writer holds the rest and the stream's task must wake to send it.
     fn wrote(&self, s: &mut State, last: u64, events: usize, now_ms: u64, part: bool) -> Push {
@@ -309,7 +338,9 @@ impl SubscriberQueue {
         }
         s.bytes += frame.len();
         s.frames.push_back((seq, frame));
-        s.active = true;
+        // Only events are activity: a keepalive that counted would make the
+        // next tick skip one, and an idle stream would hear every other one.
+        s.active |= seq > 0;
         Push::Queued
     }
 
@@ -499,6 +530,43 @@ mod tests {
             std::task::Poll::Ready(v) => Some(v),
             std::task::Poll::Pending => None,
         }
+    }
+
+    #[test]
+    fn a_keepalive_is_not_activity_so_the_next_tick_sends_one_again() {
+        let q = SubscriberQueue::new(8, 1 << 20, 0);
+        assert!(q.take_idle(), "a new stream with nothing sent is idle");
+        assert_eq!(
+            q.keep_alive(&Bytes::from_static(b": keepalive\n\n"), &mut None, 5),
+            Push::Queued
+        );
+        assert!(
+            q.take_idle(),
+            "a keepalive alone leaves the stream idle: the next one is due"
+        );
+        q.push(1, Bytes::from_static(b"a"));
+        assert!(!q.take_idle(), "an event is activity: no keepalive due");
+    }
+
+    #[test]
+    fn a_keepalive_to_an_idle_writer_goes_to_the_socket_and_wakes_nothing() {
+        let (q, socket) = direct(1 << 10);
+        let keepalive = Bytes::from_static(b": keepalive\n\n");
+        // Before the writer parks it is queued, as an event would be.
+        q.keep_alive(&keepalive, &mut None, 5);
+        assert!(socket.took.lock().is_empty());
+        let Some(Drained::Frames(f)) = poll_once(q.drain(|| 1, Some(0))) else {
+            panic!("the queued keepalive is drained");
+        };
+        assert_eq!(f, [(0, keepalive.clone())]);
+        park(&q, 0);
+        assert_eq!(q.keep_alive(&keepalive, &mut None, 9), Push::Queued);
+        assert_eq!(&socket.took.lock()[..], &keepalive[..]);
+        assert_eq!(q.depth_and_sent(), (0, 0), "a comment is not an event sent");
+        assert_eq!(q.written_through(), 0, "nor a resume point");
+        // Still idle after 0: the next event is written directly too.
+        assert_eq!(offer(&q, 1, &Bytes::from_static(b"a"), &mut None, 9), Push::Queued);
+        assert_eq!(q.written_through(), 1);
     }
 
     #[test]

@@ -482,4 +482,19 @@ async fn keepalive_comments_when_idle() {
     let mut s = hub.stream("/v1/events?topic=quiet", &user("q", json!({}))).await;
     let item = s.next_item(Duration::from_secs(5)).await.expect("something arrives");
     assert_eq!(item, Item::Comment("keepalive".into()));
+    // One every interval while idle, not every other one: a keepalive is
+    // not activity that spares the next. The median gap of three is judged
+    // against 1 s (and 2 s, were every other one skipped).
+    let mut at = vec![std::time::Instant::now()];
+    while at.len() < 4 {
+        let item = s.next_item(Duration::from_secs(5)).await.expect("another keepalive");
+        assert_eq!(item, Item::Comment("keepalive".into()));
+        at.push(std::time::Instant::now());
+    }
+    let mut gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort();
+    assert!(
+        gaps[1] < Duration::from_millis(1600),
+        "keepalives {gaps:?} apart at keepalive_secs = 1"
+    );
 }

@@ -55,6 +55,9 @@ pub(super) async fn heartbeat(hub: std::sync::Weak<HubInner>) {
         ticks += 1;
         let stall_deadline = now.saturating_sub(hub.config.limits.write_stall_secs * 1000);
         let keepalive = herald_core::frame::encode_comment("keepalive");
+        // The keepalive's chunk encoding, made once for every stream written
+        // directly.
+        let mut wire = None;
         for s in hub.registry.find(Lookup::All, |_| true) {
             if s.principal.is_expired(now) {
                 hub.registry.close(s.id, CloseReason::Expired);
@@ -66,7 +69,7 @@ pub(super) async fn heartbeat(hub: std::sync::Weak<HubInner>) {
                     c.kill();
                 }
             } else if s.id % slots == phase && s.queue.take_idle() {
-                s.queue.push(0, keepalive.clone());
+                s.queue.keep_alive(&keepalive, &mut wire, now);
             }
         }
         if ticks % (1000 / TICK_MS) == 0 {
