@@ -220,7 +220,7 @@ if backend:
     print("The regime most deployments live in: every stream with its own HS256 JWT in one tenant, each event "
           "addressed to one tenant, published by one publisher that waits for each answer before it sends the "
           "next (as a backend's request handler does), Herald with `fsync = \"always\"` (`bench/herald-fsync.toml`: "
-          "each answer means the event is fsynced and in every matching stream's queue). On Nchan and the floor "
+          "each answer means the event is fsynced and handed to dispatch, never after the streams' writes). On Nchan and the floor "
           f"each tenant is a channel; the {FLOOR}. Each server is a fresh process for its first run here, so RSS "
           "per stream is what an idle stream costs. The publish answer is from sending the request to the end "
           "of its answer; delivery latency from sending the request to the event's arrival.\n")

@@ -150,8 +150,9 @@ pub enum PublishAnswer {
 /// Publish one event or a batch
 ///
 /// Answers once the events are durable (stored under the `fsync` policy)
-/// and in every matching stream's queue. A batch is stored atomically:
-/// all of its events or none.
+/// and handed to dispatch, never after the streams' writes; a stream
+/// opened afterwards with `Last-Event-ID` finds them in history. A batch
+/// is stored atomically: all of its events or none.
 #[utoipa::path(
     post,
     path = "/v1/publish",
