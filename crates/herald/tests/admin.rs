@@ -135,6 +135,66 @@ async fn audit_stream_is_live_resumable_and_closed_by_admin_role_revocation() {
 }
 
 #[tokio::test]
+async fn the_connections_listing_pages_on_with_a_cursor() {
+    let hub = start();
+    let mut streams = Vec::new();
+    for i in 0..5 {
+        streams.push(
+            hub.stream("/v1/events?topic=t", &user(&format!("pager{i}"), json!({})))
+                .await,
+        );
+    }
+    let page = |after: String| {
+        let hub = &hub;
+        async move {
+            let v: Value = hub
+                .get(&format!("/v1/connections?limit=2&after={after}"), Some(&hub.admin_key))
+                .await
+                .json()
+                .await
+                .expect("json");
+            v
+        }
+    };
+    let mut after = "0".to_string();
+    let mut seen: Vec<String> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let v = page(after.clone()).await;
+        assert_eq!(v["total"], 5, "total counts every match on every page: {v}");
+        let ids: Vec<String> = v["connections"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|c| c["id"].as_str().expect("id").to_string())
+            .collect();
+        assert!(ids.len() <= 2, "{v}");
+        seen.extend(ids.iter().cloned());
+        pages += 1;
+        match v["next"].as_str() {
+            Some(next) => {
+                assert_eq!(
+                    Some(next),
+                    ids.last().map(String::as_str),
+                    "next is the last listed: {v}"
+                );
+                after = next.to_string();
+            }
+            None => break,
+        }
+        assert!(pages < 10, "the cursor moves on");
+    }
+    assert_eq!(pages, 3);
+    let mut sorted = seen.clone();
+    sorted.sort_by_key(|id| id.parse::<u64>().expect("numeric id"));
+    sorted.dedup();
+    assert_eq!(seen, sorted, "every stream once, oldest first");
+    assert_eq!(seen.len(), 5);
+    let r = hub.get("/v1/connections?after=x", Some(&hub.admin_key)).await;
+    assert_eq!(error_code(r, StatusCode::BAD_REQUEST).await, "invalid_request");
+}
+
+#[tokio::test]
 async fn tenant_admins_see_only_their_tenant() {
     let hub = start();
     let acme_admin = jwt(json!({"sub": "aa", "tenant": "acme", "herald": {"admin": true}}));

@@ -104,10 +104,14 @@ pub struct Connection {
 /// The answer of `GET /v1/connections`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionList {
-    /// Matching streams, oldest first, at most `limit`.
+    /// Matching streams after `after`, oldest first, at most `limit`.
     pub connections: Vec<Connection>,
-    /// Every match, listed or not.
+    /// Every match, listed or not (whatever `after`).
     pub total: usize,
+    /// When more matches follow the last one listed: its id, the next
+    /// page's `after`. `null` on the last page.
+    #[schema(example = "17")]
+    pub next: Option<String>,
 }
 
 /// The answer of a kick.
@@ -504,7 +508,8 @@ const CONNECTIONS_LISTED: u64 = 10_000;
 /// List live streams
 ///
 /// Oldest first. `total` counts every match; `limit` bounds how many are
-/// listed. A tenant admin sees its tenant's streams only.
+/// listed, and `after` (the answer's `next`) pages on. A tenant admin sees
+/// its tenant's streams only.
 #[utoipa::path(
     get,
     path = "/v1/connections",
@@ -515,6 +520,7 @@ const CONNECTIONS_LISTED: u64 = 10_000;
         ("tenant" = Option<String>, Query, description = "Only this tenant's streams (empty: hub-wide streams)."),
         ("account" = Option<String>, Query, description = "Only this account's (`sub`)."),
         ("limit" = Option<u64>, Query, description = "At most this many listed: default 10,000, clamped to 1–10,000."),
+        ("after" = Option<u64>, Query, description = "Only streams with a larger id: the previous page's `next`."),
     ),
     responses((status = 200, description = "The streams.", body = ConnectionList,
         links(("connection" = (operation_id = "get_connection",
@@ -528,6 +534,7 @@ pub async fn connections(State(hub): State<Hub>, req: Request<Body>) -> Result<J
     let limit = number(&query, "limit")?
         .unwrap_or(CONNECTIONS_LISTED)
         .clamp(1, CONNECTIONS_LISTED) as usize;
+    let after = number(&query, "after")?.unwrap_or(0);
     let (tenant, account) = (filter(&query, "tenant"), filter(&query, "account"));
     // Start from the narrowest index, so a tenant admin's request costs
     // what its tenant holds, not what the hub holds (nor tells its size).
@@ -539,11 +546,20 @@ pub async fn connections(State(hub): State<Hub>, req: Request<Body>) -> Result<J
     let mut found = hub.registry.find(lookup, |s| {
         p.administers(s.principal.tenant.as_deref()) && matches(tenant, s.principal.tenant.as_deref())
     });
+    // Ids grow as streams open, so id order is opening order, and a page
+    // that starts after an id misses none opened before the next page.
     found.sort_unstable_by_key(|s| s.id);
-    let connections: Vec<Connection> = found.iter().take(limit).map(|s| describe(s)).collect();
+    let page = &found[found.partition_point(|s| s.id <= after)..];
+    let connections: Vec<Connection> = page.iter().take(limit).map(|s| describe(s)).collect();
+    let next = if page.len() > limit {
+        connections.last().map(|c| c.id.clone())
+    } else {
+        None
+    };
     Ok(Json(ConnectionList {
         connections,
         total: found.len(),
+        next,
     }))
 }
 
