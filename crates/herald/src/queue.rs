@@ -233,19 +233,15 @@ impl SubscriberQueue {
             return Push::Queued;
         };
         let mut s = self.state.lock();
-        // Frames larger than the queue's byte bound overflow the stream
-        // whether or not its writer idles, as they always did.
-        if s.closed.is_none() && s.frames.is_empty() && joined.len() <= self.max_bytes {
-            if let (Some(after), Some(writer)) = (s.idle_after, &s.direct) {
-                if first > after {
-                    // Under the queue's lock, so a close (a revocation)
-                    // either precedes this write or follows it: after it,
-                    // not one more event goes out.
-                    match writer.try_write(joined, wire) {
-                        Written::Whole => return self.wrote(&mut s, last, run.len(), now_ms, false),
-                        Written::Part => return self.wrote(&mut s, last, run.len(), now_ms, true),
-                        Written::No => {}
-                    }
+        if let Some((after, writer)) = self.idle_writer(&s, joined) {
+            if first > after {
+                // Under the queue's lock, so a close (a revocation) either
+                // precedes this write or follows it: after it, not one more
+                // event goes out.
+                match writer.try_write(joined, wire) {
+                    Written::Whole => return self.wrote(&mut s, last, run.len(), now_ms, false),
+                    Written::Part => return self.wrote(&mut s, last, run.len(), now_ms, true),
+                    Written::No => {}
                 }
             }
         }
@@ -269,26 +265,36 @@ impl SubscriberQueue {
     /// encoding across the streams it is sent to.
     pub fn keep_alive(&self, frame: &Bytes, wire: &mut Option<Bytes>, now_ms: u64) -> Push {
         let mut s = self.state.lock();
-        if s.closed.is_none() && s.frames.is_empty() && s.idle_after.is_some() {
-            if let Some(writer) = &s.direct {
-                let written = writer.try_write(frame, wire);
-                if written != Written::No {
-                    // The socket took bytes just now: not stalled.
-                    s.last_drain_ms = s.last_drain_ms.max(now_ms);
+        if let Some((_, writer)) = self.idle_writer(&s, frame) {
+            let written = writer.try_write(frame, wire);
+            if written != Written::No {
+                // The socket took bytes just now: not stalled.
+                s.last_drain_ms = s.last_drain_ms.max(now_ms);
+            }
+            match written {
+                Written::Whole => return Push::Queued,
+                Written::Part => {
+                    // The writer holds the rest: the task sends it first.
+                    s.idle_after = None;
+                    wake(s.waiter.take());
+                    return Push::Queued;
                 }
-                match written {
-                    Written::Whole => return Push::Queued,
-                    Written::Part => {
-                        // The writer holds the rest: the task sends it first.
-                        s.idle_after = None;
-                        wake(s.waiter.take());
-                        return Push::Queued;
-                    }
-                    Written::No => {}
-                }
+                Written::No => {}
             }
         }
         self.queue_locked(s, 0, frame.clone())
+    }
+
+    /// The connection and the last event its writer sent, when `frame` may
+    /// be written to it directly: the stream is open, nothing waits in its
+    /// queue, and the writer waits with nothing left to skip. A frame
+    /// larger than the queue's byte bound never is: it overflows the
+    /// stream whether or not its writer idles, as it always did.
+    fn idle_writer<'s>(&self, s: &'s State, frame: &Bytes) -> Option<(u64, &'s Arc<dyn WireWriter>)> {
+        if s.closed.is_some() || !s.frames.is_empty() || frame.len() > self.max_bytes {
+            return None;
+        }
+        Some((s.idle_after?, s.direct.as_ref()?))
     }
 
     /// Books a direct write of `events` events through `last`; `part`: the

@@ -81,9 +81,7 @@ impl LiveSocket {
             }
         }
     }
-}
 
-impl LiveSocket {
     /// Writes `parts` (in order) as far as the connection takes them now;
     /// what it does not take becomes the unsent tail, sent before anything
     /// else by [`poll_flush_pending`](Self::poll_flush_pending). Only the
