@@ -185,6 +185,58 @@ test('streams: a new stream is listed within 2 s, has details, and is cut from t
   await closePage(page);
 });
 
+test('streams: a hub with more streams than a page lists them all, page by page, oldest first', async () => {
+  const opened = [];
+  for (let i = 1; i <= 5; i++) {
+    opened.push(await openStream(hub.base, userJwt(SECRET, { sub: `pg-${i}`, tenant: 'paged' })));
+  }
+  const page = await newPage();
+  const queries = [];
+  page.on('request', (r) => { if (r.url().includes('/v1/connections?')) queries.push(r.url()); });
+  await page.goto(`${hub.base}/admin/?streams_page=2`);
+  await signIn(page, hub.base, HUB_KEY);
+  await showView(page, 'streams');
+  await page.waitForSelector('#streams-pager:not([hidden])', { timeout: 5000 });
+  assert.ok(queries.every((q) => /limit=2(&|$)/.test(q)), `every listing asks for one page: ${queries}`);
+  assert.equal(await page.isDisabled('#streams-prev'), true, 'no page before the first');
+  assert.match(await page.textContent('#streams-page'), /^Streams 1–2 of \d+, oldest first/);
+
+  // Next until the last page: every stream shows up once, in id order.
+  const ids = [];
+  const accounts = [];
+  for (let n = 0; ; n++) {
+    assert.ok(n < 50, 'the pager reaches a last page');
+    const rowIds = await page.$$eval('#streams-body tr[data-id]', (trs) => trs.map((tr) => Number(tr.dataset.id)));
+    assert.ok(rowIds.length >= 1 && rowIds.length <= 2, `a page holds 1 or 2 rows: ${rowIds}`);
+    ids.push(...rowIds);
+    accounts.push(...await columnTexts(page, '#streams-body', S.account));
+    if (await page.isDisabled('#streams-next')) break;
+    const before = rowIds.join();
+    await page.click('#streams-next');
+    await page.waitForFunction(
+      (b) => [...document.querySelectorAll('#streams-body tr[data-id]')].map((tr) => tr.dataset.id).join() !== b,
+      before, { timeout: 3000 },
+    );
+  }
+  assert.deepEqual([...ids].sort((a, b) => a - b), ids, 'pages run oldest first');
+  assert.equal(new Set(ids).size, ids.length, 'no stream on two pages');
+  for (let i = 1; i <= 5; i++) assert.equal(accounts.filter((a) => a === `pg-${i}`).length, 1, `pg-${i} listed once`);
+  assert.ok(queries.some((q) => /after=[1-9]/.test(q)), 'later pages ask with the cursor');
+
+  // Previous goes back to the first page.
+  while (!(await page.isDisabled('#streams-prev'))) {
+    const before = await page.$$eval('#streams-body tr[data-id]', (trs) => trs.map((tr) => tr.dataset.id).join());
+    await page.click('#streams-prev');
+    await page.waitForFunction(
+      (b) => [...document.querySelectorAll('#streams-body tr[data-id]')].map((tr) => tr.dataset.id).join() !== b,
+      before, { timeout: 3000 },
+    );
+  }
+  assert.deepEqual(await page.$$eval('#streams-body tr[data-id]', (trs) => trs.map((tr) => Number(tr.dataset.id))), ids.slice(0, 2));
+  for (const s of opened) s.close();
+  await closePage(page);
+});
+
 test('audit: live tail, filters by kind and account, details and paging back', async () => {
   const page = await newPage();
   const queries = [];

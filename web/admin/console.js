@@ -365,7 +365,15 @@ function drawChart(node, label, series, unit, area = true) {
 
 // ---------------------------------------------------------------- streams
 
-const streams = { list: [], total: 0, sort: { key: 'id', dir: 1 }, selected: null, soon: 0 };
+// Streams are listed a page at a time, oldest first, by the API's `after`
+// cursor: a hub with 100,000 streams is not fetched whole every second.
+// `starts` holds the `after` of every page before this one, for "Previous".
+// `?streams_page=N` in the console's address picks another page size.
+const STREAMS_PAGE = Math.min(10000, Math.max(1, Number(new URLSearchParams(location.search).get('streams_page')) || 1000));
+const streams = {
+  list: [], total: 0, sort: { key: 'id', dir: 1 }, selected: null, soon: 0,
+  after: 0, next: null, starts: [], seq: 0,
+};
 
 // Column key -> [cell text, sort value].
 const STREAM_COLUMNS = {
@@ -385,15 +393,53 @@ const DETAIL_ORDER = ['id', 'kind', 'protocol', 'tenant', 'account', 'session', 
   'opened_at', 'expires_at', 'queue', 'sent'];
 
 async function pollStreams() {
+  const seq = ++streams.seq;
   try {
-    const data = await api('/v1/connections?limit=1000');
+    const data = await api(`/v1/connections?limit=${STREAMS_PAGE}&after=${streams.after}`);
+    if (seq !== streams.seq) return; // a page change overtook this answer
     streams.list = data.connections ?? [];
     streams.total = data.total ?? streams.list.length;
+    streams.next = data.next ?? null;
+    if (!streams.list.length && streams.starts.length) {
+      // Every stream of this page closed: show the last page that has some.
+      streams.after = streams.starts.pop();
+      once('streams', pollStreams);
+      return;
+    }
     setText($('#streams-error'), '');
     renderStreams();
   } catch (err) {
     report(err, $('#streams-error'));
   }
+}
+
+/** Moves one page on (`dir` 1) or back (-1), and lists it at once. */
+function pageStreams(dir) {
+  if (dir > 0 && streams.next !== null) {
+    streams.starts.push(streams.after);
+    streams.after = Number(streams.next);
+  } else if (dir < 0 && streams.starts.length) {
+    streams.after = streams.starts.pop();
+  } else {
+    return;
+  }
+  streams.next = null;
+  streams.seq += 1; // an answer for the old page is dropped
+  renderPager();
+  once('streams', pollStreams);
+}
+
+/** The pager's text and buttons: shown only when the streams fill more than one page. */
+function renderPager() {
+  const paged = streams.starts.length > 0 || streams.next !== null;
+  $('#streams-pager').hidden = !paged;
+  $('#streams-prev').disabled = !streams.starts.length;
+  $('#streams-next').disabled = streams.next === null;
+  const first = streams.starts.length * STREAMS_PAGE + 1;
+  const last = first + streams.list.length - 1;
+  setText($('#streams-page'), streams.list.length
+    ? `Streams ${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(streams.total)}, oldest first; the filter and sorting apply to this page.`
+    : '');
 }
 
 /** An audit record said a stream opened or closed: refresh shortly (coalescing bursts). */
@@ -440,7 +486,9 @@ function renderStreams() {
     body.replaceChildren(el('tr', {}, el('td', { colspan: 11, cls: 'hint', text: streams.list.length ? 'No stream matches the filter.' : 'No live streams.' })));
   }
   const shown = rows.length === streams.list.length ? '' : `${rows.length} shown of `;
-  setText($('#streams-count'), `${shown}${plural(streams.total, 'live stream', 'live streams')}`);
+  const listed = streams.list.length < streams.total ? ` (${fmtNum(streams.list.length)} on this page)` : '';
+  setText($('#streams-count'), `${shown}${plural(streams.total, 'live stream', 'live streams')}${listed}`);
+  renderPager();
   renderStreamDetails();
 }
 
@@ -995,6 +1043,8 @@ function wire() {
   document.addEventListener('visibilitychange', tick);
 
   $('#streams-filter').addEventListener('input', renderStreams);
+  $('#streams-prev').addEventListener('click', () => pageStreams(-1));
+  $('#streams-next').addEventListener('click', () => pageStreams(1));
   for (const b of $$('#streams-table th button[data-sort]')) b.addEventListener('click', () => sortStreams(b.dataset.sort));
   onRowActivate('#streams-body', openStreamDetails);
   $('#streams-body').addEventListener('click', (e) => {
