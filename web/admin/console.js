@@ -630,10 +630,15 @@ async function loadAudit(older = false) {
     }
     addRecords(records);
     audit.prev = data.prev ?? null;
-    audit.more = records.length >= AUDIT_PAGE && audit.prev !== null;
+    // A partial page stopped at the hub's bound on records looked at per
+    // request (a rare filter): older matches may lie past it.
+    audit.more = audit.prev !== null && (records.length >= AUDIT_PAGE || data.partial === true);
     audit.loaded = true;
     setText($('#audit-error'), '');
-    if (older) status(records.length ? `Loaded ${plural(records.length, 'older record', 'older records')}.` : 'No older records.');
+    if (older) {
+      const more = data.partial === true ? ' Load older looks further back.' : '';
+      status(records.length ? `Loaded ${plural(records.length, 'older record', 'older records')}.${more}` : `No older records${data.partial === true ? ' among the next ones looked at.' : '.'}${more}`);
+    }
     renderAudit();
   } catch (err) {
     report(err, $('#audit-error'));
@@ -667,7 +672,7 @@ function renderAudit() {
     el('td', { text: auditReason(r) }),
     el('td', { text: show(r.ip) }),
     el('td', { text: show(r.stream) }))));
-  if (!rows.length) $('#audit-body').append(el('tr', {}, el('td', { colspan: 7, cls: 'hint', text: 'No record matches.' })));
+  if (!rows.length) $('#audit-body').append(el('tr', {}, el('td', { colspan: 7, cls: 'hint', text: audit.more ? 'No record matches among those looked at so far: Load older looks further back.' : 'No record matches.' })));
   $('#audit-older').disabled = !audit.more;
   setText($('#audit-count'), plural(rows.length, 'record', 'records'));
 }

@@ -95,16 +95,49 @@ pub trait AuditArchive: Send + Sync {
     /// [`persist`]: AuditArchive::persist
     fn committed(&self) -> u64;
     /// Committed records with `after < id < before` that pass `filter`, at
-    /// most `limit`: the oldest first, or the newest first when
-    /// `newest_first`. A read that fails says why (and is logged).
+    /// most `limit`, examining at most `scan` records: the oldest first, or
+    /// the newest first when `newest_first`. A read that fails says why
+    /// (and is logged).
     fn read(
         &self,
         after: u64,
         before: u64,
-        limit: usize,
+        window: Window,
         newest_first: bool,
         filter: &dyn Fn(&AuditRecord) -> bool,
-    ) -> Result<Vec<AuditRecord>, AuditUnavailable>;
+    ) -> Result<Scanned<AuditRecord>, AuditUnavailable>;
+}
+
+/// How much one page may hold and look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// At most this many records in the page.
+    pub limit: usize,
+    /// At most this many records examined, matching or not. A page of a
+    /// rare filter (a tenant admin's, among 100,000 records of other
+    /// tenants) would otherwise decode the whole log for every request.
+    pub scan: usize,
+}
+
+impl Window {
+    /// Up to `limit` records, looking at as many as it takes.
+    pub fn unbounded(limit: usize) -> Window {
+        Window {
+            limit,
+            scan: usize::MAX,
+        }
+    }
+}
+
+/// What a page read found.
+#[derive(Debug)]
+pub struct Scanned<R> {
+    /// The matching records, in the order read.
+    pub records: Vec<R>,
+    /// Set when the scan reached [`Window::scan`] with fewer than `limit`
+    /// matches and more records to look at: the id of the last record
+    /// examined, where the next page continues (no record is skipped).
+    pub stopped_at: Option<u64>,
 }
 
 /// The archive could not be read. A page is never answered without the
@@ -249,77 +282,106 @@ impl AuditLog {
         rec
     }
 
-    /// Records with `id > after` visible under `filter`, at most `limit`,
-    /// oldest first.
+    /// Records with `id > after` visible under `filter`, oldest first,
+    /// within `window`.
     pub fn page(
         &self,
         after: u64,
-        limit: usize,
+        window: Window,
         filter: impl Fn(&AuditRecord) -> bool,
-    ) -> Result<Vec<Arc<AuditRecord>>, AuditUnavailable> {
+    ) -> Result<Scanned<Arc<AuditRecord>>, AuditUnavailable> {
         // Memory first: a record let go of meanwhile is already in this
         // copy, and everything older than what memory holds is archived.
         let (oldest_held, held) = {
             let g = self.held.lock();
             let start = g.records.partition_point(|(r, _)| r.id <= after);
-            let held: Vec<Arc<AuditRecord>> = g
-                .records
-                .range(start..)
-                .map(|(r, _)| r)
-                .filter(|r| filter(r))
-                .take(limit)
-                .cloned()
-                .collect();
+            let held = scan_held(g.records.range(start..), window, &filter);
             (g.records.front().map_or(u64::MAX, |(r, _)| r.id), held)
         };
         let Some(archive) = self.archive.as_ref().filter(|_| after.saturating_add(1) < oldest_held) else {
             return Ok(held);
         };
-        let mut page: Vec<Arc<AuditRecord>> = archive
-            .read(after, oldest_held, limit, false, &filter)?
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-        let room = limit.saturating_sub(page.len());
-        page.extend(held.into_iter().take(room));
-        Ok(page)
+        let stored = archive.read(after, oldest_held, window, false, &filter)?;
+        let mut page: Vec<Arc<AuditRecord>> = stored.records.into_iter().map(Arc::new).collect();
+        if stored.stopped_at.is_some() {
+            // The next page goes on from there, through memory too.
+            return Ok(Scanned {
+                records: page,
+                stopped_at: stored.stopped_at,
+            });
+        }
+        let room = window.limit.saturating_sub(page.len());
+        let filled = held.records.len() >= room;
+        page.extend(held.records.into_iter().take(room));
+        Ok(Scanned {
+            records: page,
+            stopped_at: held.stopped_at.filter(|_| !filled),
+        })
     }
 
-    /// The newest `limit` records with `id < before` visible under
-    /// `filter`, oldest first (paging back from the live tail).
+    /// The newest records with `id < before` visible under `filter`,
+    /// within `window`, oldest first (paging back from the live tail).
     pub fn page_before(
         &self,
         before: u64,
-        limit: usize,
+        window: Window,
         filter: impl Fn(&AuditRecord) -> bool,
-    ) -> Result<Vec<Arc<AuditRecord>>, AuditUnavailable> {
-        let (oldest_held, mut page) = {
+    ) -> Result<Scanned<Arc<AuditRecord>>, AuditUnavailable> {
+        let (oldest_held, mut newest) = {
             let g = self.held.lock();
             let end = g.records.partition_point(|(r, _)| r.id < before);
-            let newest: Vec<Arc<AuditRecord>> = g
-                .records
-                .range(..end)
-                .rev()
-                .map(|(r, _)| r)
-                .filter(|r| filter(r))
-                .take(limit)
-                .cloned()
-                .collect();
+            let newest = scan_held(g.records.range(..end).rev(), window, &filter);
             (g.records.front().map_or(u64::MAX, |(r, _)| r.id), newest)
         };
-        if let Some(archive) = &self.archive {
-            let room = limit.saturating_sub(page.len());
+        if let (Some(archive), None) = (&self.archive, newest.stopped_at) {
+            let room = window.limit.saturating_sub(newest.records.len());
             if room > 0 {
-                let older = archive.read(0, before.min(oldest_held), room, true, &filter)?;
-                page.extend(older.into_iter().map(Arc::new));
+                let older = archive.read(
+                    0,
+                    before.min(oldest_held),
+                    Window { limit: room, ..window },
+                    true,
+                    &filter,
+                )?;
+                newest.records.extend(older.records.into_iter().map(Arc::new));
+                newest.stopped_at = older.stopped_at;
             }
         }
-        page.reverse();
-        Ok(page)
+        newest.records.reverse();
+        Ok(newest)
     }
 
     /// The id of the newest record.
     pub fn head(&self) -> u64 {
         self.held.lock().head
+    }
+}
+
+/// Reads held records in the order given, keeping what `filter` passes,
+/// until `window` is full or its scan is spent (see [`Scanned::stopped_at`]).
+fn scan_held<'a>(
+    records: impl Iterator<Item = &'a (Arc<AuditRecord>, u64)>,
+    window: Window,
+    filter: &impl Fn(&AuditRecord) -> bool,
+) -> Scanned<Arc<AuditRecord>> {
+    let mut out = Vec::new();
+    let mut records = records.peekable();
+    let mut examined = 0;
+    while out.len() < window.limit {
+        let Some((r, _)) = records.next() else { break };
+        examined += 1;
+        if filter(r) {
+            out.push(r.clone());
+        }
+        if examined >= window.scan && out.len() < window.limit && records.peek().is_some() {
+            return Scanned {
+                records: out,
+                stopped_at: Some(r.id),
+            };
+        }
+    }
+    Scanned {
+        records: out,
+        stopped_at: None,
     }
 }

@@ -253,9 +253,12 @@ fn replay(hub: Arc<HubInner>, sub: Arc<Subscriber>, start: Start, live_after: u6
                 // Older records are read from the store: off the workers.
                 let (log, reader) = (hub.clone(), sub.clone());
                 let read = tokio::task::spawn_blocking(move || {
-                    log.audit.page(after, usize::MAX, |r| crate::audit_stream::visible_to(&reader.principal, r))
+                    // A resume sends everything after its id, however far
+                    // it has to look.
+                    let window = crate::audit::Window::unbounded(usize::MAX);
+                    log.audit.page(after, window, |r| crate::audit_stream::visible_to(&reader.principal, r))
                 });
-                let Ok(Ok(records)) = read.await else {
+                let Ok(Ok(crate::audit::Scanned { records, .. })) = read.await else {
                     return;
                 };
                 sub.queue.count_sent(records.len());

@@ -217,6 +217,26 @@ async fn audit_prints_the_newest_records_and_filters_by_kind() {
 }
 
 #[tokio::test]
+async fn audit_finds_a_rare_filters_records_past_the_hubs_scan_bound() {
+    let hub = start_with("[limits]\nauth_failures_per_minute = 100000000");
+    let s = hub
+        .stream("/v1/events?topic=t", &user("rare", json!({"tenant": "acme"})))
+        .await;
+    drop(s);
+    // More than a page's scan of records without a tenant, newer than
+    // acme's: the command pages back past them.
+    refuse_many(&hub, 11_200).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let found: Vec<Value> = ok(&hub, &["audit", "--json", "--tenant", "acme", "--limit", "5"])
+        .await
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let kinds: Vec<&str> = found.iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(kinds, ["stream_opened", "stream_closed"], "{found:?}");
+}
+
+#[tokio::test]
 async fn audit_follow_prints_records_that_happen_later_and_exits_zero_on_ctrl_c() {
     let hub = start();
     let mut child = herald_cmd(hub.dir.path())

@@ -71,26 +71,39 @@ pub(super) async fn newest(client: &Client, filter: &Filter, limit: u16, before:
             paged_back: true,
         });
     }
-    let before = before.to_string();
-    let limit = limit.to_string();
-    let path = format!(
-        "/v1/audit{}",
-        query(&[
-            ("before", Some(&before)),
-            ("limit", Some(&limit)),
-            ("kind", filter.kind.as_deref()),
-            ("tenant", filter.tenant.as_deref()),
-            ("account", filter.account.as_deref()),
-        ])
-    );
-    let mut reply = client.get(&path).await?;
-    let paged_back = reply.get("prev").is_some();
-    let mut records = match reply.get_mut("records").map(Value::take) {
-        Some(Value::Array(r)) => r,
-        _ => return Err(unexpected("records")),
-    };
-    // As for connections: a no-op on hubs that filter themselves.
-    records.retain(|r| filter.keeps(r));
+    let mut records = Vec::new();
+    let mut before = before;
+    let mut paged_back = true;
+    // The hub looks at a bounded number of records per page: a filter
+    // that matches rarely gets a `partial` page, and the next one goes on
+    // from its `prev` until `limit` records are found or the log ends.
+    loop {
+        let (before_text, wanted) = (before.to_string(), (usize::from(limit) - records.len()).to_string());
+        let path = format!(
+            "/v1/audit{}",
+            query(&[
+                ("before", Some(&before_text)),
+                ("limit", Some(&wanted)),
+                ("kind", filter.kind.as_deref()),
+                ("tenant", filter.tenant.as_deref()),
+                ("account", filter.account.as_deref()),
+            ])
+        );
+        let mut reply = client.get(&path).await?;
+        paged_back &= reply.get("prev").is_some();
+        let mut page = match reply.get_mut("records").map(Value::take) {
+            Some(Value::Array(r)) => r,
+            _ => return Err(unexpected("records")),
+        };
+        // As for connections: a no-op on hubs that filter themselves.
+        page.retain(|r| filter.keeps(r));
+        records.append(&mut page);
+        let partial = reply.get("partial").and_then(Value::as_bool) == Some(true);
+        match reply.get("prev").and_then(Value::as_u64) {
+            Some(prev) if partial && prev < before && records.len() < usize::from(limit) => before = prev,
+            _ => break,
+        }
+    }
     records.sort_by_key(|r| r["id"].as_u64().unwrap_or(0));
     Ok(Page { records, paged_back })
 }

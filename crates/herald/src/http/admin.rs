@@ -57,12 +57,25 @@ pub struct AuditPage<'a> {
     /// The records.
     #[schema(value_type = Vec<AuditRecordSchema>)]
     pub records: Vec<&'a crate::audit::AuditRecord>,
-    /// The last record's id (or `after`): the next page's `after`.
+    /// Where the next page starts (its `after`): the last record's id, or
+    /// `after` for an empty page; on a `partial` forward page, the last id
+    /// examined.
     pub next: u64,
-    /// The first record's id (`null` for an empty page): the previous
-    /// page's `before`.
+    /// Where the previous page ends (its `before`): the first record's id
+    /// (`null` for an empty page); on a `partial` page read with
+    /// `before`, the oldest id examined.
     pub prev: Option<u64>,
+    /// `true` when the page stopped after examining 10,000 records (in
+    /// memory or in the store) without finding `limit` that match: more
+    /// may follow, from `next` (forward) or `prev` (back). A filter that
+    /// matches rarely never makes one request read the whole log.
+    pub partial: bool,
 }
+
+/// The most audit records one `GET /v1/audit` page examines, matching
+/// or not (in memory and again in the store): what one request may cost,
+/// whatever its filter.
+pub const AUDIT_PAGE_SCAN: usize = 10_000;
 
 /// One live stream as an operator sees it. Never a credential: the
 /// session only as its hash prefix.
@@ -343,7 +356,9 @@ fn matches(filter: Option<&str>, value: Option<&str>) -> bool {
 /// `before`, for paging back from the live tail
 /// (`before=18446744073709551615` for the newest); oldest first either
 /// way. `after` and `before` together are `400 invalid_request`. A tenant
-/// admin sees its tenant's records only.
+/// admin sees its tenant's records only. A page examines at most 10,000
+/// records; one that stops there is `partial`, and its `next` or `prev`
+/// goes on where it stopped.
 #[utoipa::path(
     get,
     path = "/v1/audit",
@@ -372,7 +387,10 @@ pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
             "give `after` (page forward) or `before` (page back), not both",
         ));
     }
-    let limit = number(&query, "limit")?.unwrap_or(100).clamp(1, 1000) as usize;
+    let window = crate::audit::Window {
+        limit: number(&query, "limit")?.unwrap_or(100).clamp(1, 1000) as usize,
+        scan: AUDIT_PAGE_SCAN,
+    };
     let owned = |key: &str| filter(&query, key).map(str::to_string);
     let (kind, tenant, account) = (owned("kind"), owned("tenant"), owned("account"));
     // Older pages are read (and decoded) from the store: off the runtime's
@@ -386,19 +404,32 @@ pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
                 && matches(account.as_deref(), r.account.as_deref())
         };
         match before {
-            Some(before) => log.audit.page_before(before, limit, wanted),
-            None => log.audit.page(after.unwrap_or(0), limit, wanted),
+            Some(before) => log.audit.page_before(before, window, wanted),
+            None => log.audit.page(after.unwrap_or(0), window, wanted),
         }
         .map_err(|e| e.to_string())
     });
-    let records = read
+    let page = read
         .await
         .unwrap_or_else(|_| Err("the audit read stopped".to_string()))
         .map_err(ApiError::store_unavailable)?;
-    let next = records.last().map_or(after.unwrap_or(0), |r| r.id);
-    let prev = records.first().map(|r| r.id);
+    let records = &page.records;
+    let (next, prev) = match (before, page.stopped_at) {
+        (None, Some(at)) => (at, records.first().map(|r| r.id)),
+        (Some(_), Some(at)) => (records.last().map_or(0, |r| r.id), Some(at)),
+        (_, None) => (
+            records.last().map_or(after.unwrap_or(0), |r| r.id),
+            records.first().map(|r| r.id),
+        ),
+    };
     let records: Vec<&crate::audit::AuditRecord> = records.iter().map(|r| r.as_ref()).collect();
-    Ok(Json(AuditPage { records, next, prev }).into_response())
+    Ok(Json(AuditPage {
+        records,
+        next,
+        prev,
+        partial: page.stopped_at.is_some(),
+    })
+    .into_response())
 }
 
 /// Follow the audit log

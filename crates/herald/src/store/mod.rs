@@ -20,7 +20,7 @@ mod writer;
 pub use maintenance::{compact, verify};
 use writer::Writer;
 
-use crate::audit::{AuditArchive, AuditRecord, AuditUnavailable};
+use crate::audit::{AuditArchive, AuditRecord, AuditUnavailable, Scanned, Window};
 use crate::history::{History, HistoryError, Page, ResumePoint, Sink};
 use crate::retained::RetainedIndex;
 use codec::{DenyRecord, TokenRecord};
@@ -282,11 +282,11 @@ impl AuditArchive for Store {
         &self,
         after: u64,
         before: u64,
-        limit: usize,
+        window: Window,
         newest_first: bool,
         filter: &dyn Fn(&AuditRecord) -> bool,
-    ) -> Result<Vec<AuditRecord>, AuditUnavailable> {
-        guarded(|| self.read_audit(after, before, limit, newest_first, filter)).map_err(|e| {
+    ) -> Result<Scanned<AuditRecord>, AuditUnavailable> {
+        guarded(|| self.read_audit(after, before, window, newest_first, filter)).map_err(|e| {
             tracing::error!(error = %e, path = %self.path.display(), "audit records could not be read from the store");
             AuditUnavailable(e)
         })
@@ -441,8 +441,9 @@ impl Store {
     /// The newest `limit` audit records, oldest first.
     pub fn load_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, OpenError> {
         let mut out = self
-            .read_audit(0, u64::MAX, limit, true, &|_| true)
-            .map_err(|e| storage_error(&self.path, e))?;
+            .read_audit(0, u64::MAX, Window::unbounded(limit), true, &|_| true)
+            .map_err(|e| storage_error(&self.path, e))?
+            .records;
         out.reverse();
         Ok(out)
     }
@@ -452,12 +453,15 @@ impl Store {
         &self,
         after: u64,
         before: u64,
-        limit: usize,
+        window: Window,
         newest_first: bool,
         filter: &dyn Fn(&AuditRecord) -> bool,
-    ) -> Result<Vec<AuditRecord>, redb::Error> {
-        let mut out = Vec::new();
-        let Some(first) = after.checked_add(1).filter(|first| *first < before && limit > 0) else {
+    ) -> Result<Scanned<AuditRecord>, redb::Error> {
+        let mut out = Scanned {
+            records: Vec::new(),
+            stopped_at: None,
+        };
+        let Some(first) = after.checked_add(1).filter(|first| *first < before && window.limit > 0) else {
             return Ok(out);
         };
         let r = self.db.begin_read()?;
@@ -472,19 +476,22 @@ impl Store {
         } else {
             Box::new(range)
         };
-        for item in items {
+        let mut items = items.peekable();
+        let mut examined = 0;
+        while out.records.len() < window.limit {
+            let Some(item) = items.next() else { break };
             let (k, v) = item?;
+            examined += 1;
             // A record that no longer decodes is skipped, never the ones
             // after it (nor, when it is among the newest, the hub's start).
             match serde_json::from_slice::<AuditRecord>(v.value()) {
-                Ok(rec) if filter(&rec) => {
-                    out.push(rec);
-                    if out.len() == limit {
-                        break;
-                    }
-                }
+                Ok(rec) if filter(&rec) => out.records.push(rec),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(id = k.value(), error = %e, "an unreadable audit record is skipped"),
+            }
+            if examined >= window.scan && out.records.len() < window.limit && items.peek().is_some() {
+                out.stopped_at = Some(k.value());
+                break;
             }
         }
         Ok(out)

@@ -2,6 +2,7 @@
 //! alone, format migration, retained slots bounded per tenant.
 
 use super::*;
+use crate::audit::Window;
 use herald_core::{Limits, SessionKey};
 use serde_json::json;
 
@@ -188,15 +189,36 @@ async fn audit_pages_read_through_the_store_once_memory_lets_go_of_older_records
     // One more record lets go of what is committed beyond the newest 3.
     ids.push(record(10));
     let all = |_: &crate::audit::AuditRecord| true;
-    let page: Vec<u64> = log.page(0, usize::MAX, all).unwrap().iter().map(|r| r.id).collect();
+    let page: Vec<u64> = log
+        .page(0, Window::unbounded(usize::MAX), all)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(page, ids, "every record, once, in order, across store and memory");
-    let page: Vec<u64> = log.page(ids[2], 4, all).unwrap().iter().map(|r| r.id).collect();
+    let page: Vec<u64> = log
+        .page(ids[2], Window::unbounded(4), all)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(page, ids[3..7]);
-    let back: Vec<u64> = log.page_before(ids[9], 5, all).unwrap().iter().map(|r| r.id).collect();
+    let back: Vec<u64> = log
+        .page_before(ids[9], Window::unbounded(5), all)
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(back, ids[4..9]);
     let acme: Vec<u64> = log
-        .page(0, usize::MAX, |r| r.tenant.as_deref() == Some("acme"))
+        .page(0, Window::unbounded(usize::MAX), |r| {
+            r.tenant.as_deref() == Some("acme")
+        })
         .unwrap()
+        .records
         .iter()
         .map(|r| r.id)
         .collect();
@@ -206,8 +228,9 @@ async fn audit_pages_read_through_the_store_once_memory_lets_go_of_older_records
         "filters apply to stored records too"
     );
     let held_back: Vec<u64> = log
-        .page_before(u64::MAX, 2, all)
+        .page_before(u64::MAX, Window::unbounded(2), all)
         .unwrap()
+        .records
         .iter()
         .map(|r| r.id)
         .collect();
@@ -237,11 +260,129 @@ async fn audit_records_not_yet_committed_stay_readable() {
     // Read at once, while the writer may still be committing: each record
     // is either still held or already stored, never neither.
     let page: Vec<u64> = log
-        .page(0, usize::MAX, |_| true)
+        .page(0, Window::unbounded(usize::MAX), |_| true)
         .unwrap()
+        .records
         .iter()
         .map(|r| r.id)
         .collect();
     assert_eq!(page, ids);
+    store.close().await;
+}
+
+/// Follows `page`'s cursor from the start (forward) or the newest (back)
+/// until a page is neither full nor partial: what a client paging a rare
+/// filter sees, page by page.
+fn walk(
+    log: &crate::audit::AuditLog,
+    window: Window,
+    back: bool,
+    wanted: &dyn Fn(&AuditRecord) -> bool,
+) -> Vec<Vec<u64>> {
+    let mut pages = Vec::new();
+    let mut at = if back { u64::MAX } else { 0 };
+    for _ in 0..100 {
+        let page = if back {
+            log.page_before(at, window, wanted).unwrap()
+        } else {
+            log.page(at, window, wanted).unwrap()
+        };
+        let ids: Vec<u64> = page.records.iter().map(|r| r.id).collect();
+        let full = ids.len() == window.limit;
+        at = match (back, page.stopped_at) {
+            (_, Some(stop)) => stop,
+            (false, None) => ids.last().copied().unwrap_or(at),
+            (true, None) => ids.first().copied().unwrap_or(0),
+        };
+        pages.push(ids);
+        if page.stopped_at.is_none() && !full {
+            return pages;
+        }
+    }
+    panic!("paging did not end");
+}
+
+#[tokio::test]
+async fn an_audit_page_looks_at_a_bounded_number_of_records_and_the_cursor_goes_on_from_there() {
+    use crate::audit::{AuditEntry, AuditLog};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.redb");
+    let store = Store::open(config(&path)).unwrap();
+    // Memory keeps the newest 5 committed records; older ones are read
+    // from the store, so the scan bound is met in both.
+    let log = AuditLog::with_archive(1000, 5, store.clone());
+    let rare = [3usize, 17, 28];
+    let ids: Vec<u64> = (0..30)
+        .map(|i| {
+            log.record(
+                AuditEntry {
+                    kind: "admin_action",
+                    tenant: Some(if rare.contains(&i) { "acme" } else { "globex" }.into()),
+                    ..AuditEntry::default()
+                },
+                0,
+            )
+            .id
+        })
+        .collect();
+    store.flush().await;
+    log.record(
+        AuditEntry {
+            kind: "admin_action",
+            ..AuditEntry::default()
+        },
+        0,
+    );
+    let acme = |r: &AuditRecord| r.tenant.as_deref() == Some("acme");
+    let window = Window { limit: 10, scan: 4 };
+
+    // The first page looks at four records, finds the one at 3, and stops:
+    // the next page starts after the last record examined.
+    let first = log.page(0, window, acme).unwrap();
+    assert_eq!(first.records.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[3]]);
+    assert_eq!(first.stopped_at, Some(ids[3]));
+    let second = log.page(ids[3], window, acme).unwrap();
+    assert!(second.records.is_empty());
+    assert_eq!(second.stopped_at, Some(ids[7]), "four more looked at, none matching");
+
+    // Forward and back, the pages together hold every match once, in order.
+    let wanted: Vec<u64> = rare.iter().map(|&i| ids[i]).collect();
+    let forward: Vec<u64> = walk(&log, window, false, &acme).concat();
+    assert_eq!(forward, wanted);
+    let mut back: Vec<Vec<u64>> = walk(&log, window, true, &acme);
+    back.reverse();
+    assert_eq!(back.concat(), wanted);
+
+    // A filter that matches often fills its page before the bound, and a
+    // page that reaches the end of the log is not partial.
+    let all = |_: &AuditRecord| true;
+    let full = log.page(0, Window { limit: 3, scan: 4 }, all).unwrap();
+    assert_eq!(full.records.len(), 3);
+    assert_eq!(full.stopped_at, None);
+    let tail = log.page(ids[28], window, acme).unwrap();
+    assert_eq!(tail.stopped_at, None, "nothing left to look at");
+
+    // Memory alone (no store) keeps the same bound.
+    let memory = AuditLog::new(100);
+    let ids: Vec<u64> = (0..12)
+        .map(|i| {
+            let tenant = (i == 9).then(|| "acme".to_string());
+            memory
+                .record(
+                    AuditEntry {
+                        kind: "admin_action",
+                        tenant,
+                        ..AuditEntry::default()
+                    },
+                    0,
+                )
+                .id
+        })
+        .collect();
+    let page = memory.page(0, window, acme).unwrap();
+    assert!(page.records.is_empty());
+    assert_eq!(page.stopped_at, Some(ids[3]));
+    assert_eq!(walk(&memory, window, false, &acme).concat(), vec![ids[9]]);
+    assert_eq!(walk(&memory, window, true, &acme).concat(), vec![ids[9]]);
     store.close().await;
 }

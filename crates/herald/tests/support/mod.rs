@@ -478,3 +478,28 @@ pub fn self_signed_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
+
+/// Sends `n` stream opens with a bad credential, 16 at a time: `n`
+/// `auth_failed` records without a tenant (the hub needs a high
+/// `limits.auth_failures_per_minute`).
+pub async fn refuse_many(hub: &Server, n: usize) {
+    let mut tasks = Vec::new();
+    for k in 0..16 {
+        let base = hub.base.clone();
+        tasks.push(tokio::spawn(async move {
+            let c = client();
+            for _ in (k..n).step_by(16) {
+                let r = c
+                    .get(format!("{base}/v1/events?topic=t"))
+                    .bearer_auth("not.a.token")
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(r.status(), 401);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
