@@ -86,35 +86,16 @@ pub(super) fn size(bytes: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-/// Unix milliseconds as RFC 3339 UTC, `2025-12-02T17:03:12.345Z` (the
-/// standard library has no time zones, and UTC reads the same on every
-/// operator's machine as in the hub's logs).
+/// Unix milliseconds as RFC 3339 UTC, `2025-12-02T17:03:12.345Z`, always
+/// with three fractional digits so table columns line up (UTC reads the
+/// same on every operator's machine as in the hub's logs).
 pub(super) fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let s = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s % 3600 / 60,
-        s % 60,
-        ms % 1000
-    )
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
 }
 
 pub(super) fn now_secs() -> u64 {
@@ -130,6 +111,8 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(utc(1_764_694_992_345), "2025-12-02T17:03:12.345Z");
         assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        // A time no calendar reaches is shown as the number it is.
+        assert_eq!(utc(u64::MAX), format!("{} ms", u64::MAX));
         assert_eq!(age(5), "5s");
         assert_eq!(age(192), "3m12s");
         assert_eq!(age(3 * 3600 + 120), "3h02m");
