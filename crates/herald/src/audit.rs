@@ -96,13 +96,15 @@ pub trait AuditArchive: Send + Sync {
     fn committed(&self) -> u64;
     /// Committed records with `after < id < before` that pass `filter`, at
     /// most `limit`, examining at most `scan` records: the oldest first, or
-    /// the newest first when `newest_first`. A read that fails says why
-    /// (and is logged).
+    /// the newest first when `newest_first`. With a `tenant`, only that
+    /// tenant's records are read (and examined). A read that fails says
+    /// why (and is logged).
     fn read(
         &self,
         after: u64,
         before: u64,
         window: Window,
+        tenant: Option<&str>,
         newest_first: bool,
         filter: &dyn Fn(&AuditRecord) -> bool,
     ) -> Result<Scanned<AuditRecord>, AuditUnavailable>;
@@ -283,11 +285,14 @@ impl AuditLog {
     }
 
     /// Records with `id > after` visible under `filter`, oldest first,
-    /// within `window`.
+    /// within `window`. With a `tenant`, only that tenant's records are
+    /// examined: the scan bound counts no one else's, and a page's
+    /// `stopped_at` is always one of that tenant's ids.
     pub fn page(
         &self,
         after: u64,
         window: Window,
+        tenant: Option<&str>,
         filter: impl Fn(&AuditRecord) -> bool,
     ) -> Result<Scanned<Arc<AuditRecord>>, AuditUnavailable> {
         // Memory first: a record let go of meanwhile is already in this
@@ -295,13 +300,13 @@ impl AuditLog {
         let (oldest_held, held) = {
             let g = self.held.lock();
             let start = g.records.partition_point(|(r, _)| r.id <= after);
-            let held = scan_held(g.records.range(start..), window, &filter);
+            let held = scan_held(g.records.range(start..), window, tenant, &filter);
             (g.records.front().map_or(u64::MAX, |(r, _)| r.id), held)
         };
         let Some(archive) = self.archive.as_ref().filter(|_| after.saturating_add(1) < oldest_held) else {
             return Ok(held);
         };
-        let stored = archive.read(after, oldest_held, window, false, &filter)?;
+        let stored = archive.read(after, oldest_held, window, tenant, false, &filter)?;
         let mut page: Vec<Arc<AuditRecord>> = stored.records.into_iter().map(Arc::new).collect();
         if stored.stopped_at.is_some() {
             // The next page goes on from there, through memory too.
@@ -320,29 +325,26 @@ impl AuditLog {
     }
 
     /// The newest records with `id < before` visible under `filter`,
-    /// within `window`, oldest first (paging back from the live tail).
+    /// within `window`, oldest first (paging back from the live tail);
+    /// `tenant` as for [`AuditLog::page`].
     pub fn page_before(
         &self,
         before: u64,
         window: Window,
+        tenant: Option<&str>,
         filter: impl Fn(&AuditRecord) -> bool,
     ) -> Result<Scanned<Arc<AuditRecord>>, AuditUnavailable> {
         let (oldest_held, mut newest) = {
             let g = self.held.lock();
             let end = g.records.partition_point(|(r, _)| r.id < before);
-            let newest = scan_held(g.records.range(..end).rev(), window, &filter);
+            let newest = scan_held(g.records.range(..end).rev(), window, tenant, &filter);
             (g.records.front().map_or(u64::MAX, |(r, _)| r.id), newest)
         };
         if let (Some(archive), None) = (&self.archive, newest.stopped_at) {
             let room = window.limit.saturating_sub(newest.records.len());
             if room > 0 {
-                let older = archive.read(
-                    0,
-                    before.min(oldest_held),
-                    Window { limit: room, ..window },
-                    true,
-                    &filter,
-                )?;
+                let window = Window { limit: room, ..window };
+                let older = archive.read(0, before.min(oldest_held), window, tenant, true, &filter)?;
                 newest.records.extend(older.records.into_iter().map(Arc::new));
                 newest.stopped_at = older.stopped_at;
             }
@@ -359,13 +361,19 @@ impl AuditLog {
 
 /// Reads held records in the order given, keeping what `filter` passes,
 /// until `window` is full or its scan is spent (see [`Scanned::stopped_at`]).
+/// Another tenant's records are passed over without counting: comparing a
+/// tenant costs next to nothing, and counting them would let a page's stop
+/// say how many records other tenants have.
 fn scan_held<'a>(
     records: impl Iterator<Item = &'a (Arc<AuditRecord>, u64)>,
     window: Window,
+    tenant: Option<&str>,
     filter: &impl Fn(&AuditRecord) -> bool,
 ) -> Scanned<Arc<AuditRecord>> {
     let mut out = Vec::new();
-    let mut records = records.peekable();
+    let mut records = records
+        .filter(|(r, _)| tenant.is_none_or(|t| r.tenant.as_deref() == Some(t)))
+        .peekable();
     let mut examined = 0;
     while out.len() < window.limit {
         let Some((r, _)) = records.next() else { break };

@@ -18,6 +18,12 @@ pub fn visible_to(admin: &Principal, record: &AuditRecord) -> bool {
     admin.is_hub_admin() || (admin.is_admin() && admin.tenant.is_some() && record.tenant == admin.tenant)
 }
 
+/// The one tenant whose records `admin` may see, when it is confined to
+/// one: reads of the log then look at that tenant's records alone.
+pub fn tenant_scope(admin: &Principal) -> Option<&str> {
+    (!admin.is_hub_admin()).then_some(admin.tenant.as_deref()).flatten()
+}
+
 /// Encodes a record as an SSE frame (`event: audit`, id = record id).
 pub fn frame(record: &AuditRecord) -> Bytes {
     let data = serde_json::to_string(record).unwrap_or_else(|_| "{}".into());

@@ -256,7 +256,8 @@ fn replay(hub: Arc<HubInner>, sub: Arc<Subscriber>, start: Start, live_after: u6
                     // A resume sends everything after its id, however far
                     // it has to look.
                     let window = crate::audit::Window::unbounded(usize::MAX);
-                    log.audit.page(after, window, |r| crate::audit_stream::visible_to(&reader.principal, r))
+                    let tenant = crate::audit_stream::tenant_scope(&reader.principal);
+                    log.audit.page(after, window, tenant, |r| crate::audit_stream::visible_to(&reader.principal, r))
                 });
                 let Ok(Ok(crate::audit::Scanned { records, .. })) = read.await else {
                     return;

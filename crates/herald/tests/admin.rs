@@ -474,12 +474,12 @@ async fn audit_page(hub: &Server, cred: &str, query: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_rare_filters_audit_pages_stop_at_the_scan_bound_and_go_on_from_their_cursor() {
+async fn audit_pages_look_at_a_bounded_number_of_records_and_a_tenant_admins_only_at_its_own() {
     let hub = start_with("[limits]\nauth_failures_per_minute = 100000000");
     let acme_admin = jwt(json!({"sub": "aa", "tenant": "acme", "herald": {"admin": true}}));
-    // Two records of acme's, then 11,200 of nobody's (more than 10,000 in
-    // the store, past the newest held in memory): a tenant admin's page
-    // would otherwise decode all of them for every request.
+    // Two records of acme's (a stream opened and closed), then 11,200 of
+    // nobody's: more than 10,000 in the store, past the newest held in
+    // memory.
     let s = hub
         .stream("/v1/events?topic=t", &user("rare", json!({"tenant": "acme"})))
         .await;
@@ -495,52 +495,65 @@ async fn a_rare_filters_audit_pages_stop_at_the_scan_bound_and_go_on_from_their_
             .collect()
     };
 
-    // Forward from the start: acme's two records (opened, closed) come
-    // first, then the page stops at the bound and says so.
-    let first = audit_page(&hub, &acme_admin, "after=0&limit=100").await;
-    assert_eq!(first["partial"], true, "{first}");
-    let found: Vec<&str> = first["records"]
-        .as_array()
-        .expect("records")
-        .iter()
-        .map(|r| r["kind"].as_str().expect("kind"))
-        .collect();
-    assert_eq!(found, ["stream_opened", "stream_closed"]);
-    let next = first["next"].as_u64().expect("next");
-    assert!(
-        next > *ids(&first).last().expect("a record"),
-        "next names the last record examined"
+    // A tenant admin's pages read its tenant's records alone: both of
+    // acme's in one page, forward or back, never partial, and the cursors
+    // name acme's own records (no other tenant's id, nothing of how many
+    // records others have).
+    let forward = audit_page(&hub, &acme_admin, "after=0&limit=100").await;
+    let acme = ids(&forward);
+    assert_eq!(acme.len(), 2, "{forward}");
+    assert_eq!(forward["partial"], false);
+    assert_eq!(forward["next"].as_u64(), acme.last().copied());
+    assert_eq!(forward["prev"].as_u64(), acme.first().copied());
+    let back = audit_page(&hub, &acme_admin, "before=18446744073709551615&limit=100").await;
+    assert_eq!(ids(&back), acme);
+    assert_eq!(back["partial"], false);
+    let past = audit_page(&hub, &acme_admin, &format!("after={}&limit=100", acme[1])).await;
+    assert_eq!(
+        (ids(&past).len(), past["partial"].clone(), past["next"].as_u64()),
+        (0, json!(false), Some(acme[1]))
     );
-    // Following `next` reaches the log's end without finding more.
+    // A hub admin's page of one tenant reads the same index.
+    let of_acme = audit_page(&hub, &hub.admin_key, "tenant=acme&after=0&limit=100").await;
+    assert_eq!(
+        (ids(&of_acme), of_acme["partial"].clone()),
+        (acme.clone(), json!(false))
+    );
+
+    // A filter that matches rarely among everyone's records: the page
+    // stops after 10,000, says so, and its cursor goes on from there.
+    let opened = "kind=stream_opened&limit=100";
+    let first = audit_page(&hub, &hub.admin_key, &format!("{opened}&after=0")).await;
+    assert_eq!(first["partial"], true, "{first}");
+    assert_eq!(ids(&first), [acme[0]]);
+    let next = first["next"].as_u64().expect("next");
+    assert!(next > acme[1], "next names the last record examined");
     let mut after = next;
-    let mut pages = 1;
-    loop {
-        let page = audit_page(&hub, &acme_admin, &format!("after={after}&limit=100")).await;
-        assert!(ids(&page).is_empty(), "only acme's records: {page}");
-        pages += 1;
-        assert!(pages < 10, "paging forward ends");
+    for n in 0.. {
+        assert!(n < 10, "paging forward ends");
+        let page = audit_page(&hub, &hub.admin_key, &format!("{opened}&after={after}")).await;
+        assert!(ids(&page).is_empty(), "nothing more opened: {page}");
         after = page["next"].as_u64().expect("next");
         if page["partial"] == false {
             break;
         }
     }
-
-    // Back from the newest: pages stop at the bound with `prev` where the
-    // next one goes on, until acme's records are found, once each.
+    // Back from the newest: partial pages, each going on from its `prev`,
+    // until the one record is found, once.
     let mut before = u64::MAX;
-    let mut back = Vec::new();
+    let mut found = Vec::new();
     for n in 0.. {
         assert!(n < 10, "paging back ends");
-        let page = audit_page(&hub, &acme_admin, &format!("before={before}&limit=100")).await;
-        back.splice(0..0, ids(&page));
+        let page = audit_page(&hub, &hub.admin_key, &format!("{opened}&before={before}")).await;
+        found.splice(0..0, ids(&page));
         match page["prev"].as_u64() {
             Some(prev) if page["partial"] == true => before = prev,
             _ => break,
         }
     }
-    assert_eq!(back, ids(&first), "the same records, paging back");
+    assert_eq!(found, [acme[0]], "the same record, paging back");
 
-    // A hub admin's unfiltered page fills up long before the bound.
+    // An unfiltered page fills up long before the bound.
     let all = audit_page(&hub, &hub.admin_key, "after=0&limit=1000").await;
     assert_eq!(ids(&all).len(), 1000);
     assert_eq!(all["partial"], false);

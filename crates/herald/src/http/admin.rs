@@ -68,7 +68,8 @@ pub struct AuditPage<'a> {
     /// `true` when the page stopped after examining 10,000 records (in
     /// memory or in the store) without finding `limit` that match: more
     /// may follow, from `next` (forward) or `prev` (back). A filter that
-    /// matches rarely never makes one request read the whole log.
+    /// matches rarely never makes one request read the whole log. A
+    /// tenant admin's page examines its tenant's records only.
     pub partial: bool,
 }
 
@@ -403,9 +404,12 @@ pub async fn audit_page(State(hub): State<Hub>, req: Request<Body>) -> Result<Re
                 && matches(tenant.as_deref(), r.tenant.as_deref())
                 && matches(account.as_deref(), r.account.as_deref())
         };
+        // A tenant admin's reads, and a hub admin's of one tenant, look at
+        // that tenant's records alone (the store indexes them by tenant).
+        let scope = crate::audit_stream::tenant_scope(&p).or(tenant.as_deref().filter(|t| !t.is_empty()));
         match before {
-            Some(before) => log.audit.page_before(before, window, wanted),
-            None => log.audit.page(after.unwrap_or(0), window, wanted),
+            Some(before) => log.audit.page_before(before, window, scope, wanted),
+            None => log.audit.page(after.unwrap_or(0), window, scope, wanted),
         }
         .map_err(|e| e.to_string())
     });

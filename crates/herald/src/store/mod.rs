@@ -40,14 +40,20 @@ use tokio::sync::oneshot;
 ///
 /// Format 2 keys client ids by tenant ([`crate::history::scoped_id`]) and
 /// retained events by slot ([`crate::retained::slot_key`]); a format-1 file
-/// is migrated in place when it is opened.
-pub const FORMAT: u64 = 2;
+/// is migrated in place when it is opened. Format 3 adds the audit
+/// records' tenant index ([`AUDIT_BY_TENANT`]), built from the records
+/// when an older file is opened.
+pub const FORMAT: u64 = 3;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Every audit record with a tenant, keyed (tenant, id): a page of one
+/// tenant's records reads that tenant's alone, however many records other
+/// tenants have, and never has to look past theirs.
+const AUDIT_BY_TENANT: TableDefinition<(&str, u64), ()> = TableDefinition::new("audit_by_tenant");
 const DENY: TableDefinition<u64, &[u8]> = TableDefinition::new("deny");
 const TOKENS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tokens");
 
@@ -122,7 +128,8 @@ enum Job {
         now_ms: u64,
         reply: oneshot::Sender<Result<Vec<Arc<Event>>, HistoryError>>,
     },
-    Audit(Vec<u8>, u64),
+    /// An audit record: its JSON, id and tenant.
+    Audit(Vec<u8>, u64, Option<String>),
     Deny(Vec<u8>, oneshot::Sender<()>),
     TokenPut([u8; 32], Vec<u8>),
     TokenDel([u8; 32]),
@@ -223,7 +230,36 @@ fn migrate_to_scoped_keys(db: &Database) -> Result<(), redb::Error> {
             }
         }
         let mut meta = txn.open_table(META)?;
-        meta.insert("format", FORMAT)?;
+        meta.insert("format", 2)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// The tenant of a stored audit record, read without the rest of it.
+#[derive(serde::Deserialize)]
+pub(super) struct TenantOf {
+    #[serde(default)]
+    pub(super) tenant: Option<String>,
+}
+
+/// Builds the audit records' tenant index of a format-2 file. One
+/// transaction: a crash midway leaves format 2, and the next start builds
+/// it again.
+fn index_audit_by_tenant(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let audit = txn.open_table(AUDIT)?;
+        let mut index = txn.open_table(AUDIT_BY_TENANT)?;
+        index.retain(|_, _| false)?;
+        for item in audit.iter()? {
+            let (k, v) = item?;
+            if let Ok(TenantOf { tenant: Some(t) }) = serde_json::from_slice(v.value()) {
+                index.insert((t.as_str(), k.value()), ())?;
+            }
+        }
+        let mut meta = txn.open_table(META)?;
+        meta.insert("format", 3)?;
     }
     txn.commit()?;
     Ok(())
@@ -264,7 +300,8 @@ fn load_retained(db: &Database, per_tenant: usize) -> Result<RetainedIndex, redb
 
 impl AuditArchive for Store {
     fn persist(&self, r: &AuditRecord) -> u64 {
-        let queued = serde_json::to_vec(r).is_ok_and(|bytes| self.jobs.send(Job::Audit(bytes, r.id)).is_ok());
+        let queued =
+            serde_json::to_vec(r).is_ok_and(|bytes| self.jobs.send(Job::Audit(bytes, r.id, r.tenant.clone())).is_ok());
         if queued {
             self.audit_queued.fetch_add(1, Ordering::AcqRel) + 1
         } else {
@@ -283,10 +320,11 @@ impl AuditArchive for Store {
         after: u64,
         before: u64,
         window: Window,
+        tenant: Option<&str>,
         newest_first: bool,
         filter: &dyn Fn(&AuditRecord) -> bool,
     ) -> Result<Scanned<AuditRecord>, AuditUnavailable> {
-        guarded(|| self.read_audit(after, before, window, newest_first, filter)).map_err(|e| {
+        guarded(|| self.read_audit(after, before, window, tenant, newest_first, filter)).map_err(|e| {
             tracing::error!(error = %e, path = %self.path.display(), "audit records could not be read from the store");
             AuditUnavailable(e)
         })
@@ -339,8 +377,11 @@ impl Store {
             .unwrap_or(0)
             .max(reserved);
         let bytes = meta(&db, "bytes").map_err(|e| storage_error(&path, e))?.unwrap_or(0);
-        if format.is_some_and(|f| f < FORMAT) {
+        if format.is_some_and(|f| f < 2) {
             guarded(|| migrate_to_scoped_keys(&db)).map_err(|e| storage_error(&path, e))?;
+        }
+        if format.is_some_and(|f| f < 3) {
+            guarded(|| index_audit_by_tenant(&db)).map_err(|e| storage_error(&path, e))?;
         }
         let slots = guarded(|| load_retained(&db, config.retained_per_tenant)).map_err(|e| storage_error(&path, e))?;
         let (first, count) = stored_events(&db).map_err(|e| storage_error(&path, e))?;
@@ -441,7 +482,7 @@ impl Store {
     /// The newest `limit` audit records, oldest first.
     pub fn load_audit(&self, limit: usize) -> Result<Vec<AuditRecord>, OpenError> {
         let mut out = self
-            .read_audit(0, u64::MAX, Window::unbounded(limit), true, &|_| true)
+            .read_audit(0, u64::MAX, Window::unbounded(limit), None, true, &|_| true)
             .map_err(|e| storage_error(&self.path, e))?
             .records;
         out.reverse();
@@ -454,6 +495,7 @@ impl Store {
         after: u64,
         before: u64,
         window: Window,
+        tenant: Option<&str>,
         newest_first: bool,
         filter: &dyn Fn(&AuditRecord) -> bool,
     ) -> Result<Scanned<AuditRecord>, redb::Error> {
@@ -470,27 +512,59 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
             Err(e) => return Err(e.into()),
         };
-        let range = t.range(first..before)?;
-        let items: Box<dyn Iterator<Item = _>> = if newest_first {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
+        // One tenant's records come from its index, the others' from the
+        // log itself: either way, in id order, each decoded (`None`: an
+        // index entry whose record is gone).
+        type Read = Result<(u64, Option<Result<AuditRecord, serde_json::Error>>), redb::StorageError>;
+        type IndexEntry<'a> = (redb::AccessGuard<'a, (&'static str, u64)>, redb::AccessGuard<'a, ()>);
+        let decode = |v: &[u8]| serde_json::from_slice::<AuditRecord>(v);
+        let records: Box<dyn Iterator<Item = Read>> = match tenant {
+            Some(tenant) => {
+                let index = match r.open_table(AUDIT_BY_TENANT) {
+                    Ok(t) => t,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+                    Err(e) => return Err(e.into()),
+                };
+                let range = index.range((tenant, first)..(tenant, before))?;
+                let t = &t;
+                let read = move |item: Result<IndexEntry<'_>, redb::StorageError>| -> Read {
+                    let id = item?.0.value().1;
+                    Ok((id, t.get(id)?.map(|v| decode(v.value()))))
+                };
+                if newest_first {
+                    Box::new(range.rev().map(read))
+                } else {
+                    Box::new(range.map(read))
+                }
+            }
+            None => {
+                let range = t.range(first..before)?;
+                let read = move |item: Result<(redb::AccessGuard<'_, u64>, redb::AccessGuard<'_, &[u8]>), _>| -> Read {
+                    let (k, v) = item?;
+                    Ok((k.value(), Some(decode(v.value()))))
+                };
+                if newest_first {
+                    Box::new(range.rev().map(read))
+                } else {
+                    Box::new(range.map(read))
+                }
+            }
         };
-        let mut items = items.peekable();
+        let mut records = records.peekable();
         let mut examined = 0;
         while out.records.len() < window.limit {
-            let Some(item) = items.next() else { break };
-            let (k, v) = item?;
+            let Some(item) = records.next() else { break };
+            let (id, record) = item?;
             examined += 1;
             // A record that no longer decodes is skipped, never the ones
             // after it (nor, when it is among the newest, the hub's start).
-            match serde_json::from_slice::<AuditRecord>(v.value()) {
-                Ok(rec) if filter(&rec) => out.records.push(rec),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(id = k.value(), error = %e, "an unreadable audit record is skipped"),
+            match record {
+                Some(Ok(rec)) if filter(&rec) => out.records.push(rec),
+                Some(Ok(_)) | None => {}
+                Some(Err(e)) => tracing::warn!(id, error = %e, "an unreadable audit record is skipped"),
             }
-            if examined >= window.scan && out.records.len() < window.limit && items.peek().is_some() {
-                out.stopped_at = Some(k.value());
+            if examined >= window.scan && out.records.len() < window.limit && records.peek().is_some() {
+                out.stopped_at = Some(id);
                 break;
             }
         }

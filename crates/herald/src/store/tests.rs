@@ -190,7 +190,7 @@ async fn audit_pages_read_through_the_store_once_memory_lets_go_of_older_records
     ids.push(record(10));
     let all = |_: &crate::audit::AuditRecord| true;
     let page: Vec<u64> = log
-        .page(0, Window::unbounded(usize::MAX), all)
+        .page(0, Window::unbounded(usize::MAX), None, all)
         .unwrap()
         .records
         .iter()
@@ -198,7 +198,7 @@ async fn audit_pages_read_through_the_store_once_memory_lets_go_of_older_records
         .collect();
     assert_eq!(page, ids, "every record, once, in order, across store and memory");
     let page: Vec<u64> = log
-        .page(ids[2], Window::unbounded(4), all)
+        .page(ids[2], Window::unbounded(4), None, all)
         .unwrap()
         .records
         .iter()
@@ -206,7 +206,7 @@ async fn audit_pages_read_through_the_store_once_memory_lets_go_of_older_records
         .collect();
     assert_eq!(page, ids[3..7]);
     let back: Vec<u64> = log
-        .page_before(ids[9], Window::unbounded(5), all)
+        .page_before(ids[9], Window::unbounded(5), None, all)
         .unwrap()
         .records
         .iter()
@@ -214,7 +214,7 @@ async fn audit_pages_read_through_the_store_once_memory_lets_go_of_older_records
         .collect();
     assert_eq!(back, ids[4..9]);
     let acme: Vec<u64> = log
-        .page(0, Window::unbounded(usize::MAX), |r| {
+        .page(0, Window::unbounded(usize::MAX), None, |r| {
             r.tenant.as_deref() == Some("acme")
         })
         .unwrap()
@@ -228,7 +228,7 @@ async fn audit_pages_read_through_the_store_once_memory_lets_go_of_older_records
         "filters apply to stored records too"
     );
     let held_back: Vec<u64> = log
-        .page_before(u64::MAX, Window::unbounded(2), all)
+        .page_before(u64::MAX, Window::unbounded(2), None, all)
         .unwrap()
         .records
         .iter()
@@ -260,7 +260,7 @@ async fn audit_records_not_yet_committed_stay_readable() {
     // Read at once, while the writer may still be committing: each record
     // is either still held or already stored, never neither.
     let page: Vec<u64> = log
-        .page(0, Window::unbounded(usize::MAX), |_| true)
+        .page(0, Window::unbounded(usize::MAX), None, |_| true)
         .unwrap()
         .records
         .iter()
@@ -276,6 +276,7 @@ async fn audit_records_not_yet_committed_stay_readable() {
 fn walk(
     log: &crate::audit::AuditLog,
     window: Window,
+    tenant: Option<&str>,
     back: bool,
     wanted: &dyn Fn(&AuditRecord) -> bool,
 ) -> Vec<Vec<u64>> {
@@ -283,9 +284,9 @@ fn walk(
     let mut at = if back { u64::MAX } else { 0 };
     for _ in 0..100 {
         let page = if back {
-            log.page_before(at, window, wanted).unwrap()
+            log.page_before(at, window, tenant, wanted).unwrap()
         } else {
-            log.page(at, window, wanted).unwrap()
+            log.page(at, window, tenant, wanted).unwrap()
         };
         let ids: Vec<u64> = page.records.iter().map(|r| r.id).collect();
         let full = ids.len() == window.limit;
@@ -338,29 +339,54 @@ async fn an_audit_page_looks_at_a_bounded_number_of_records_and_the_cursor_goes_
 
     // The first page looks at four records, finds the one at 3, and stops:
     // the next page starts after the last record examined.
-    let first = log.page(0, window, acme).unwrap();
+    let first = log.page(0, window, None, acme).unwrap();
     assert_eq!(first.records.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[3]]);
     assert_eq!(first.stopped_at, Some(ids[3]));
-    let second = log.page(ids[3], window, acme).unwrap();
+    let second = log.page(ids[3], window, None, acme).unwrap();
     assert!(second.records.is_empty());
     assert_eq!(second.stopped_at, Some(ids[7]), "four more looked at, none matching");
 
     // Forward and back, the pages together hold every match once, in order.
     let wanted: Vec<u64> = rare.iter().map(|&i| ids[i]).collect();
-    let forward: Vec<u64> = walk(&log, window, false, &acme).concat();
+    let forward: Vec<u64> = walk(&log, window, None, false, &acme).concat();
     assert_eq!(forward, wanted);
-    let mut back: Vec<Vec<u64>> = walk(&log, window, true, &acme);
+    let mut back: Vec<Vec<u64>> = walk(&log, window, None, true, &acme);
     back.reverse();
     assert_eq!(back.concat(), wanted);
 
     // A filter that matches often fills its page before the bound, and a
     // page that reaches the end of the log is not partial.
     let all = |_: &AuditRecord| true;
-    let full = log.page(0, Window { limit: 3, scan: 4 }, all).unwrap();
+    let full = log.page(0, Window { limit: 3, scan: 4 }, None, all).unwrap();
     assert_eq!(full.records.len(), 3);
     assert_eq!(full.stopped_at, None);
-    let tail = log.page(ids[28], window, acme).unwrap();
+    let tail = log.page(ids[28], window, None, acme).unwrap();
     assert_eq!(tail.stopped_at, None, "nothing left to look at");
+
+    // Read as one tenant's, through the store's tenant index: only acme's
+    // records are examined, so the three fit one page, and a page that
+    // does stop names one of acme's ids, never another tenant's.
+    let scoped = log.page(0, window, Some("acme"), acme).unwrap();
+    assert_eq!(scoped.records.iter().map(|r| r.id).collect::<Vec<_>>(), wanted);
+    assert_eq!(scoped.stopped_at, None);
+    let back = log.page_before(u64::MAX, window, Some("acme"), acme).unwrap();
+    assert_eq!(back.records.iter().map(|r| r.id).collect::<Vec<_>>(), wanted);
+    let tight = Window { limit: 10, scan: 1 };
+    let none = |_: &AuditRecord| false;
+    let stops: Vec<u64> = walk(&log, tight, Some("acme"), false, &none)
+        .iter()
+        .map(|p| p.len() as u64)
+        .collect();
+    assert!(stops.iter().all(|n| *n == 0));
+    let first = log.page(0, tight, Some("acme"), none).unwrap();
+    assert_eq!(first.stopped_at, Some(ids[3]), "the stop is acme's own record");
+    let next = log.page(ids[3], tight, Some("acme"), none).unwrap();
+    // acme's last two: one in the store, one in memory, each source within
+    // its own bound, and nothing after them.
+    assert_eq!(next.stopped_at, None);
+    let back = log.page_before(u64::MAX, tight, Some("acme"), none).unwrap();
+    // Back: 28 is in memory, alone there; the store's part stops at 17.
+    assert_eq!(back.stopped_at, Some(ids[17]));
 
     // Memory alone (no store) keeps the same bound.
     let memory = AuditLog::new(100);
@@ -379,10 +405,42 @@ async fn an_audit_page_looks_at_a_bounded_number_of_records_and_the_cursor_goes_
                 .id
         })
         .collect();
-    let page = memory.page(0, window, acme).unwrap();
+    let page = memory.page(0, window, None, acme).unwrap();
     assert!(page.records.is_empty());
     assert_eq!(page.stopped_at, Some(ids[3]));
-    assert_eq!(walk(&memory, window, false, &acme).concat(), vec![ids[9]]);
-    assert_eq!(walk(&memory, window, true, &acme).concat(), vec![ids[9]]);
+    assert_eq!(walk(&memory, window, None, false, &acme).concat(), vec![ids[9]]);
+    assert_eq!(walk(&memory, window, None, true, &acme).concat(), vec![ids[9]]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_format_2_file_gets_its_audit_records_indexed_by_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.redb");
+    // As a build before the index wrote it: records, format 2, no index.
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut audit = txn.open_table(AUDIT).unwrap();
+            for (id, tenant) in [(10, Some("acme")), (11, Some("globex")), (12, None), (13, Some("acme"))] {
+                let rec = json!({"id": id, "time_ms": 0, "kind": "admin_action", "tenant": tenant, "detail": {}});
+                audit.insert(id, serde_json::to_vec(&rec).unwrap().as_slice()).unwrap();
+            }
+            txn.open_table(META).unwrap().insert("format", 2).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = Store::open(config(&path)).unwrap();
+    let read = |tenant| {
+        let page = store
+            .read_audit(0, u64::MAX, Window::unbounded(10), tenant, false, &|_| true)
+            .unwrap();
+        page.records.iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    assert_eq!(read(Some("acme")), vec![10, 13]);
+    assert_eq!(read(Some("globex")), vec![11]);
+    assert_eq!(read(None), vec![10, 11, 12, 13]);
+    assert_eq!(meta(&store.db, "format").unwrap(), Some(FORMAT));
     store.close().await;
 }

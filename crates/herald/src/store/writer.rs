@@ -23,7 +23,7 @@ pub(super) struct Writer {
     /// queued: the next commit writes them first. The audit log holds a
     /// record in memory until the count of committed records reaches it,
     /// so a record skipped here would be lost from both.
-    pub(super) unwritten_audit: Vec<(Vec<u8>, u64)>,
+    pub(super) unwritten_audit: Vec<(Vec<u8>, u64, Option<String>)>,
 }
 
 type Reply = (
@@ -86,7 +86,7 @@ impl Writer {
         let mut rest = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job {
-                Job::Audit(b, id) => audits.push((b, id)),
+                Job::Audit(b, id, tenant) => audits.push((b, id, tenant)),
                 other => rest.push(other),
             }
         }
@@ -100,10 +100,14 @@ impl Writer {
                 let mut retained = txn.open_table(RETAINED)?;
                 let mut meta = txn.open_table(META)?;
                 let mut audit = txn.open_table(AUDIT)?;
+                let mut audit_by_tenant = txn.open_table(AUDIT_BY_TENANT)?;
                 let mut deny = txn.open_table(DENY)?;
                 let mut tokens = txn.open_table(TOKENS)?;
-                for (b, id) in &audits {
+                for (b, id, tenant) in &audits {
                     audit.insert(*id, b.as_slice())?;
+                    if let Some(t) = tenant {
+                        audit_by_tenant.insert((t.as_str(), *id), ())?;
+                    }
                 }
                 for job in jobs {
                     match job {
@@ -208,7 +212,10 @@ impl Writer {
                     oldest = head + 1;
                 }
                 while audit.len()? > self.config.max_audit {
-                    audit.pop_first()?;
+                    let Some((k, v)) = audit.pop_first()? else { break };
+                    if let Ok(TenantOf { tenant: Some(t) }) = serde_json::from_slice(v.value()) {
+                        audit_by_tenant.remove((t.as_str(), k.value()))?;
+                    }
                 }
                 // Deny rules, tokens and retained slots whose time is over,
                 // once a second.
