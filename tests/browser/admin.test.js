@@ -199,7 +199,7 @@ test('streams: a hub with more streams than a page lists them all, page by page,
   await page.waitForSelector('#streams-pager:not([hidden])', { timeout: 5000 });
   assert.ok(queries.every((q) => /limit=2(&|$)/.test(q)), `every listing asks for one page: ${queries}`);
   assert.equal(await page.isDisabled('#streams-prev'), true, 'no page before the first');
-  assert.match(await page.textContent('#streams-page'), /^Streams 1–2 of \d+, oldest first/);
+  assert.match(await page.textContent('#streams-page'), /^Page 1: 2 streams of \d+ live, oldest first/);
 
   // Next until the last page: every stream shows up once, in id order.
   const ids = [];

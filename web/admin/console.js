@@ -369,7 +369,7 @@ function drawChart(node, label, series, unit, area = true) {
 // cursor: a hub with 100,000 streams is not fetched whole every second.
 // `starts` holds the `after` of every page before this one, for "Previous".
 // `?streams_page=N` in the console's address picks another page size.
-const STREAMS_PAGE = Math.min(10000, Math.max(1, Number(new URLSearchParams(location.search).get('streams_page')) || 1000));
+const STREAMS_PAGE = Math.min(10000, Math.max(1, Math.floor(Number(new URLSearchParams(location.search).get('streams_page'))) || 1000));
 const streams = {
   list: [], total: 0, sort: { key: 'id', dir: 1 }, selected: null, soon: 0,
   after: 0, next: null, starts: [], seq: 0,
@@ -401,9 +401,10 @@ async function pollStreams() {
     streams.total = data.total ?? streams.list.length;
     streams.next = data.next ?? null;
     if (!streams.list.length && streams.starts.length) {
-      // Every stream of this page closed: show the last page that has some.
+      // Every stream of this page closed: show the last page that has some
+      // (called directly: this poll still holds the `once` guard).
       streams.after = streams.starts.pop();
-      once('streams', pollStreams);
+      await pollStreams();
       return;
     }
     setText($('#streams-error'), '');
@@ -424,9 +425,14 @@ function pageStreams(dir) {
     return;
   }
   streams.next = null;
-  streams.seq += 1; // an answer for the old page is dropped
+  if (streams.selected) {
+    $('#stream-details').hidden = true;
+    streams.selected = null;
+  }
   renderPager();
-  once('streams', pollStreams);
+  // At once, even while a poll of the old page is on its way: that answer
+  // is dropped by its sequence number.
+  pollStreams();
 }
 
 /** The pager's text and buttons: shown only when the streams fill more than one page. */
@@ -435,10 +441,10 @@ function renderPager() {
   $('#streams-pager').hidden = !paged;
   $('#streams-prev').disabled = !streams.starts.length;
   $('#streams-next').disabled = streams.next === null;
-  const first = streams.starts.length * STREAMS_PAGE + 1;
-  const last = first + streams.list.length - 1;
+  // Earlier pages may have lost streams since they were shown, so the
+  // page is named by its number, not by a range of positions.
   setText($('#streams-page'), streams.list.length
-    ? `Streams ${fmtNum(first)}–${fmtNum(last)} of ${fmtNum(streams.total)}, oldest first; the filter and sorting apply to this page.`
+    ? `Page ${streams.starts.length + 1}: ${plural(streams.list.length, 'stream', 'streams')} of ${fmtNum(streams.total)} live, oldest first; the filter and sorting apply to this page.`
     : '');
 }
 
@@ -622,13 +628,14 @@ async function loadAudit(older = false) {
     const records = data.records ?? [];
     if (!older) {
       // Live records newer than the page (arrived while it was on its way) stay; older
-      // ones are replaced by the page, so the table never shows a gap.
-      const newest = records.length ? records[records.length - 1].id : -1;
+      // ones are replaced by the page, so the table never shows a gap. An empty partial
+      // page looked back only to its `prev`: nothing older than that stays either.
+      const newest = records.length ? records[records.length - 1].id : (data.partial === true ? data.prev ?? -1 : -1);
       const live = [...audit.byId.values()].filter((r) => r.id > newest && matchesFilters(r, f));
       audit.byId.clear();
       addRecords(live);
     }
-    addRecords(records);
+    addRecords(records, older);
     audit.prev = data.prev ?? null;
     // A partial page stopped at the hub's bound on records looked at per
     // request (a rare filter): older matches may lie past it.
@@ -645,14 +652,22 @@ async function loadAudit(older = false) {
   }
 }
 
-function addRecords(records) {
+/**
+ * Adds records, within AUDIT_KEEP. Live and newest records push out the oldest (paging
+ * back then continues from the oldest kept); records loaded by paging back push out the
+ * newest instead, so Load older always shows what it loaded and keeps going back.
+ */
+function addRecords(records, older = false) {
   for (const r of records) audit.byId.set(r.id, r);
-  // Bounded memory: drop the oldest; paging back then continues from the oldest kept.
   if (audit.byId.size > AUDIT_KEEP) {
     const ids = [...audit.byId.keys()].sort((a, b) => a - b);
-    for (const id of ids.slice(0, ids.length - AUDIT_KEEP)) audit.byId.delete(id);
-    audit.prev = ids[ids.length - AUDIT_KEEP];
-    audit.more = true;
+    if (older) {
+      for (const id of ids.slice(AUDIT_KEEP)) audit.byId.delete(id);
+    } else {
+      for (const id of ids.slice(0, ids.length - AUDIT_KEEP)) audit.byId.delete(id);
+      audit.prev = ids[ids.length - AUDIT_KEEP];
+      audit.more = true;
+    }
   }
 }
 
