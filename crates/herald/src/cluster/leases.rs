@@ -407,9 +407,7 @@ impl Leases {
         for claim in claims {
             let mut taken = false;
             for _ in 0..CAS_ATTEMPTS {
-                let entry = self
-                    .kv
-                    .entry(claim.key.clone())
+                let entry = super::answered(|| self.kv.entry(claim.key.clone()))
                     .await
                     .map_err(|e| LeaseRefused::Unavailable(e.to_string()))?;
                 let (mut holders, revision) = decode(&entry);
@@ -424,7 +422,7 @@ impl Leases {
                 }
                 holders.push(holder.clone());
                 let value = serde_json::to_vec(&holders).map_err(|e| LeaseRefused::Unavailable(e.to_string()))?;
-                match self.kv.update(&claim.key, value.into(), revision).await {
+                match super::answered(|| self.kv.update(&claim.key, value.clone().into(), revision)).await {
                     Ok(_) => {
                         taken = true;
                         evicted.extend(out);

@@ -77,6 +77,59 @@ async fn retry_forming<T, E: std::fmt::Display, F: std::future::Future<Output = 
     }
 }
 
+/// Waits between asking JetStream again when nobody answered: 1.5 s in
+/// all, short enough to keep a stream open or a mint waiting, long enough
+/// for the usual pause while a restarted NATS server takes its streams
+/// back.
+const UNANSWERED_BACKOFF: [Duration; 5] = [
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(750),
+];
+
+/// Whether `e`, or anything it was caused by, says that no JetStream
+/// server took the request. Nothing was read or written then, so asking
+/// again can never apply a change twice.
+fn unanswered(e: &(dyn std::error::Error + 'static)) -> bool {
+    use jetstream::context::{PublishError, PublishErrorKind, RequestError, RequestErrorKind};
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        let no_one = e
+            .downcast_ref::<PublishError>()
+            .is_some_and(|e| e.kind() == PublishErrorKind::StreamNotFound)
+            || e.downcast_ref::<RequestError>()
+                .is_some_and(|e| e.kind() == RequestErrorKind::NoResponders)
+            || e.downcast_ref::<async_nats::RequestError>()
+                .is_some_and(|e| e.kind() == async_nats::RequestErrorKind::NoResponders);
+        if no_one {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Runs a key-value call on a request's path (a cap's lease, an SSE
+/// token's mint or spend), asking again while no JetStream server answers
+/// it: after a NATS server restarts, its peers report healthy a moment
+/// before every stream has a server answering for it again, and a node
+/// would otherwise refuse those requests with `503` until then.
+async fn answered<T, E, F>(mut call: impl FnMut() -> F) -> Result<T, E>
+where
+    E: std::error::Error + 'static,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    for wait in UNANSWERED_BACKOFF {
+        match call().await {
+            Err(e) if unanswered(&e) => tokio::time::sleep(wait).await,
+            done => return done,
+        }
+    }
+    call().await
+}
+
 /// Creates a stream, or brings an existing one to `config` (a stream made
 /// by an older Herald lacks atomic batches).
 async fn create_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, ClusterError> {
@@ -468,5 +521,66 @@ impl Cluster {
             .map_err(err)?;
         ack.await.map_err(err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    use async_nats::jetstream::kv::{EntryError, EntryErrorKind};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The error a key-value read gives while no server answers for its
+    /// stream, as seen from a node after a NATS server restarted.
+    fn no_one_answered() -> EntryError {
+        EntryError::with_source(
+            EntryErrorKind::Other,
+            PublishError::new(PublishErrorKind::StreamNotFound),
+        )
+    }
+
+    #[test]
+    fn only_a_request_nobody_took_counts_as_unanswered() {
+        assert!(unanswered(&no_one_answered()));
+        assert!(unanswered(&PublishError::new(PublishErrorKind::StreamNotFound)));
+        // A timeout may have been applied by a server that answered late:
+        // it is not asked again.
+        assert!(!unanswered(&EntryError::new(EntryErrorKind::TimedOut)));
+        assert!(!unanswered(&EntryError::with_source(
+            EntryErrorKind::Other,
+            PublishError::new(PublishErrorKind::TimedOut)
+        )));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unanswered_call_is_asked_again_and_other_errors_are_not() {
+        let calls = AtomicUsize::new(0);
+        let r: Result<u32, EntryError> = answered(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(no_one_answered()),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!((r.ok(), calls.load(Ordering::SeqCst)), (Some(7), 3));
+
+        let calls = AtomicUsize::new(0);
+        let r: Result<u32, EntryError> = answered(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(no_one_answered())
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), UNANSWERED_BACKOFF.len() + 1, "bounded");
+
+        let calls = AtomicUsize::new(0);
+        let r: Result<u32, EntryError> = answered(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(EntryError::new(EntryErrorKind::TimedOut))
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "a timeout is not asked again");
     }
 }

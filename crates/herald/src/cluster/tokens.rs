@@ -80,7 +80,9 @@ impl ClusterTokens {
     }
 
     async fn record(&self, hash: &[u8; 32]) -> Result<Option<(TokenRecord, u64)>, LedgerError> {
-        let entry = self.kv.entry(token_key(hash)).await.map_err(unavailable)?;
+        let entry = super::answered(|| self.kv.entry(token_key(hash)))
+            .await
+            .map_err(unavailable)?;
         match entry {
             Some(e) if e.operation == kv::Operation::Put => {
                 let record: TokenRecord = serde_json::from_slice(&e.value).map_err(unavailable)?;
@@ -99,7 +101,9 @@ impl ClusterTokens {
     ) -> Result<bool, LedgerError> {
         let key = minter_key(minter);
         for _ in 0..CAS_ATTEMPTS {
-            let entry = self.kv.entry(key.clone()).await.map_err(unavailable)?;
+            let entry = super::answered(|| self.kv.entry(key.clone()))
+                .await
+                .map_err(unavailable)?;
             let (mut list, revision) = match &entry {
                 Some(e) if e.operation == kv::Operation::Put => {
                     (serde_json::from_slice(&e.value).unwrap_or_default(), e.revision)
@@ -111,7 +115,7 @@ impl ClusterTokens {
                 return Ok(false);
             }
             let value = serde_json::to_vec(&list).map_err(unavailable)?;
-            match self.kv.update(&key, value.into(), revision).await {
+            match super::answered(|| self.kv.update(&key, value.clone().into(), revision)).await {
                 Ok(_) => return Ok(true),
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(unavailable(e)),
@@ -149,7 +153,7 @@ impl TokenLedger for ClusterTokens {
                 return Err(LedgerError::TooMany(max_outstanding));
             }
             let value = serde_json::to_vec(&record).map_err(unavailable)?;
-            if let Err(e) = self.kv.create(token_key(&hash), value.into()).await {
+            if let Err(e) = super::answered(|| self.kv.create(token_key(&hash), value.clone().into())).await {
                 // Give the counted place back; the token was never handed out.
                 let _ = self
                     .with_outstanding(&record.minter, |list| {
@@ -181,7 +185,7 @@ impl TokenLedger for ClusterTokens {
             }
             record.used = true;
             let value = serde_json::to_vec(&record).map_err(unavailable)?;
-            match self.kv.update(token_key(&hash), value.into(), revision).await {
+            match super::answered(|| self.kv.update(token_key(&hash), value.clone().into(), revision)).await {
                 Ok(_) => {}
                 // Another node spent it between our read and our write.
                 Err(e) if is_conflict(&e) => return Err(LedgerError::Used),
