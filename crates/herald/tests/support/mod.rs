@@ -479,16 +479,22 @@ pub fn self_signed_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
-/// Sends `n` stream opens with a bad credential, 16 at a time: `n`
-/// `auth_failed` records without a tenant (the hub needs a high
-/// `limits.auth_failures_per_minute`).
-pub async fn refuse_many(hub: &Server, n: usize) {
+/// A hub whose audit log holds two records of tenant `acme` (account
+/// `rare` opened a stream and closed it), then 11,200 `auth_failed`
+/// records without a tenant: more than one page looks at (10,000), in the
+/// store, past the newest that memory holds.
+pub async fn hub_with_rare_audit_records() -> Server {
+    let hub = start_with("[limits]\nauth_failures_per_minute = 100000000");
+    let s = hub
+        .stream("/v1/events?topic=t", &user("rare", json!({"tenant": "acme"})))
+        .await;
+    drop(s);
     let mut tasks = Vec::new();
     for k in 0..16 {
         let base = hub.base.clone();
         tasks.push(tokio::spawn(async move {
             let c = client();
-            for _ in (k..n).step_by(16) {
+            for _ in (k..11_200).step_by(16) {
                 let r = c
                     .get(format!("{base}/v1/events?topic=t"))
                     .bearer_auth("not.a.token")
@@ -502,4 +508,7 @@ pub async fn refuse_many(hub: &Server, n: usize) {
     for t in tasks {
         t.await.expect("task");
     }
+    // The stream's close is recorded as the hub notices it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub
 }
