@@ -116,8 +116,8 @@ pub struct Window {
     /// At most this many records in the page.
     pub limit: usize,
     /// At most this many records examined, matching or not. A page of a
-    /// rare filter (a tenant admin's, among 100,000 records of other
-    /// tenants) would otherwise decode the whole log for every request.
+    /// rare filter (one `kind` among 100,000 records of others) would
+    /// otherwise decode the whole log for every request.
     pub scan: usize,
 }
 
